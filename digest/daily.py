@@ -1,0 +1,66 @@
+"""Compose one subscriber's daily digest as plain data (no HTML, no database)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from digest.papers import Paper
+from digest.ranking import Match
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One paper in a digest and why it is there."""
+
+    paper: Paper
+    score: float
+    matched: tuple[str, ...]  # the subscriber's keywords it matched, best first
+
+
+@dataclass(frozen=True)
+class Section:
+    """Papers grouped under the keyword that matched them best."""
+
+    keyword: str
+    picks: tuple[Pick, ...]
+
+
+@dataclass(frozen=True)
+class DailyDigest:
+    day: date
+    keywords: tuple[str, ...]
+    sections: tuple[Section, ...]
+
+    @property
+    def count(self) -> int:
+        return sum(len(section.picks) for section in self.sections)
+
+    @property
+    def picks(self) -> list[Pick]:
+        return [pick for section in self.sections for pick in section.picks]
+
+
+def compose_daily(
+    *, day: date, keywords: Sequence[str], matches: Sequence[Match], papers: dict[str, Paper]
+) -> DailyDigest | None:
+    """Group ranked matches under their best keyword, in profile order; None when empty."""
+    by_keyword: dict[str, list[Pick]] = {}
+    for match in matches:
+        paper = papers.get(match.arxiv_id)
+        if paper is None or not match.matched:
+            continue
+        pick = Pick(paper=paper, score=match.score, matched=match.matched)
+        by_keyword.setdefault(match.matched[0], []).append(pick)
+    if not by_keyword:
+        return None
+    order = {keyword: position for position, keyword in enumerate(keywords)}
+    sections = []
+    for keyword in sorted(by_keyword, key=lambda k: order.get(k, len(order))):
+        picks = sorted(
+            by_keyword[keyword],
+            key=lambda p: (-round(p.score, 6), -p.paper.announced_on.toordinal(), p.paper.arxiv_id),
+        )
+        sections.append(Section(keyword=keyword, picks=tuple(picks)))
+    return DailyDigest(day=day, keywords=tuple(keywords), sections=tuple(sections))

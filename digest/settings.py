@@ -1,0 +1,86 @@
+"""The one Settings object: every knob, from the environment (prefix DIGEST_) or `.env`.
+
+Every outside endpoint is a setting, so tests point them at local servers.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: object) -> object:
+    """Accept `a, b,c` from the environment as well as a real list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIGEST_", env_file=".env", extra="ignore")
+
+    var_dir: Path = Path("var")
+    database_url: str = ""  # empty: SQLite file under var_dir
+    broker_url: str = ""  # empty: kombu's SQLAlchemy transport over a SQLite file under var_dir
+    mail_backend: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    outbox_dir: Path | None = None  # empty: var_dir / "outbox"
+    public_url: str = "http://localhost:8000"
+    # Newest first; older keys still verify so rotating breaks no link. Empty: a random key is
+    # generated once and kept in var_dir (fine for a laptop, never for production).
+    secret_keys: CommaList = []
+
+    sendgrid_api_key: str = ""
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_webhook_public_key: str = ""
+    smtp_url: str = ""
+
+    arxiv_categories: CommaList = ["cs.CL", "cs.SD", "eess.AS"]
+    arxiv_rss_url: str = "https://rss.arxiv.org/rss/"
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    trending_url: str = "https://huggingface.co/api/daily_papers"
+    http_timeout_seconds: float = 30.0
+
+    from_email: str = "Paper Digest <digest@localhost>"
+    postal_address: str = "Paper Digest, 1 Example Street, 00000 Example City"
+
+    digest_size: int = 10  # papers per daily email
+    relevance_floor: float = 2.0  # minimum BM25 score of the best keyword
+    lookback_days: int = 7  # how far back a daily digest looks for papers not yet sent
+
+    _split = field_validator("secret_keys", "arxiv_categories", mode="before")(_split_commas)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.var_dir / 'digest.db'}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.var_dir / 'broker.db'}"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir or self.var_dir / "outbox"
+
+    def signing_keys(self) -> list[str]:
+        """Keys newest first; a generated one kept in var_dir when none is configured."""
+        if self.secret_keys:
+            return list(self.secret_keys)
+        key_file = self.var_dir / "secret.key"
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(48))
+            key_file.chmod(0o600)
+        return [key_file.read_text().strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,106 @@
+"""Shared fixtures: isolated settings, real databases (SQLite file and the local PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from digest.settings import Settings
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("DIGEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = bool(os.environ.get("CI"))
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip with a one-line reason on a laptop without the service; CI must never skip."""
+    if _port_open(host, port):
+        return
+    if IN_CI:
+        pytest.fail(f"{name} is not running on {host}:{port}; .ci/run should have started it")
+    pytest.skip(f"{name} not running on {host}:{port}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    name = f"digest_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    from digest.db import get_engine
+
+    get_engine.cache_clear()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", "127.0.0.1", 6379)
+    return REDIS_URL
+
+
+@pytest.fixture
+def var_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "var"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(var_dir: Path) -> Settings:
+    """Settings for the embedded default, everything under a temporary var/."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        var_dir=var_dir,
+        secret_keys=["test-secret-newest", "test-secret-older"],
+        public_url="http://digest.test",
+        postal_address="Paper Digest, 12 Test Lane, 75000 Paris",
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_settings(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Settings]:
+    """The same test on a SQLite file and on a fresh schema in the local PostgreSQL."""
+    if request.param == "sqlite":
+        yield settings
+        return
+    base_url = request.getfixturevalue("postgres_url")
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    url = f"{base_url}?options=-csearch_path%3D{schema}"
+    yield settings.model_copy(update={"database_url": url})
+    from digest.db import get_engine
+
+    get_engine(url).dispose()
+
+
+@pytest.fixture
+def migrated(db_settings: Settings) -> Settings:
+    """`db_settings` with the schema migrated to head (the way every command starts)."""
+    from workers.migrate import upgrade
+
+    upgrade(db_settings)
+    return db_settings
