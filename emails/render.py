@@ -1,0 +1,318 @@
+"""Turn digest data into a Message: MJML compiled once per process, Jinja per recipient."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import cache
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from jinja2 import Environment, FunctionLoader, StrictUndefined
+from markupsafe import Markup, escape
+from mjml import mjml2html
+
+from digest.daily import DailyDigest, Pick
+from emails.message import Message
+
+TEMPLATES = Path(__file__).parent / "templates"
+SNIPPET_CHARS = 280
+COMMENT_CHARS = 140
+CHIP_COMMENT_CHARS = 32  # a venue note this short reads best as a chip beside the categories
+MAX_CHIPS = 4
+_MONTHS = ("January February March April May June July August September October November "
+           "December").split()
+_WEEKDAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+# mjml-python 1.4 drops the body width from sections pulled in by <mj-include>, so partials are
+# spliced in as text before compiling; the result is what the include would have meant.
+_INCLUDE = re.compile(r'<mj-include\s+path="(?P<path>[\w./-]+)"\s*/>')
+# Bidi overrides and isolates let a hostile title reorder what the reader sees (U+202E...).
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+@dataclass(frozen=True)
+class RecipientLinks:
+    """Per-recipient URLs; one_click_url is the RFC 8058 POST target (may equal unsubscribe)."""
+
+    manage_url: str
+    unsubscribe_url: str
+    one_click_url: str
+
+
+# --- templates -------------------------------------------------------------------------------
+
+
+def _read(name: str) -> str:
+    """A template file's text; names never leave the templates folder."""
+    path = (TEMPLATES / name).resolve()
+    if not path.is_relative_to(TEMPLATES.resolve()) or not path.is_file():
+        raise FileNotFoundError(f"no template {name!r} in {TEMPLATES}")
+    return path.read_text(encoding="utf-8")
+
+
+def _splice_includes(source: str, depth: int = 0) -> str:
+    """Replace each <mj-include path="..."/> with that partial's source, recursively."""
+    if depth > 5:
+        raise ValueError("mj-include nested too deeply")
+    return _INCLUDE.sub(lambda m: _splice_includes(_read(m.group("path")), depth + 1), source)
+
+
+@cache
+def compile_mjml(name: str) -> str:
+    """Compile one MJML template to HTML; Jinja placeholders inside survive untouched."""
+    return mjml2html(_splice_includes(_read(name)), disable_comments=True, fonts={})
+
+
+def _load(name: str) -> tuple[str, str | None, Callable[[], bool]]:
+    """Jinja loader: .mjml names come back compiled, anything else as written."""
+    source = compile_mjml(name) if name.endswith(".mjml") else _read(name)
+    return source, None, lambda: True
+
+
+def _autoescape(name: str | None) -> bool:
+    """Escape everything except plain-text parts (where &amp; would be a visible bug)."""
+    return not (name or "").endswith(".txt.j2")
+
+
+_env = Environment(
+    loader=FunctionLoader(_load),
+    autoescape=_autoescape,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    auto_reload=False,
+)
+
+
+def clear_template_caches() -> None:
+    """Forget compiled MJML and Jinja templates (tests; a process normally never needs it)."""
+    compile_mjml.cache_clear()
+    if _env.cache is not None:
+        _env.cache.clear()
+
+
+def minify_html(html: str) -> str:
+    """Drop indentation and line breaks between tags; single spaces inside text stay."""
+    return re.sub(r">\s*\n\s*<", "><", re.sub(r"\n[ \t]+", "\n", html)).strip() + "\n"
+
+
+def render_template(name: str, context: Mapping[str, object]) -> str:
+    """Render a template by name; .mjml ones are compiled (cached) and minified."""
+    output = _env.get_template(name).render(**context)
+    return minify_html(output) if name.endswith(".mjml") else output
+
+
+# --- untrusted text --------------------------------------------------------------------------
+
+
+def clean(text: str | None) -> str:
+    """One line of untrusted text: no control or bidi characters, whitespace collapsed."""
+    if not text:
+        return ""
+    text = _INVISIBLE.sub("", text)
+    text = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+    return " ".join(text.split())
+
+
+def shorten(text: str, limit: int) -> str:
+    """Cut at a word boundary before `limit` characters and add an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-(") + "…"
+
+
+def short_authors(authors: Sequence[str], limit: int = 3) -> str:
+    """'A, B, C et al.' for long lists; '' when there are no authors."""
+    names = [name for name in (clean(author) for author in authors) if name]
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + " et al."
+
+
+def keyword_pattern(keywords: Iterable[str]) -> re.Pattern[str] | None:
+    """Literal, case-insensitive matcher for keywords and their plurals (never user regex)."""
+    alternatives = []
+    for keyword in keywords:
+        words = clean(keyword).split()
+        if not words:
+            continue
+        # Spaces and hyphens are interchangeable ("speech-language model").
+        body = r"[\s\-]+".join(re.escape(word) for word in words)
+        alternatives.append((len(body), body))
+    if not alternatives:
+        return None
+    ordered = [body for _, body in sorted(alternatives, reverse=True)]  # longest match wins
+    return re.compile(r"(?<!\w)(?:" + "|".join(ordered) + r")(?:e?s)?(?!\w)", re.IGNORECASE)
+
+
+def emphasise(text: str, keywords: Iterable[str]) -> Markup:
+    """Escape `text`, then wrap every keyword occurrence in <mark><strong>."""
+    pattern = keyword_pattern(keywords)
+    if pattern is None:
+        return escape(text)
+    parts: list[str] = []
+    position = 0
+    for match in pattern.finditer(text):
+        parts.append(escape(text[position : match.start()]))
+        parts.append(Markup('<mark class="k"><strong>%s</strong></mark>') % match.group(0))
+        position = match.end()
+    parts.append(escape(text[position:]))
+    return Markup("").join(parts)
+
+
+def safe_url(url: str | None, fallback: str) -> str:
+    """Only http(s) URLs without whitespace reach an href; anything else uses `fallback`."""
+    url = (url or "").strip()
+    if urlsplit(url).scheme in ("http", "https") and not re.search(r"[\s<>\"']", url):
+        return url
+    return fallback
+
+
+def long_date(day: date) -> str:
+    """'Thursday, 29 January 2026', independent of the process locale."""
+    return f"{_WEEKDAYS[day.weekday()]}, {day.day} {_MONTHS[day.month - 1]} {day.year}"
+
+
+def short_date(day: date) -> str:
+    """'29 Jan 2026', independent of the process locale."""
+    return f"{day.day} {_MONTHS[day.month - 1][:3]} {day.year}"
+
+
+def papers_phrase(count: int) -> str:
+    """'1 new paper' / '7 new papers'."""
+    return f"{count} new paper" if count == 1 else f"{count} new papers"
+
+
+# --- the daily digest ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaperView:
+    """One paper as the templates show it: every string already cleaned and cut."""
+
+    arxiv_id: str
+    title: str
+    abs_url: str
+    pdf_url: str
+    authors: str
+    chips: tuple[str, ...]
+    comment: str
+    comment_is_chip: bool
+    snippet: str
+    snippet_html: Markup
+    matched: str
+
+
+@dataclass(frozen=True)
+class SectionView:
+    keyword: str
+    count_label: str
+    papers: tuple[PaperView, ...]
+
+
+def paper_view(pick: Pick) -> PaperView:
+    """Prepare one pick for display."""
+    paper = pick.paper
+    arxiv_id = clean(paper.arxiv_id)
+    quoted = quote(arxiv_id, safe="/.-")
+    categories = [c for c in dict.fromkeys(clean(c) for c in paper.categories) if c]
+    if paper.primary_category and clean(paper.primary_category) in categories:
+        categories.remove(clean(paper.primary_category))
+        categories.insert(0, clean(paper.primary_category))
+    chips = categories[:MAX_CHIPS]
+    if len(categories) > MAX_CHIPS:
+        chips.append(f"+{len(categories) - MAX_CHIPS}")
+    comment = shorten(clean(paper.comment), COMMENT_CHARS)
+    snippet = shorten(clean(paper.abstract), SNIPPET_CHARS)
+    matched = tuple(clean(keyword) for keyword in pick.matched)
+    return PaperView(
+        arxiv_id=arxiv_id,
+        title=clean(paper.title) or arxiv_id,
+        abs_url=safe_url(paper.abs_url, f"https://arxiv.org/abs/{quoted}"),
+        pdf_url=safe_url(paper.pdf_url, f"https://arxiv.org/pdf/{quoted}"),
+        authors=short_authors(paper.authors),
+        chips=tuple(chips),
+        comment=comment,
+        comment_is_chip=0 < len(comment) <= CHIP_COMMENT_CHARS,
+        snippet=snippet,
+        snippet_html=emphasise(snippet, matched),
+        matched=", ".join(matched),
+    )
+
+
+def daily_context(
+    digest: DailyDigest, *, links: RecipientLinks, postal_address: str, service_name: str
+) -> dict[str, object]:
+    """Everything daily.mjml and daily.txt.j2 need, as plain values."""
+    sections = tuple(
+        SectionView(
+            keyword=clean(section.keyword),
+            count_label=f"{len(section.picks)} paper" + ("" if len(section.picks) == 1 else "s"),
+            papers=tuple(paper_view(pick) for pick in section.picks),
+        )
+        for section in digest.sections
+        if section.picks
+    )
+    count = sum(len(section.papers) for section in sections)
+    first = sections[0].papers[0].title if sections else ""
+    others = count - 1
+    preheader = f"Top pick: {shorten(first, 90)}" + (f" · and {others} more" if others else "")
+    return {
+        "service_name": clean(service_name),
+        "long_date": long_date(digest.day),
+        "headline": f"{papers_phrase(count)} for you today",
+        "preheader": preheader,
+        "sections": sections,
+        "keywords": ", ".join(k for k in (clean(k) for k in digest.keywords) if k),
+        "manage_url": links.manage_url,
+        "unsubscribe_url": links.unsubscribe_url,
+        "postal_address": clean(postal_address),
+    }
+
+
+def _check_link(url: str) -> str:
+    """Our own links go into headers too: refuse anything that could break out of one."""
+    if urlsplit(url).scheme not in ("http", "https") or re.search(r"[\s<>\"',]", url):
+        raise ValueError(f"not a safe absolute http(s) URL: {url[:80]!r}")
+    return url
+
+
+def render_daily(
+    digest: DailyDigest,
+    *,
+    to: str,
+    sender: str,
+    links: RecipientLinks,
+    postal_address: str,
+    service_name: str = "Paper Digest",
+) -> Message:
+    """Render one subscriber's daily digest into a ready-to-send Message."""
+    for url in (links.manage_url, links.unsubscribe_url, links.one_click_url):
+        _check_link(url)
+    context = daily_context(
+        digest, links=links, postal_address=postal_address, service_name=service_name
+    )
+    count = sum(len(section.papers) for section in context["sections"])  # type: ignore[attr-defined]
+    subject = clean(f"{service_name} · {short_date(digest.day)} · {papers_phrase(count)}")
+    context["subject"] = subject
+    return Message(
+        to=clean(to),
+        subject=subject,
+        html=render_template("daily.mjml", context),
+        text=render_template("daily.txt.j2", context),
+        sender=clean(sender),
+        headers={
+            "List-Unsubscribe": f"<{links.one_click_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+        tags={"kind": "daily", "day": digest.day.isoformat()},
+        categories=("daily",),
+    )

@@ -1,0 +1,200 @@
+"""The delivery ledger (outbox pattern): one row per (subscriber, kind, period).
+
+It lives beside the subscribers because the web app writes rows too (confirmation emails),
+and the web app must not import the workers.
+
+No row, no email. The unique key means re-planning never mails anyone twice; a send claims
+rows under a lease, so a crashed worker's rows come back after the lease expires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, UniqueConstraint, or_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from digest.db import is_postgres
+from subscribers.models import utcnow
+
+
+class DeliveryStatus(StrEnum):
+    planned = "planned"  # waiting for a worker (first try or a scheduled retry)
+    sending = "sending"  # claimed under a lease
+    sent = "sent"  # accepted by the transport
+    failed = "failed"  # permanently refused; never retried automatically
+    skipped = "skipped"  # the subscriber left or paused before it went out
+
+
+class Delivery(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("subscriber_id", "kind", "period", name="uq_delivery"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    kind: str = Field(max_length=20)  # daily, weekly, monthly, confirm ...
+    period: str = Field(max_length=20)  # 2026-01-29, 2026-W05, 2026-04 ...
+    status: DeliveryStatus = Field(default=DeliveryStatus.planned, index=True)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # what to render
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
+    lease_until: datetime | None = None
+    provider_message_id: str | None = None
+    last_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class SentPaper(SQLModel, table=True):
+    """A paper promised to a subscriber: it will never be picked for them again."""
+
+    subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True, ondelete="CASCADE")
+    arxiv_id: str = Field(primary_key=True, max_length=40)
+    delivery_id: int = Field(foreign_key="delivery.id", index=True, ondelete="CASCADE")
+
+
+@dataclass(frozen=True)
+class PlannedDelivery:
+    subscriber_id: int
+    kind: str
+    period: str
+    payload: dict[str, Any]
+    paper_ids: tuple[str, ...] = ()
+
+
+def _insert_ignoring_duplicates(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    insert = pg_insert if is_postgres(session) else sqlite_insert
+    session.execute(insert(table).values(rows).on_conflict_do_nothing())
+
+
+def plan_deliveries(*, session: Session, planned: Sequence[PlannedDelivery]) -> int:
+    """Write ledger rows in bulk; rows that already exist are left alone. Returns rows added."""
+    now = utcnow()
+    added = 0
+    for start in range(0, len(planned), 1000):
+        chunk = planned[start:start + 1000]
+        keys = {(p.subscriber_id, p.kind, p.period) for p in chunk}
+        before = _existing_keys(session, keys)
+        rows = [
+            {
+                "subscriber_id": p.subscriber_id, "kind": p.kind, "period": p.period,
+                "status": DeliveryStatus.planned, "payload": p.payload, "attempts": 0,
+                "next_attempt_at": now, "created_at": now,
+            }
+            for p in chunk
+            if (p.subscriber_id, p.kind, p.period) not in before
+        ]
+        _insert_ignoring_duplicates(session, Delivery.__table__, rows)
+        ids = _ids_by_key(session, keys - before)
+        sent_rows = [
+            {"subscriber_id": p.subscriber_id, "arxiv_id": arxiv_id,
+             "delivery_id": ids[(p.subscriber_id, p.kind, p.period)]}
+            for p in chunk
+            if (p.subscriber_id, p.kind, p.period) in ids
+            for arxiv_id in p.paper_ids
+        ]
+        _insert_ignoring_duplicates(session, SentPaper.__table__, sent_rows)
+        added += len(ids)
+    session.flush()
+    return added
+
+
+def _existing_keys(session: Session, keys: set[tuple[int, str, str]]) -> set[tuple[int, str, str]]:
+    subscriber_ids = {key[0] for key in keys}
+    query = select(Delivery.subscriber_id, Delivery.kind, Delivery.period).where(
+        col(Delivery.subscriber_id).in_(subscriber_ids)
+    )
+    return {tuple(row) for row in session.exec(query)} & keys  # type: ignore[misc]
+
+
+def _ids_by_key(session: Session, keys: set[tuple[int, str, str]]) -> dict[tuple[int, str, str], int]:
+    if not keys:
+        return {}
+    subscriber_ids = {key[0] for key in keys}
+    query = select(Delivery.id, Delivery.subscriber_id, Delivery.kind, Delivery.period).where(
+        col(Delivery.subscriber_id).in_(subscriber_ids)
+    )
+    found = {(sid, kind, period): did for did, sid, kind, period in session.exec(query)}
+    return {key: did for key, did in found.items() if key in keys and did is not None}
+
+
+def sent_paper_ids(*, session: Session, subscriber_ids: Iterable[int]) -> dict[int, set[str]]:
+    """Papers already promised to each subscriber."""
+    wanted = list(subscriber_ids)
+    sent: dict[int, set[str]] = {sid: set() for sid in wanted}
+    for start in range(0, len(wanted), 1000):
+        query = select(SentPaper.subscriber_id, SentPaper.arxiv_id).where(
+            col(SentPaper.subscriber_id).in_(wanted[start:start + 1000])
+        )
+        for sid, arxiv_id in session.exec(query):
+            sent[sid].add(arxiv_id)
+    return sent
+
+
+def claim_batch(*, session: Session, limit: int, lease: timedelta) -> list[Delivery]:
+    """Take up to `limit` due rows under a lease (SKIP LOCKED keeps workers off each other)."""
+    now = utcnow()
+    due = or_(
+        (col(Delivery.status) == DeliveryStatus.planned) & (col(Delivery.next_attempt_at) <= now),
+        (col(Delivery.status) == DeliveryStatus.sending) & (col(Delivery.lease_until) < now),
+    )
+    query = select(Delivery).where(due).order_by(col(Delivery.id)).limit(limit)
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    rows = list(session.exec(query))
+    for row in rows:
+        row.status = DeliveryStatus.sending
+        row.lease_until = now + lease
+        row.attempts += 1
+        session.add(row)
+    session.flush()
+    return rows
+
+
+def mark_sent(*, session: Session, delivery: Delivery, provider_message_id: str) -> None:
+    delivery.status = DeliveryStatus.sent
+    delivery.provider_message_id = provider_message_id
+    delivery.sent_at = utcnow()
+    delivery.lease_until = None
+    delivery.last_error = None
+    session.add(delivery)
+
+
+def mark_retry(*, session: Session, delivery: Delivery, error: str, delay: timedelta) -> None:
+    """Back to the queue; the retry time lives in the row, not in a countdown."""
+    delivery.status = DeliveryStatus.planned
+    delivery.next_attempt_at = utcnow() + delay
+    delivery.lease_until = None
+    delivery.last_error = error[:1000]
+    session.add(delivery)
+
+
+def mark_failed(*, session: Session, delivery: Delivery, error: str) -> None:
+    delivery.status = DeliveryStatus.failed
+    delivery.lease_until = None
+    delivery.last_error = error[:1000]
+    session.add(delivery)
+
+
+def mark_skipped(*, session: Session, delivery: Delivery, reason: str) -> None:
+    delivery.status = DeliveryStatus.skipped
+    delivery.lease_until = None
+    delivery.last_error = reason
+    session.add(delivery)
+
+
+def list_deliveries(
+    *, session: Session, status: DeliveryStatus | None = None, limit: int = 1000
+) -> list[Delivery]:
+    """Newest deliveries first, optionally of one status."""
+    query = select(Delivery).order_by(col(Delivery.id).desc()).limit(limit)
+    if status is not None:
+        query = query.where(Delivery.status == status)
+    return list(session.exec(query))

@@ -1,0 +1,267 @@
+"""The `digest` command: what an operator (or `make demo`) runs.
+
+Every command migrates the database first, prints one clear line on bad input and exits
+non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import date
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from digest.db import session_scope
+from digest.papers import latest_announcement, papers_since
+from digest.ranking import PaperIndex, rank_keywords
+from digest.settings import Settings, get_settings
+from digest.sources.arxiv_feed import FeedError
+from digest.sources.fetch import FetchError
+from emails.transports import make_transport
+from emails.transports.outbox import write_index
+from subscribers.models import Frequency, Status, SubscriberCreate
+from subscribers.service import InvalidInput, add_subscriber, list_subscribers, parse_keywords
+from workers import jobs, migrate
+from workers.demo import run_demo, sample_corpus_path
+
+app = typer.Typer(help="Personalised arXiv paper digests by email.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+subscribers_app = typer.Typer(help="Who gets mail.", no_args_is_help=True)
+send_app = typer.Typer(help="Plan and send digests.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(send_app, name="send")
+
+console = Console()
+errors = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+EXPECTED_ERRORS = (FeedError, FetchError, InvalidInput, ValueError)
+
+
+def command_errors(func: F) -> F:
+    """Turn expected failures into one line on stderr and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except EXPECTED_ERRORS as error:
+            errors.print(f"[red]error:[/red] {error}", highlight=False, markup=True)
+            raise typer.Exit(1) from None
+        except SQLAlchemyError as error:
+            reason = str(error.orig if hasattr(error, "orig") else error).splitlines()[0]
+            errors.print(f"[red]database error:[/red] {reason}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def ready() -> Settings:
+    """Settings, with the schema migrated (every command starts here)."""
+    settings = get_settings()
+    migrate.upgrade(settings)
+    return settings
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@db_app.command("upgrade")
+@command_errors
+def db_upgrade() -> None:
+    """Migrate the database to the newest schema.
+
+    Example: DIGEST_DATABASE_URL=postgresql+psycopg://localhost/digest digest db upgrade
+    """
+    settings = ready()
+    console.print(f"database at revision {migrate.current(settings)}")
+
+
+@app.command()
+@command_errors
+def ingest(
+    location: Annotated[str, typer.Argument(help="Path or URL of an arXiv RSS or Atom document.")] = "",
+    sample: Annotated[bool, typer.Option(help="Ingest the bundled sample corpus.")] = False,
+    listings: Annotated[bool, typer.Option(help="Fetch today's RSS listings of "
+                                           "DIGEST_ARXIV_CATEGORIES.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Store the papers of an arXiv RSS listing or API (Atom) document.
+
+    Example: digest ingest https://rss.arxiv.org/rss/cs.SD  |  digest ingest --sample
+    """
+    settings = ready()
+    if listings:
+        report = jobs.ingest_listings(settings=settings)
+    elif sample or location:
+        target = str(sample_corpus_path()) if sample else location
+        report = jobs.ingest_document(settings=settings, location=target,
+                                      source="sample" if sample else "")
+    else:
+        raise InvalidInput("give a PATH_OR_URL, --sample or --listings")
+    if as_json:
+        emit_json(report.__dict__)
+    elif report.seen == 0:
+        console.print(f"{report.location}: valid {report.kind} feed with no new papers; nothing changed")
+    else:
+        skipped = ", ".join(f"{n} {why}" for why, n in report.skipped.items()) or "none"
+        console.print(f"{report.location}: {report.added} added, {report.updated} updated, "
+                      f"{report.unchanged} unchanged (skipped: {skipped})")
+
+
+@app.command()
+@command_errors
+def backfill(
+    query: Annotated[str, typer.Argument(help="arXiv API search query.")],
+    max_results: Annotated[int, typer.Option(min=1, max=2000)] = 50,
+) -> None:
+    """Search the arXiv API (one request per 3 s) and store the results.
+
+    Example: digest backfill 'abs:"speech tokenizer"' --max-results 100
+    """
+    report = jobs.backfill(settings=ready(), query=query, max_results=max_results)
+    console.print(f"{report.location}: {report.added} added, {report.updated} updated, "
+                  f"{report.unchanged} unchanged")
+
+
+@app.command()
+@command_errors
+def rank(
+    keywords: Annotated[str, typer.Option(help="Comma-separated keywords and phrases.")],
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    since: Annotated[str | None, typer.Option(help="Only papers announced on or after "
+                                              "YYYY-MM-DD.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Rank stored papers for a keyword profile, best first, with what matched.
+
+    Example: digest rank --keywords "speech tokenizer, audio codec" --limit 5 --json
+    """
+    settings = ready()
+    profile = parse_keywords(keywords)
+    if not profile:
+        raise InvalidInput("give at least one keyword")
+    with session_scope(settings.sqlalchemy_url) as session:
+        papers = papers_since(session=session, since=date.fromisoformat(since) if since else None)
+    titles = {paper.arxiv_id: paper.title for paper in papers}
+    matches = rank_keywords(PaperIndex(papers), profile, limit=limit) if papers else []
+    rows = [{"arxiv_id": m.arxiv_id, "title": titles[m.arxiv_id], "score": round(m.score, 4),
+             "matched": list(m.matched)} for m in matches]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("score", "arXiv", "title", "matched")
+    for row in rows:
+        table.add_row(f"{row['score']:.2f}", row["arxiv_id"], row["title"][:70], ", ".join(row["matched"]))
+    console.print(table if rows else "no paper matches these keywords")
+
+
+@subscribers_app.command("add")
+@command_errors
+def subscribers_add(
+    email: Annotated[str, typer.Argument(help="The subscriber's address.")],
+    keywords: Annotated[str, typer.Option(help="Comma-separated keywords.")],
+    frequency: Annotated[Frequency, typer.Option()] = Frequency.daily,
+    timezone: Annotated[str, typer.Option()] = "UTC",
+    send_hour: Annotated[int, typer.Option(min=0, max=23)] = 7,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Add a confirmed subscriber (an operator's import; the web signup asks for consent).
+
+    Example: digest subscribers add ada@example.org --keywords "TTS, speech tokenizer"
+    """
+    settings = ready()
+    create = SubscriberCreate(email=email, keywords=parse_keywords(keywords), frequency=frequency,
+                              timezone=timezone, send_hour=send_hour)
+    with session_scope(settings.sqlalchemy_url) as session:
+        subscriber = add_subscriber(session=session, subscriber_create=create, confirmed=True)
+        data = subscriber.model_dump(mode="json")
+    emit_json(data) if as_json else console.print(f"added subscriber {data['id']}: {data['email']}")
+
+
+@subscribers_app.command("list")
+@command_errors
+def subscribers_list(
+    status: Annotated[Status | None, typer.Option(help="Only this status.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List subscribers.
+
+    Example: digest subscribers list --status active --json
+    """
+    settings = ready()
+    with session_scope(settings.sqlalchemy_url) as session:
+        rows = [s.model_dump(mode="json") for s in list_subscribers(session=session, status=status)]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("id", "email", "status", "frequency", "keywords")
+    for row in rows:
+        table.add_row(str(row["id"]), row["email"], row["status"], row["frequency"],
+                      ", ".join(row["keywords"]))
+    console.print(table)
+
+
+@send_app.command("daily")
+@command_errors
+def send_daily(
+    day: Annotated[str | None, typer.Option("--date", help="Digest day YYYY-MM-DD "
+                                            "(default: newest announcement day stored).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Rank and show, write and send nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Plan today's daily digests in the delivery ledger and send them.
+
+    Example: digest send daily --date 2026-01-29 --dry-run
+    """
+    settings = ready()
+    target = date.fromisoformat(day) if day else _newest_day(settings)
+    plan = jobs.plan_daily(settings=settings, day=target, dry_run=dry_run)
+    sent = jobs.SendReport()
+    if not dry_run:
+        with Progress(console=errors, transient=True) as progress:
+            task = progress.add_task("sending", total=plan.planned or None)
+            sent = jobs.send_due(settings=settings, transport=make_transport(settings),
+                                 progress=lambda n: progress.advance(task, n))
+        if settings.mail_backend == "outbox":
+            write_index(settings.outbox_path)
+    summary = {"day": target.isoformat(), "dry_run": dry_run, "due": plan.due,
+               "planned": plan.planned, "already_planned": plan.already_planned,
+               "nothing_relevant": plan.nothing_relevant, **sent.__dict__,
+               "digests": [{"email": e, "papers": n} for e, n in plan.previews]}
+    if as_json:
+        emit_json(summary)
+        return
+    verb = "would send" if dry_run else "planned"
+    console.print(f"{target}: {plan.due} subscribers due, {verb} {len(plan.previews)} digests "
+                  f"({plan.already_planned} already planned, {plan.nothing_relevant} with nothing "
+                  f"relevant); sent {sent.sent}, retrying {sent.retried}, failed {sent.failed}, "
+                  f"skipped {sent.skipped}")
+
+
+def _newest_day(settings: Settings) -> date:
+    with session_scope(settings.sqlalchemy_url) as session:
+        newest = latest_announcement(session=session)
+    if newest is None:
+        raise InvalidInput("no papers stored yet: run `digest ingest` first")
+    return newest
+
+
+@app.command()
+@command_errors
+def demo() -> None:
+    """Run the whole daily flow offline on the bundled corpus and three sample subscribers.
+
+    Example: digest demo   (then open var/outbox/index.html)
+    """
+    run_demo(ready(), console)

@@ -1,0 +1,35 @@
+"""Alembic, driven from code: `digest db upgrade` and every command that starts migrate here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from digest.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(settings: Settings) -> Config:
+    """An Alembic config pointing at our migrations and the configured database."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", settings.sqlalchemy_url.replace("%", "%%"))
+    return config
+
+
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    """Bring the schema to `revision` (idempotent)."""
+    command.upgrade(alembic_config(settings), revision)
+
+
+def current(settings: Settings) -> str | None:
+    """The revision the database is at, or None when it was never migrated."""
+    from alembic.runtime.migration import MigrationContext
+
+    from digest.db import get_engine
+
+    with get_engine(settings.sqlalchemy_url).connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
