@@ -97,7 +97,8 @@ def _command_end(text: str, start: int) -> int:
     while end < len(text) and text[end] in "{[":
         close = _matching_bracket(text, end)
         if close < 0:
-            break
+            # An argument never closed: let tolerant pylatexenc have the rest, braces and all.
+            return len(text) if text[end] == "{" else end
         end = close + 1
     return end
 

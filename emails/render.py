@@ -300,8 +300,7 @@ def render_daily(
     context = daily_context(
         digest, links=links, postal_address=postal_address, service_name=service_name
     )
-    count = sum(len(section.papers) for section in context["sections"])  # type: ignore[attr-defined]
-    subject = clean(f"{service_name} · {short_date(digest.day)} · {papers_phrase(count)}")
+    subject = clean(f"{service_name} · {short_date(digest.day)} · {papers_phrase(digest.count)}")
     context["subject"] = subject
     return Message(
         to=clean(to),
