@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from sqlalchemy import JSON
+from sqlalchemy import JSON, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 # New-style ids (2601.20481, 0704.0001) and old-style ids (hep-th/9901001), optional version.
@@ -88,12 +88,13 @@ def dedupe(papers: Iterable[PaperIn]) -> list[PaperIn]:
     best: dict[str, PaperIn] = {}
     for paper in papers:
         kept = best.get(paper.arxiv_id)
-        if kept is None or paper.version > kept.version:
-            if kept is not None:
-                paper.categories = list(dict.fromkeys([*kept.categories, *paper.categories]))
+        if kept is None:
             best[paper.arxiv_id] = paper
-        else:
-            kept.categories = list(dict.fromkeys([*kept.categories, *paper.categories]))
+            continue
+        newer, older = (paper, kept) if paper.version > kept.version else (kept, paper)
+        newer.categories = list(dict.fromkeys([*older.categories, *newer.categories]))
+        newer.announced_on = min(newer.announced_on, older.announced_on)  # first sighting wins
+        best[paper.arxiv_id] = newer
     return list(best.values())
 
 
@@ -104,7 +105,9 @@ def upsert_papers(*, session: Session, papers: Sequence[PaperIn]) -> UpsertRepor
     existing = {
         paper.arxiv_id: paper
         for start in range(0, len(ids), 500)
-        for paper in session.exec(select(Paper).where(col(Paper.arxiv_id).in_(ids[start:start + 500])))
+        for paper in session.exec(
+            select(Paper).where(col(Paper.arxiv_id).in_(ids[start : start + 500]))
+        )
     }
     added = updated = unchanged = 0
     for incoming in unique:
@@ -122,7 +125,9 @@ def upsert_papers(*, session: Session, papers: Sequence[PaperIn]) -> UpsertRepor
     return UpsertReport(added=added, updated=updated, unchanged=unchanged)
 
 
-def papers_since(*, session: Session, since: date | None = None, until: date | None = None) -> list[Paper]:
+def papers_since(
+    *, session: Session, since: date | None = None, until: date | None = None
+) -> list[Paper]:
     """Papers announced in [since, until], newest first."""
     query = select(Paper)
     if since is not None:
@@ -138,7 +143,7 @@ def papers_by_id(*, session: Session, ids: Iterable[str]) -> dict[str, Paper]:
     wanted = list(dict.fromkeys(ids))
     found: dict[str, Paper] = {}
     for start in range(0, len(wanted), 500):
-        chunk = wanted[start:start + 500]
+        chunk = wanted[start : start + 500]
         for paper in session.exec(select(Paper).where(col(Paper.arxiv_id).in_(chunk))):
             found[paper.arxiv_id] = paper
     return found
@@ -146,4 +151,5 @@ def papers_by_id(*, session: Session, ids: Iterable[str]) -> dict[str, Paper]:
 
 def latest_announcement(*, session: Session) -> date | None:
     """The newest listing day in the store."""
-    return session.exec(select(Paper.announced_on).order_by(col(Paper.announced_on).desc())).first()
+    newest: date | None = session.exec(select(func.max(Paper.announced_on))).one()
+    return newest

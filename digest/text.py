@@ -1,4 +1,4 @@
-"""Untrusted paper text (titles, abstracts, authors) -> readable plain text; no HTML escaping here."""
+"""Untrusted paper text (titles, abstracts, authors) -> plain text; escaping is for renderers."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
+from pylatexenc import latexwalker
 from pylatexenc.latex2text import LatexNodes2Text, MacroTextSpec, get_default_latex_context_db
+from pylatexenc.macrospec import MacroSpec
 
 # Inline and display math; an escaped dollar (\$) never opens or closes math.
 MATH = re.compile(
@@ -20,14 +23,14 @@ MATH = re.compile(
 )
 
 # Only real HTML tag names count as markup: "<mask>" or "<think>" in a title is text to keep.
-HTML_TAGS = (
-    "a abbr b big blockquote br code del dfn div em font h1 h2 h3 h4 h5 h6 hr i iframe img ins "
-    "kbd li math mark object ol p pre q s samp script small span strike strong style sub sup "
-    "svg table tbody td th thead tr tt u ul var"
-).split()
+HTML_TAG_NAMES = (
+    "a|abbr|b|big|blockquote|br|code|del|dfn|div|em|font|h[1-6]|hr|i|iframe|img|ins|kbd|li|math|"
+    "mark|object|ol|p|pre|q|s|samp|script|small|span|strike|strong|style|sub|sup|svg|table|tbody|"
+    "td|th|thead|tr|tt|u|ul|var"
+)
 HTML_TAG = re.compile(
-    r"</?(?:%s)\b(?:\s+[A-Za-z_:][-\w:.]*(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s\"'=<>`]+))?)*\s*/?>"
-    % "|".join(HTML_TAGS),
+    r"</?(?:" + HTML_TAG_NAMES + r")\b"
+    r"(?:\s+[A-Za-z_:][-\w:.]*(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s\"'=<>`]+))?)*\s*/?>",
     re.IGNORECASE,
 )
 
@@ -37,18 +40,25 @@ URL = re.compile(r"\\url\s*\{([^{}]*)\}")
 
 COMMAND_NAME = re.compile(r"\\(?:[A-Za-z]+\*?|.)", re.DOTALL)
 ACCENTS = set("'\"`^~=.")
+LATEX_QUOTES = re.compile(r"``(.+?)''")
 # A tie between two words (Fig.~3, Models~(LLMs)) is a space; "~50%" is an approximation.
 TIE = re.compile(r"(?<=[\w.])~(?=[\w(\\])")
 # pylatexenc would read these as comment, alignment tab and parameter and eat the text.
 LATEX_SPECIALS = re.compile(r"(?<!\\)([%&#])")
 
 
+# Macros whose argument the parser must know about before the text specs below can use it.
+PARSED_MACROS = [MacroSpec("boldsymbol", "{"), MacroSpec("bm", "{")]
+PLAIN_ALPHABETS = ["mathcal", "mathscr", "mathfrak", "mathbf", "mathit", "mathsf", "mathtt"]
+
+
 @lru_cache(maxsize=1)
-def _latex() -> LatexNodes2Text:
-    """One converter, with math alphabets mapped to plain letters (O(n), not 𝒪(n))."""
-    context = get_default_latex_context_db()
-    plain = ["mathcal", "mathscr", "mathfrak", "mathbf", "mathit", "mathsf", "mathtt"]
-    macros = [MacroTextSpec(name, simplify_repl="%(1)s") for name in plain]
+def _latex() -> tuple[LatexNodes2Text, Any]:
+    """A converter and its parser context; math alphabets become plain letters: O(n), not 𝒪(n)."""
+    parsing = latexwalker.get_default_latex_context_db()
+    parsing.add_context_category("digest", macros=PARSED_MACROS, prepend=True)
+    texts = get_default_latex_context_db()
+    macros = [MacroTextSpec(name, simplify_repl="%(1)s") for name in PLAIN_ALPHABETS]
     macros += [
         MacroTextSpec("boldsymbol", simplify_repl="%(1)s"),
         MacroTextSpec("bm", simplify_repl="%(1)s"),
@@ -56,14 +66,15 @@ def _latex() -> LatexNodes2Text:
         MacroTextSpec("LaTeX", simplify_repl="LaTeX"),
         MacroTextSpec("TeX", simplify_repl="TeX"),
     ]
-    context.add_context_category("digest", macros=macros, prepend=True)
-    return LatexNodes2Text(latex_context=context)
+    texts.add_context_category("digest", macros=macros, prepend=True)
+    return LatexNodes2Text(latex_context=texts), parsing
 
 
 def latex_to_text(fragment: str) -> str:
     """One math or command fragment -> text; malformed LaTeX falls back to the raw text."""
+    converter, parsing = _latex()
     try:
-        return _latex().latex_to_text(LATEX_SPECIALS.sub(r"\\\1", fragment))
+        return converter.latex_to_text(LATEX_SPECIALS.sub(r"\\\1", fragment), latex_context=parsing)
     except Exception:  # pylatexenc raises assorted errors (IndexError, ...) on broken input
         return fragment.replace("$", "")
 
@@ -113,7 +124,7 @@ def _prose(text: str) -> str:
     """Text outside math: tags dropped, URLs unwrapped, each \\command converted alone."""
     text = HTML_TAG.sub(" ", text)
     text = URL.sub(lambda match: match.group(1).strip(), HREF.sub(_href, text))
-    text = TIE.sub(" ", text)
+    text = LATEX_QUOTES.sub("\u201c\\1\u201d", TIE.sub(" ", text))
     parts: list[str] = []
     position = 0
     while (start := text.find("\\", position)) >= 0:
@@ -139,7 +150,7 @@ def clean_text(raw: str) -> str:
     parts: list[str] = []
     position = 0
     for match in MATH.finditer(text):
-        parts += [_prose(text[position:match.start()]), latex_to_text(match.group())]
+        parts += [_prose(text[position : match.start()]), latex_to_text(match.group())]
         position = match.end()
     parts.append(_prose(text[position:]))
     # Converted LaTeX can bring invisible characters back (combining marks stay: they are Mn).

@@ -39,7 +39,7 @@ def _syntax_error(data: bytes, error: xml.sax.SAXParseException) -> FeedError:
     """One line naming the first XML error, at the line of the caller's bytes."""
     # feedparser prepends an XML declaration line to documents that lack one.
     shift = 0 if data.lstrip(b"\xef\xbb\xbf").startswith(b"<?xml") else 1
-    line = max(1, error.getLineNumber() - shift)
+    line = max(1, (error.getLineNumber() or 1) - shift)
     return FeedError(
         f"not an RSS or Atom document: XML syntax error at line {line}: {error.getMessage()}"
     )
@@ -50,7 +50,9 @@ def load_feed(data: bytes) -> Any:
     if not data.strip():
         raise FeedError("not an RSS or Atom document: the document is empty")
     # A stream, never bytes: feedparser would treat bytes that look like a path as a file to open.
-    parsed = feedparser.parse(io.BytesIO(data))
+    # No sanitizing: arXiv abstracts are plain text, and feedparser's HTML sanitizer would eat
+    # "<mask>" or "<think>"; clean_text drops real markup and renderers escape the rest.
+    parsed = feedparser.parse(io.BytesIO(data), sanitize_html=False, resolve_relative_uris=False)
     error = parsed.get("bozo_exception")
     # bozo is also set for harmless things (CharacterEncodingOverride); only XML errors count.
     if parsed.get("bozo") and isinstance(error, xml.sax.SAXParseException):
@@ -75,7 +77,8 @@ def _when(entry: Any, key: str) -> datetime | None:
             pass
     parsed = entry.get(f"{key}_parsed")
     if parsed:
-        return datetime(*parsed[:6], tzinfo=UTC)
+        year, month, day, hour, minute, second = parsed[:6]
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     return None
 
 
@@ -158,7 +161,7 @@ def entry_to_paper(
         arxiv_id=arxiv_id,
         version=version,
         title=title,
-        abstract=clean_text(summary[prefix.end():] if prefix else summary),
+        abstract=clean_text(summary[prefix.end() :] if prefix else summary),
         # Listings by arXiv (RSS, Atom with announce types) pack authors into dc:creator.
         authors=_authors(entry, comma_separated=kind == "rss" or announce_type is not None),
         categories=categories,
@@ -186,6 +189,9 @@ def parse_feed(data: bytes, *, source: str, announced_on: date | None = None) ->
     result = FeedResult(kind=kind)
     skipped: Counter[str] = Counter()
     for entry in parsed.get("entries", []):
+        if "arxiv.org/api/errors" in (entry.get("id") or ""):
+            # The API reports a bad query as a one-entry feed whose summary says what is wrong.
+            raise FeedError(f"arXiv API error: {clean_text(entry.get('summary') or '')}")
         outcome = entry_to_paper(
             entry, kind=kind, source=source, announced_on=announced_on, fallback_day=fallback_day
         )
