@@ -20,15 +20,18 @@ from emails.message import Message
 
 TEMPLATES = Path(__file__).parent / "templates"
 SNIPPET_CHARS = 280
-COMMENT_CHARS = 140
+COMMENT_CHARS = 120
 CHIP_COMMENT_CHARS = 32  # a venue note this short reads best as a chip beside the categories
 MAX_CHIPS = 4
-_MONTHS = ("January February March April May June July August September October November "
-           "December").split()
-_WEEKDAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 # mjml-python 1.4 drops the body width from sections pulled in by <mj-include>, so partials are
 # spliced in as text before compiling; the result is what the include would have meant.
 _INCLUDE = re.compile(r'<mj-include\s+path="(?P<path>[\w./-]+)"\s*/>')
+_PRE = re.compile(r"(<pre\b.*?</pre>)", re.DOTALL | re.IGNORECASE)
 # Bidi overrides and isolates let a hostile title reorder what the reader sees (U+202E...).
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
@@ -62,8 +65,14 @@ def _splice_includes(source: str, depth: int = 0) -> str:
 
 @cache
 def compile_mjml(name: str) -> str:
-    """Compile one MJML template to HTML; Jinja placeholders inside survive untouched."""
-    return mjml2html(_splice_includes(_read(name)), disable_comments=True, fonts={})
+    """Compile one MJML template to minified HTML; its Jinja placeholders survive untouched.
+
+    mjml-python keeps `{{ }}` and `{% %}` verbatim in text and inside attribute values (href,
+    class), so templates put them only there, never as a bare attribute inside a tag, and use
+    no `<` inside a placeholder. Loops around MJML elements go in <mj-raw>.
+    """
+    html = mjml2html(_splice_includes(_read(name)), disable_comments=True, fonts={})
+    return minify_html(html)
 
 
 def _load(name: str) -> tuple[str, str | None, Callable[[], bool]]:
@@ -96,14 +105,18 @@ def clear_template_caches() -> None:
 
 
 def minify_html(html: str) -> str:
-    """Drop indentation and line breaks between tags; single spaces inside text stay."""
-    return re.sub(r">\s*\n\s*<", "><", re.sub(r"\n[ \t]+", "\n", html)).strip() + "\n"
+    """Drop indentation and line breaks between tags, outside <pre>; single spaces stay."""
+    chunks = _PRE.split(html)
+    for index in range(0, len(chunks), 2):  # odd chunks are <pre> blocks, kept as written
+        chunk = re.sub(r"\n[ \t]+", "\n", chunks[index])
+        chunk = re.sub(r">[ \t]{2,}<", "> <", chunk)  # runs of spaces render as one anyway
+        chunks[index] = re.sub(r">\s*\n\s*<", "><", chunk)
+    return "".join(chunks).strip() + "\n"
 
 
 def render_template(name: str, context: Mapping[str, object]) -> str:
-    """Render a template by name; .mjml ones are compiled (cached) and minified."""
-    output = _env.get_template(name).render(**context)
-    return minify_html(output) if name.endswith(".mjml") else output
+    """Render a template by name with `context`; .mjml ones come compiled (once) and minified."""
+    return _env.get_template(name).render(**context)
 
 
 # --- untrusted text --------------------------------------------------------------------------
@@ -154,7 +167,7 @@ def keyword_pattern(keywords: Iterable[str]) -> re.Pattern[str] | None:
 
 
 def emphasise(text: str, keywords: Iterable[str]) -> Markup:
-    """Escape `text`, then wrap every keyword occurrence in <mark><strong>."""
+    """Escape `text`, then wrap every keyword occurrence in <strong class="k">."""
     pattern = keyword_pattern(keywords)
     if pattern is None:
         return escape(text)
@@ -162,7 +175,7 @@ def emphasise(text: str, keywords: Iterable[str]) -> Markup:
     position = 0
     for match in pattern.finditer(text):
         parts.append(escape(text[position : match.start()]))
-        parts.append(Markup('<mark class="k"><strong>%s</strong></mark>') % match.group(0))
+        parts.append(Markup('<strong class="k">%s</strong>') % match.group(0))
         position = match.end()
     parts.append(escape(text[position:]))
     return Markup("").join(parts)
@@ -186,9 +199,9 @@ def short_date(day: date) -> str:
     return f"{day.day} {_MONTHS[day.month - 1][:3]} {day.year}"
 
 
-def papers_phrase(count: int) -> str:
+def papers_phrase(count: int, adjective: str = "new ") -> str:
     """'1 new paper' / '7 new papers'."""
-    return f"{count} new paper" if count == 1 else f"{count} new papers"
+    return f"{count} {adjective}paper" + ("" if count == 1 else "s")
 
 
 # --- the daily digest ------------------------------------------------------------------------
@@ -213,6 +226,8 @@ class PaperView:
 
 @dataclass(frozen=True)
 class SectionView:
+    """One keyword's papers, ready for the templates."""
+
     keyword: str
     count_label: str
     papers: tuple[PaperView, ...]
@@ -223,10 +238,9 @@ def paper_view(pick: Pick) -> PaperView:
     paper = pick.paper
     arxiv_id = clean(paper.arxiv_id)
     quoted = quote(arxiv_id, safe="/.-")
-    categories = [c for c in dict.fromkeys(clean(c) for c in paper.categories) if c]
-    if paper.primary_category and clean(paper.primary_category) in categories:
-        categories.remove(clean(paper.primary_category))
-        categories.insert(0, clean(paper.primary_category))
+    primary = clean(paper.primary_category)
+    unique = [c for c in dict.fromkeys(clean(c) for c in paper.categories) if c]
+    categories = sorted(unique, key=lambda category: category != primary)  # primary first
     chips = categories[:MAX_CHIPS]
     if len(categories) > MAX_CHIPS:
         chips.append(f"+{len(categories) - MAX_CHIPS}")
@@ -255,16 +269,15 @@ def daily_context(
     sections = tuple(
         SectionView(
             keyword=clean(section.keyword),
-            count_label=f"{len(section.picks)} paper" + ("" if len(section.picks) == 1 else "s"),
+            count_label=papers_phrase(len(section.picks), adjective=""),
             papers=tuple(paper_view(pick) for pick in section.picks),
         )
         for section in digest.sections
         if section.picks
     )
     count = sum(len(section.papers) for section in sections)
-    first = sections[0].papers[0].title if sections else ""
-    others = count - 1
-    preheader = f"Top pick: {shorten(first, 90)}" + (f" · and {others} more" if others else "")
+    preheader = f"Top pick: {shorten(sections[0].papers[0].title, 90)}" if sections else ""
+    preheader += f" · and {count - 1} more" if count > 1 else ""
     return {
         "service_name": clean(service_name),
         "long_date": long_date(digest.day),
@@ -295,6 +308,8 @@ def render_daily(
     service_name: str = "Paper Digest",
 ) -> Message:
     """Render one subscriber's daily digest into a ready-to-send Message."""
+    if digest.count == 0:
+        raise ValueError("an empty digest is never sent")
     for url in (links.manage_url, links.unsubscribe_url, links.one_click_url):
         _check_link(url)
     context = daily_context(

@@ -1,0 +1,143 @@
+"""The daily email in a real headless Chromium at phone and desktop widths, with screenshots."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from digest.daily import DailyDigest, Pick, Section
+from digest.papers import Paper
+from emails.render import RecipientLinks, render_daily
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SEED = Path("/work/shared/seeds/001_0a4e1afdd8f2084f.txt")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+ROW = re.compile(
+    r"^\| \*\*\[(?P<title>.+?)\]\((?P<url>https://arxiv\.org/abs/[^)]+)\)\*\* \|.*?"
+    r"<p>(?P<abstract>.+?)</p>.*?\| (?P<day>\d{4}-\d{2}-\d{2}) \| (?P<comment>.*?) \|$"
+)
+# Three of the seed's keyword tables, and how many of each table's papers to show.
+KEYWORDS = {"TTS": 3, "Speech language model": 3, "Audio Caption": 2}
+AUTHORS = [
+    "Mina Park", "Jonas Weber", "Priya Raman", "Luis Ortega", "Akira Sato", "Chen Wei",
+    "Fatima Zahra", "Oskar Lind",
+]  # fmt: skip
+CATEGORIES = [["cs.SD", "eess.AS"], ["cs.CL", "cs.SD", "eess.AS"], ["eess.AS"]]
+
+
+def seed_rows() -> dict[str, list[dict[str, str]]]:
+    """The seed's per-keyword tables: title, abs URL, abstract, date and comment of each row."""
+    tables: dict[str, list[dict[str, str]]] = {}
+    current: list[dict[str, str]] | None = None
+    for line in SEED.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            current = tables.setdefault(line[3:].strip(), [])
+        elif current is not None and (match := ROW.match(line)):
+            current.append(match.groupdict())
+    return tables
+
+
+def seed_comment(cell: str) -> str | None:
+    """'<details><summary>Accep...</summary><p>Accepted to ICASSP 2026</p></details>' -> text."""
+    inner = re.search(r"<p>(.*?)</p>", cell)
+    text = (inner.group(1) if inner else cell).strip()
+    return text or None
+
+
+def realistic_digest() -> DailyDigest:
+    """8 real papers from 3 keyword tables of the seed, with made-up authors and categories."""
+    tables = seed_rows()
+    sections = []
+    for keyword, count in KEYWORDS.items():
+        picks = []
+        for index, row in enumerate(tables[keyword][:count]):
+            arxiv_id = row["url"].rsplit("/", 1)[1].split("v")[0]
+            paper = Paper(
+                arxiv_id=arxiv_id,
+                title=row["title"],
+                abstract=row["abstract"],
+                authors=AUTHORS[index : index + 1 + 2 * index] if index != 1 else [],
+                categories=CATEGORIES[index % 3],
+                primary_category=CATEGORIES[index % 3][0],
+                comment=seed_comment(row["comment"]),
+                announced_on=date.fromisoformat(row["day"]),
+            )
+            matched = (keyword.lower(),) + (("speech synthesis",) if index % 2 else ())
+            picks.append(Pick(paper=paper, score=6.0 - index, matched=matched))
+        sections.append(Section(keyword=keyword.lower(), picks=tuple(picks)))
+    keywords = tuple(k.lower() for k in KEYWORDS) + ("speech synthesis",)
+    return DailyDigest(day=date(2026, 1, 29), keywords=keywords, sections=tuple(sections))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium driven by Playwright; skipped on a laptop without it."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing; CI must run the browser tests")
+        pytest.skip(f"{CHROMIUM} not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+OVERFLOWING = """() => [...document.querySelectorAll('body *')]
+  .filter(e => { const r = e.getBoundingClientRect();
+                 return r.width > 0 && (r.right > innerWidth + 0.5 || r.left < -0.5); })
+  .map(e => e.tagName + '.' + e.className).slice(0, 5)"""
+FONT_SIZES = """sel => [...document.querySelectorAll(sel)]
+  .map(e => parseFloat(getComputedStyle(e).fontSize))"""
+
+
+@pytest.mark.parametrize("width", [375, 800])
+def test_daily_email_renders_well(browser: Any, width: int) -> None:
+    digest = realistic_digest()
+    assert digest.count == 8
+    message = render_daily(
+        digest,
+        to="mina@example.org",
+        sender="Paper Digest <digest@example.org>",
+        links=RecipientLinks(
+            manage_url="https://digest.example.org/manage/t0k3n",
+            unsubscribe_url="https://digest.example.org/unsubscribe/t0k3n",
+            one_click_url="https://digest.example.org/unsubscribe/t0k3n/one-click",
+        ),
+        postal_address="Paper Digest, 12 Test Lane, 75000 Paris",
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "daily.html").write_text(message.html, encoding="utf-8")
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    try:
+        page.set_content(message.html, wait_until="load")
+        shot = ARTIFACTS / f"daily-{width}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        assert page.evaluate(OVERFLOWING) == []
+        for pick in digest.picks:
+            title = page.get_by_role("link", name=pick.paper.title, exact=True)
+            assert title.is_visible(), pick.paper.title
+            box = title.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+        # Readable on a phone: body copy at least 14 px, titles bigger than body copy.
+        snippets = page.evaluate(FONT_SIZES, ".ab")
+        titles = page.evaluate(FONT_SIZES, "a.pt")
+        assert len(snippets) == len(titles) == 8
+        assert min(snippets) >= 14 and min(titles) > max(snippets)
+        assert page.get_by_role("heading", name="8 new papers for you today").is_visible()
+        for name in ("Manage preferences", "Unsubscribe"):
+            assert page.get_by_role("link", name=name, exact=True).is_visible()
+    finally:
+        page.close()
