@@ -67,11 +67,13 @@ class PlannedDelivery:
     paper_ids: tuple[str, ...] = ()
 
 
-def _insert_ignoring_duplicates(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+def _insert_ignoring_duplicates(
+    session: Session, model: type[SQLModel], rows: list[dict[str, Any]]
+) -> None:
     if not rows:
         return
     insert = pg_insert if is_postgres(session) else sqlite_insert
-    session.execute(insert(table).values(rows).on_conflict_do_nothing())
+    session.execute(insert(model).values(rows).on_conflict_do_nothing())
 
 
 def plan_deliveries(*, session: Session, planned: Sequence[PlannedDelivery]) -> int:
@@ -79,28 +81,36 @@ def plan_deliveries(*, session: Session, planned: Sequence[PlannedDelivery]) -> 
     now = utcnow()
     added = 0
     for start in range(0, len(planned), 1000):
-        chunk = planned[start:start + 1000]
+        chunk = planned[start : start + 1000]
         keys = {(p.subscriber_id, p.kind, p.period) for p in chunk}
         before = _existing_keys(session, keys)
         rows = [
             {
-                "subscriber_id": p.subscriber_id, "kind": p.kind, "period": p.period,
-                "status": DeliveryStatus.planned, "payload": p.payload, "attempts": 0,
-                "next_attempt_at": now, "created_at": now,
+                "subscriber_id": p.subscriber_id,
+                "kind": p.kind,
+                "period": p.period,
+                "status": DeliveryStatus.planned,
+                "payload": p.payload,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
             }
             for p in chunk
             if (p.subscriber_id, p.kind, p.period) not in before
         ]
-        _insert_ignoring_duplicates(session, Delivery.__table__, rows)
+        _insert_ignoring_duplicates(session, Delivery, rows)
         ids = _ids_by_key(session, keys - before)
         sent_rows = [
-            {"subscriber_id": p.subscriber_id, "arxiv_id": arxiv_id,
-             "delivery_id": ids[(p.subscriber_id, p.kind, p.period)]}
+            {
+                "subscriber_id": p.subscriber_id,
+                "arxiv_id": arxiv_id,
+                "delivery_id": ids[(p.subscriber_id, p.kind, p.period)],
+            }
             for p in chunk
             if (p.subscriber_id, p.kind, p.period) in ids
             for arxiv_id in p.paper_ids
         ]
-        _insert_ignoring_duplicates(session, SentPaper.__table__, sent_rows)
+        _insert_ignoring_duplicates(session, SentPaper, sent_rows)
         added += len(ids)
     session.flush()
     return added
@@ -111,10 +121,12 @@ def _existing_keys(session: Session, keys: set[tuple[int, str, str]]) -> set[tup
     query = select(Delivery.subscriber_id, Delivery.kind, Delivery.period).where(
         col(Delivery.subscriber_id).in_(subscriber_ids)
     )
-    return {tuple(row) for row in session.exec(query)} & keys  # type: ignore[misc]
+    return {(sid, kind, period) for sid, kind, period in session.exec(query)} & keys
 
 
-def _ids_by_key(session: Session, keys: set[tuple[int, str, str]]) -> dict[tuple[int, str, str], int]:
+def _ids_by_key(
+    session: Session, keys: set[tuple[int, str, str]]
+) -> dict[tuple[int, str, str], int]:
     if not keys:
         return {}
     subscriber_ids = {key[0] for key in keys}
@@ -125,13 +137,19 @@ def _ids_by_key(session: Session, keys: set[tuple[int, str, str]]) -> dict[tuple
     return {key: did for key, did in found.items() if key in keys and did is not None}
 
 
+def planned_subscriber_ids(*, session: Session, kind: str, period: str) -> set[int]:
+    """Subscribers who already have a row for this kind and period."""
+    query = select(Delivery.subscriber_id).where(Delivery.kind == kind, Delivery.period == period)
+    return set(session.exec(query))
+
+
 def sent_paper_ids(*, session: Session, subscriber_ids: Iterable[int]) -> dict[int, set[str]]:
     """Papers already promised to each subscriber."""
     wanted = list(subscriber_ids)
     sent: dict[int, set[str]] = {sid: set() for sid in wanted}
     for start in range(0, len(wanted), 1000):
         query = select(SentPaper.subscriber_id, SentPaper.arxiv_id).where(
-            col(SentPaper.subscriber_id).in_(wanted[start:start + 1000])
+            col(SentPaper.subscriber_id).in_(wanted[start : start + 1000])
         )
         for sid, arxiv_id in session.exec(query):
             sent[sid].add(arxiv_id)

@@ -1,28 +1,65 @@
-"""Subscriber operations: keyword profiles, adding and listing subscribers."""
+"""Subscriber operations: keyword profiles, signup with double opt-in, and the lifecycle.
+
+Every function takes the caller's session and leaves committing to it. Emails are never sent
+from here: a function that needs one writes a ledger row, and the sender picks it up.
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+import zoneinfo
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from functools import cache
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from subscribers.models import Frequency, Status, Subscriber, SubscriberCreate, utcnow
+from digest.db import is_postgres
+from subscribers import ledger
+from subscribers.models import (
+    AccountMail,
+    ConsentAction,
+    ConsentEvent,
+    Frequency,
+    Status,
+    Subscriber,
+    SubscriberCreate,
+    SubscriberUpdate,
+    Suppression,
+    email_hash,
+    utcnow,
+)
 
 MAX_KEYWORDS = 20
 MAX_KEYWORD_LENGTH = 100
+MAILS_PER_DAY = 3  # confirmation-type emails one address can be sent per 24 hours
+SIGNUP_MAILS = (AccountMail.confirm.value, AccountMail.already.value)
 
 
 class InvalidInput(ValueError):
     """Input a person typed that we refuse, with a message fit to show them."""
 
 
+class SignupOutcome(StrEnum):
+    """What a signup did; for logs and tests only, the visitor sees the same page for all."""
+
+    created = "created"  # new pending subscriber, confirmation planned
+    resent = "resent"  # known pending or unsubscribed address: a fresh confirmation
+    already = "already"  # known active address: a "you're already subscribed" email
+    limited = "limited"  # this address had its emails for today: nothing sent
+    quiet = "quiet"  # bounced or complained: we never mail it on a stranger's say-so
+
+
 def normalize_email(raw: str) -> str:
     """Validate and normalise an address; display names and CR/LF are refused."""
-    if any(char in raw for char in "\r\n<>\"") or raw != raw.strip():
+    if any(char in raw for char in '\r\n<>"') or raw != raw.strip():
         raise InvalidInput("Enter a plain email address, like ada@example.org.")
     try:
         result = validate_email(raw, check_deliverability=False)
@@ -51,6 +88,74 @@ def parse_keywords(raw: str | Sequence[str]) -> list[str]:
     return keywords
 
 
+@cache
+def time_zones() -> frozenset[str]:
+    """IANA zone names this machine knows."""
+    return frozenset(zoneinfo.available_timezones())
+
+
+def validate_timezone(name: str) -> str:
+    """An IANA zone name such as Europe/Paris; anything else is refused."""
+    if name not in time_zones():
+        raise InvalidInput("Choose a time zone from the list, like Europe/Paris.")
+    return name
+
+
+def clean_profile(update: SubscriberUpdate) -> SubscriberUpdate:
+    """Keywords parsed and required, zone and hour checked: what a profile must satisfy."""
+    keywords = parse_keywords(update.keywords)
+    if not keywords:
+        raise InvalidInput("Give at least one keyword.")
+    if not 0 <= update.send_hour <= 23:
+        raise InvalidInput("Choose a send hour between 00:00 and 23:00.")
+    return update.model_copy(
+        update={"keywords": keywords, "timezone": validate_timezone(update.timezone)}
+    )
+
+
+def record_consent(
+    *, session: Session, subscriber_id: int, action: ConsentAction, channel: str
+) -> None:
+    """Append to the consent trail."""
+    session.add(ConsentEvent(subscriber_id=subscriber_id, action=action, channel=channel))
+
+
+def plan_account_mail(
+    *,
+    session: Session,
+    subscriber_id: int,
+    kind: AccountMail,
+    payload: dict[str, Any] | None = None,
+) -> bool:
+    """A ledger row for one account email; the same kind twice in one second is one email."""
+    period = utcnow().strftime("%Y%m%dT%H%M%SZ")
+    planned = ledger.PlannedDelivery(
+        subscriber_id=subscriber_id, kind=kind.value, period=period, payload=payload or {}
+    )
+    return ledger.plan_deliveries(session=session, planned=[planned]) == 1
+
+
+def mails_since(
+    *, session: Session, subscriber_id: int, kinds: Sequence[str], since: datetime
+) -> int:
+    """How many of these kinds of email the ledger holds for a subscriber since `since`."""
+    query = (
+        select(func.count())
+        .select_from(ledger.Delivery)
+        .where(
+            ledger.Delivery.subscriber_id == subscriber_id,
+            col(ledger.Delivery.kind).in_(list(kinds)),
+            col(ledger.Delivery.created_at) >= since,
+        )
+    )
+    return session.exec(query).one()
+
+
+def is_suppressed(*, session: Session, email: str) -> bool:
+    """Whether this (normalised) address was erased at its owner's request."""
+    return session.get(Suppression, email_hash(email)) is not None
+
+
 def add_subscriber(
     *, session: Session, subscriber_create: SubscriberCreate, confirmed: bool
 ) -> Subscriber:
@@ -61,6 +166,10 @@ def add_subscriber(
         raise InvalidInput("Give at least one keyword.")
     if session.exec(select(Subscriber).where(Subscriber.email == email)).first():
         raise InvalidInput(f"{email} is already on the list.")
+    if is_suppressed(session=session, email=email):
+        raise InvalidInput(
+            f"{email} asked to be erased; only they can sign up again, on the web page."
+        )
     now: datetime = utcnow()
     subscriber = Subscriber.model_validate(
         subscriber_create,
@@ -73,6 +182,13 @@ def add_subscriber(
     )
     session.add(subscriber)
     session.flush()
+    if confirmed:
+        record_consent(
+            session=session,
+            subscriber_id=subscriber.id or 0,
+            action=ConsentAction.imported,
+            channel="cli",
+        )
     return subscriber
 
 
@@ -90,3 +206,135 @@ def due_daily(*, session: Session) -> list[Subscriber]:
         Subscriber.status == Status.active, Subscriber.frequency == Frequency.daily
     )
     return list(session.exec(query.order_by(col(Subscriber.id))))
+
+
+def _insert_pending(session: Session, create: SubscriberCreate, email: str) -> int | None:
+    """Insert a pending subscriber unless the address exists (a racing signup may have won)."""
+    insert = pg_insert if is_postgres(session) else sqlite_insert
+    values = create.model_dump() | {
+        "email": email,
+        "status": Status.pending,
+        "created_at": utcnow(),
+    }
+    statement = (
+        insert(Subscriber)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["email"])
+        .returning(col(Subscriber.id))
+    )
+    return session.execute(statement).scalar_one_or_none()
+
+
+def subscribe(
+    *, session: Session, subscriber_create: SubscriberCreate, mails_per_day: int = MAILS_PER_DAY
+) -> SignupOutcome:
+    """A web signup: a new address becomes pending with a confirmation email on its way.
+
+    A known address keeps its profile untouched (anyone can type anyone's address); its
+    owner gets a fresh confirmation or a reminder of their manage link instead, at most
+    `mails_per_day` a day.
+    """
+    email = normalize_email(subscriber_create.email)
+    profile = clean_profile(SubscriberUpdate.model_validate(subscriber_create.model_dump()))
+    create = SubscriberCreate.model_validate(profile.model_dump() | {"email": email})
+    new_id = _insert_pending(session, create, email)
+    if new_id is not None:
+        record_consent(
+            session=session, subscriber_id=new_id, action=ConsentAction.signup, channel="web"
+        )
+        plan_account_mail(session=session, subscriber_id=new_id, kind=AccountMail.confirm)
+        return SignupOutcome.created
+    known = session.exec(select(Subscriber).where(Subscriber.email == email)).one()
+    if known.status in (Status.bounced, Status.complained):
+        return SignupOutcome.quiet
+    since = utcnow() - timedelta(days=1)
+    if (
+        mails_since(session=session, subscriber_id=known.id or 0, kinds=SIGNUP_MAILS, since=since)
+        >= mails_per_day
+    ):
+        return SignupOutcome.limited
+    if known.status == Status.active:
+        plan_account_mail(session=session, subscriber_id=known.id or 0, kind=AccountMail.already)
+        return SignupOutcome.already
+    plan_account_mail(session=session, subscriber_id=known.id or 0, kind=AccountMail.confirm)
+    return SignupOutcome.resent
+
+
+def _activate(
+    session: Session, subscriber: Subscriber, action: ConsentAction, channel: str
+) -> Subscriber:
+    """Active from now on; an erased address that came back by itself leaves suppression."""
+    subscriber.status = Status.active
+    subscriber.confirmed_at = utcnow()
+    subscriber.unsubscribed_at = None
+    session.add(subscriber)
+    session.exec(
+        delete(Suppression).where(col(Suppression.email_hash) == email_hash(subscriber.email))
+    )
+    record_consent(
+        session=session, subscriber_id=subscriber.id or 0, action=action, channel=channel
+    )
+    session.flush()
+    return subscriber
+
+
+def confirm(*, session: Session, subscriber_id: int) -> Subscriber | None:
+    """The owner confirmed from their inbox: active from now on (repeats change nothing)."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status == Status.active:
+        return subscriber
+    return _activate(session, subscriber, ConsentAction.confirm, "email-link")
+
+
+def resubscribe(*, session: Session, subscriber_id: int) -> Subscriber | None:
+    """Back on the list from a manage link (which proves the address): no new opt-in needed."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status == Status.active:
+        return subscriber
+    action = ConsentAction.resubscribe if subscriber.confirmed_at else ConsentAction.confirm
+    return _activate(session, subscriber, action, "manage-link")
+
+
+def unsubscribe(*, session: Session, subscriber_id: int, channel: str = "web") -> Subscriber | None:
+    """No more mail; the profile stays so a change of mind is one click. Repeats are no-ops."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status == Status.unsubscribed:
+        return subscriber
+    subscriber.status = Status.unsubscribed
+    subscriber.unsubscribed_at = utcnow()
+    session.add(subscriber)
+    record_consent(
+        session=session,
+        subscriber_id=subscriber_id,
+        action=ConsentAction.unsubscribe,
+        channel=channel,
+    )
+    session.flush()
+    return subscriber
+
+
+def update_profile(
+    *, session: Session, subscriber_id: int, subscriber_update: SubscriberUpdate
+) -> Subscriber | None:
+    """Replace keywords, frequency, monthly opt-in, time zone and send hour."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return None
+    for name, value in clean_profile(subscriber_update).model_dump().items():
+        setattr(subscriber, name, value)
+    session.add(subscriber)
+    session.flush()
+    return subscriber
+
+
+def pause(*, session: Session, subscriber_id: int, weeks: int, today: date) -> Subscriber | None:
+    """No digests for `weeks` weeks from `today` (the subscriber's local date); 0 resumes."""
+    if not 0 <= weeks <= 52:
+        raise InvalidInput("Pause for between 1 and 52 weeks.")
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return None
+    subscriber.paused_until = today + timedelta(weeks=weeks) if weeks else None
+    session.add(subscriber)
+    session.flush()
+    return subscriber

@@ -21,9 +21,18 @@ def _subscriber(settings: Settings, email: str = "ada@example.org") -> int:
 
 def _plan(settings: Settings, subscriber_id: int, papers: tuple[str, ...]) -> int:
     with session_scope(settings.sqlalchemy_url) as session:
-        return ledger.plan_deliveries(session=session, planned=[ledger.PlannedDelivery(
-            subscriber_id=subscriber_id, kind="daily", period="2026-01-29",
-            payload={"day": "2026-01-29"}, paper_ids=papers)])
+        return ledger.plan_deliveries(
+            session=session,
+            planned=[
+                ledger.PlannedDelivery(
+                    subscriber_id=subscriber_id,
+                    kind="daily",
+                    period="2026-01-29",
+                    payload={"day": "2026-01-29"},
+                    paper_ids=papers,
+                )
+            ],
+        )
 
 
 def test_planning_twice_writes_one_row_and_keeps_the_first_papers(migrated: Settings) -> None:

@@ -32,8 +32,12 @@ from subscribers.service import InvalidInput, add_subscriber, list_subscribers, 
 from workers import jobs, migrate
 from workers.demo import run_demo, sample_corpus_path
 
-app = typer.Typer(help="Personalised arXiv paper digests by email.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="Personalised arXiv paper digests by email.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 subscribers_app = typer.Typer(help="Who gets mail.", no_args_is_help=True)
 send_app = typer.Typer(help="Plan and send digests.", no_args_is_help=True)
@@ -55,11 +59,11 @@ def command_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except EXPECTED_ERRORS as error:
-            errors.print(f"[red]error:[/red] {error}", highlight=False, markup=True)
+            typer.echo(f"error: {error}", err=True)
             raise typer.Exit(1) from None
         except SQLAlchemyError as error:
             reason = str(error.orig if hasattr(error, "orig") else error).splitlines()[0]
-            errors.print(f"[red]database error:[/red] {reason}", highlight=False)
+            typer.echo(f"database error: {reason}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -90,10 +94,13 @@ def db_upgrade() -> None:
 @app.command()
 @command_errors
 def ingest(
-    location: Annotated[str, typer.Argument(help="Path or URL of an arXiv RSS or Atom document.")] = "",
+    location: Annotated[
+        str, typer.Argument(help="Path or URL of an arXiv RSS or Atom document.")
+    ] = "",
     sample: Annotated[bool, typer.Option(help="Ingest the bundled sample corpus.")] = False,
-    listings: Annotated[bool, typer.Option(help="Fetch today's RSS listings of "
-                                           "DIGEST_ARXIV_CATEGORIES.")] = False,
+    listings: Annotated[
+        bool, typer.Option(help="Fetch today's RSS listings of DIGEST_ARXIV_CATEGORIES.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Store the papers of an arXiv RSS listing or API (Atom) document.
@@ -105,18 +112,23 @@ def ingest(
         report = jobs.ingest_listings(settings=settings)
     elif sample or location:
         target = str(sample_corpus_path()) if sample else location
-        report = jobs.ingest_document(settings=settings, location=target,
-                                      source="sample" if sample else "")
+        report = jobs.ingest_document(
+            settings=settings, location=target, source="sample" if sample else ""
+        )
     else:
         raise InvalidInput("give a PATH_OR_URL, --sample or --listings")
     if as_json:
         emit_json(report.__dict__)
     elif report.seen == 0:
-        console.print(f"{report.location}: valid {report.kind} feed with no new papers; nothing changed")
+        console.print(
+            f"{report.location}: valid {report.kind} feed with no new papers; nothing changed"
+        )
     else:
         skipped = ", ".join(f"{n} {why}" for why, n in report.skipped.items()) or "none"
-        console.print(f"{report.location}: {report.added} added, {report.updated} updated, "
-                      f"{report.unchanged} unchanged (skipped: {skipped})")
+        console.print(
+            f"{report.location}: {report.added} added, {report.updated} updated, "
+            f"{report.unchanged} unchanged (skipped: {skipped})"
+        )
 
 
 @app.command()
@@ -130,8 +142,10 @@ def backfill(
     Example: digest backfill 'abs:"speech tokenizer"' --max-results 100
     """
     report = jobs.backfill(settings=ready(), query=query, max_results=max_results)
-    console.print(f"{report.location}: {report.added} added, {report.updated} updated, "
-                  f"{report.unchanged} unchanged")
+    console.print(
+        f"{report.location}: {report.added} added, {report.updated} updated, "
+        f"{report.unchanged} unchanged"
+    )
 
 
 @app.command()
@@ -139,8 +153,9 @@ def backfill(
 def rank(
     keywords: Annotated[str, typer.Option(help="Comma-separated keywords and phrases.")],
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
-    since: Annotated[str | None, typer.Option(help="Only papers announced on or after "
-                                              "YYYY-MM-DD.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only papers announced on or after YYYY-MM-DD.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Rank stored papers for a keyword profile, best first, with what matched.
@@ -155,14 +170,21 @@ def rank(
         papers = papers_since(session=session, since=date.fromisoformat(since) if since else None)
     titles = {paper.arxiv_id: paper.title for paper in papers}
     matches = rank_keywords(PaperIndex(papers), profile, limit=limit) if papers else []
-    rows = [{"arxiv_id": m.arxiv_id, "title": titles[m.arxiv_id], "score": round(m.score, 4),
-             "matched": list(m.matched)} for m in matches]
+    rows = [
+        {
+            "arxiv_id": m.arxiv_id,
+            "title": titles[m.arxiv_id],
+            "score": round(m.score, 4),
+            "matched": list(m.matched),
+        }
+        for m in matches
+    ]
     if as_json:
         emit_json(rows)
         return
     table = Table("score", "arXiv", "title", "matched")
-    for row in rows:
-        table.add_row(f"{row['score']:.2f}", row["arxiv_id"], row["title"][:70], ", ".join(row["matched"]))
+    for m in matches:
+        table.add_row(f"{m.score:.2f}", m.arxiv_id, titles[m.arxiv_id][:70], ", ".join(m.matched))
     console.print(table if rows else "no paper matches these keywords")
 
 
@@ -181,8 +203,13 @@ def subscribers_add(
     Example: digest subscribers add ada@example.org --keywords "TTS, speech tokenizer"
     """
     settings = ready()
-    create = SubscriberCreate(email=email, keywords=parse_keywords(keywords), frequency=frequency,
-                              timezone=timezone, send_hour=send_hour)
+    create = SubscriberCreate(
+        email=email,
+        keywords=parse_keywords(keywords),
+        frequency=frequency,
+        timezone=timezone,
+        send_hour=send_hour,
+    )
     with session_scope(settings.sqlalchemy_url) as session:
         subscriber = add_subscriber(session=session, subscriber_create=create, confirmed=True)
         data = subscriber.model_dump(mode="json")
@@ -207,16 +234,25 @@ def subscribers_list(
         return
     table = Table("id", "email", "status", "frequency", "keywords")
     for row in rows:
-        table.add_row(str(row["id"]), row["email"], row["status"], row["frequency"],
-                      ", ".join(row["keywords"]))
+        table.add_row(
+            str(row["id"]),
+            row["email"],
+            row["status"],
+            row["frequency"],
+            ", ".join(row["keywords"]),
+        )
     console.print(table)
 
 
 @send_app.command("daily")
 @command_errors
 def send_daily(
-    day: Annotated[str | None, typer.Option("--date", help="Digest day YYYY-MM-DD "
-                                            "(default: newest announcement day stored).")] = None,
+    day: Annotated[
+        str | None,
+        typer.Option(
+            "--date", help="Digest day YYYY-MM-DD (default: newest announcement day stored)."
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="Rank and show, write and send nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -231,22 +267,33 @@ def send_daily(
     if not dry_run:
         with Progress(console=errors, transient=True) as progress:
             task = progress.add_task("sending", total=plan.planned or None)
-            sent = jobs.send_due(settings=settings, transport=make_transport(settings),
-                                 progress=lambda n: progress.advance(task, n))
+            sent = jobs.send_due(
+                settings=settings,
+                transport=make_transport(settings),
+                progress=lambda n: progress.advance(task, n),
+            )
         if settings.mail_backend == "outbox":
             write_index(settings.outbox_path)
-    summary = {"day": target.isoformat(), "dry_run": dry_run, "due": plan.due,
-               "planned": plan.planned, "already_planned": plan.already_planned,
-               "nothing_relevant": plan.nothing_relevant, **sent.__dict__,
-               "digests": [{"email": e, "papers": n} for e, n in plan.previews]}
+    summary = {
+        "day": target.isoformat(),
+        "dry_run": dry_run,
+        "due": plan.due,
+        "planned": plan.planned,
+        "already_planned": plan.already_planned,
+        "nothing_relevant": plan.nothing_relevant,
+        **sent.__dict__,
+        "digests": [{"email": e, "papers": n} for e, n in plan.previews],
+    }
     if as_json:
         emit_json(summary)
         return
     verb = "would send" if dry_run else "planned"
-    console.print(f"{target}: {plan.due} subscribers due, {verb} {len(plan.previews)} digests "
-                  f"({plan.already_planned} already planned, {plan.nothing_relevant} with nothing "
-                  f"relevant); sent {sent.sent}, retrying {sent.retried}, failed {sent.failed}, "
-                  f"skipped {sent.skipped}")
+    console.print(
+        f"{target}: {plan.due} subscribers due, {verb} {len(plan.previews)} digests "
+        f"({plan.already_planned} already planned, {plan.nothing_relevant} with nothing "
+        f"relevant); sent {sent.sent}, retrying {sent.retried}, failed {sent.failed}, "
+        f"skipped {sent.skipped}"
+    )
 
 
 def _newest_day(settings: Settings) -> date:

@@ -18,10 +18,10 @@ from digest.papers import latest_announcement
 from digest.settings import Settings
 from emails.transports import make_transport
 from emails.transports.outbox import write_index
+from subscribers.ledger import Delivery
 from subscribers.models import Subscriber, SubscriberCreate
 from subscribers.service import add_subscriber
 from workers import jobs
-from subscribers.ledger import Delivery
 
 SAMPLE_SUBSCRIBERS = [
     ("ada@example.org", ["speech synthesis", "TTS", "voice cloning", "prosody"]),
@@ -48,8 +48,9 @@ def _ensure_sample_subscribers(settings: Settings) -> None:
 def run_demo(settings: Settings, console: Console) -> None:
     """Ingest, subscribe, plan, send to the outbox, and print what happened."""
     settings = settings.model_copy(update={"lookback_days": DEMO_LOOKBACK_DAYS})
-    ingested = jobs.ingest_document(settings=settings, location=str(sample_corpus_path()),
-                                    source="sample")
+    ingested = jobs.ingest_document(
+        settings=settings, location=str(sample_corpus_path()), source="sample"
+    )
     console.print(f"sample corpus: {ingested.seen} papers ({ingested.added} new)")
     _ensure_sample_subscribers(settings)
     with session_scope(settings.sqlalchemy_url) as session:
@@ -64,14 +65,20 @@ def run_demo(settings: Settings, console: Console) -> None:
         table.add_column(column)
     with session_scope(settings.sqlalchemy_url) as session:
         for subscriber in session.exec(select(Subscriber).order_by(Subscriber.id)):  # type: ignore[arg-type]
-            delivery = session.exec(select(Delivery).where(
-                Delivery.subscriber_id == subscriber.id, Delivery.kind == "daily",
-                Delivery.period == day.isoformat())).first()
+            delivery = session.exec(
+                select(Delivery).where(
+                    Delivery.subscriber_id == subscriber.id,
+                    Delivery.kind == "daily",
+                    Delivery.period == day.isoformat(),
+                )
+            ).first()
             papers = len(delivery.payload.get("matches", [])) if delivery else 0
             status = delivery.status.value if delivery else "nothing relevant"
             table.add_row(subscriber.email, ", ".join(subscriber.keywords), str(papers), status)
     console.print(table)
-    console.print(f"this run: {plan.planned} digests planned, {plan.already_planned} already "
-                  f"planned before, {sent.sent} sent")
+    console.print(
+        f"this run: {plan.planned} digests planned, {plan.already_planned} already "
+        f"planned before, {sent.sent} sent"
+    )
     if index is not None:
         console.print(f"open {index} to preview every email")

@@ -22,16 +22,21 @@ from digest.sources.arxiv_feed import parse_feed
 from digest.sources.fetch import read_document, rss_url
 from emails.message import Message
 from emails.render import RecipientLinks, render_daily
-from emails.transports.base import PermanentSendError, Transport, TransientSendError
+from emails.transports.base import PermanentSendError, TransientSendError, Transport
+from subscribers import ledger
 from subscribers.models import Subscriber
 from subscribers.service import due_daily
 from subscribers.tokens import Purpose, make_token
-from subscribers import ledger
 
 Progress = Callable[[int], None]
 LEASE = timedelta(minutes=10)
 MAX_ATTEMPTS = 8  # transient failures past this become permanent: no endless loop
-RETRY_DELAYS = [timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2)]
+RETRY_DELAYS = [
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+]
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,9 @@ def ingest_document(*, settings: Settings, location: str, source: str = "") -> I
     feed = parse_feed(data, source=source or _source_name(location))
     with session_scope(settings.sqlalchemy_url) as session:
         report = upsert_papers(session=session, papers=feed.papers)
-    return IngestReport(location, feed.kind, report.added, report.updated, report.unchanged,
-                        dict(feed.skipped))
+    return IngestReport(
+        location, feed.kind, report.added, report.updated, report.unchanged, dict(feed.skipped)
+    )
 
 
 def ingest_listings(*, settings: Settings) -> IngestReport:
@@ -94,10 +100,17 @@ def plan_daily(*, settings: Settings, day: date, dry_run: bool = False) -> PlanR
         papers = papers_since(session=session, since=since, until=day)
         subscribers = [s for s in due_daily(session=session) if s.receives_mail(day)]
         report.due = len(subscribers)
+        planned_before = ledger.planned_subscriber_ids(
+            session=session, kind="daily", period=day.isoformat()
+        )
+        report.already_planned = sum(1 for s in subscribers if s.id in planned_before)
+        subscribers = [s for s in subscribers if s.id not in planned_before]
         if not papers or not subscribers:
-            report.nothing_relevant = len(subscribers)
+            report.nothing_relevant = len(subscribers) if not papers else 0
             return report
-        sent = ledger.sent_paper_ids(session=session, subscriber_ids=[s.id for s in subscribers if s.id])
+        sent = ledger.sent_paper_ids(
+            session=session, subscriber_ids=[s.id for s in subscribers if s.id]
+        )
         rankings = rank_profiles(
             PaperIndex(papers),
             [s.keywords for s in subscribers],
@@ -111,21 +124,30 @@ def plan_daily(*, settings: Settings, day: date, dry_run: bool = False) -> PlanR
                 report.nothing_relevant += 1
                 continue
             report.previews.append((subscriber.email, len(matches)))
-            planned.append(ledger.PlannedDelivery(
-                subscriber_id=subscriber.id or 0, kind="daily", period=day.isoformat(),
-                payload={"day": day.isoformat(), "matches": [_match_json(m) for m in matches]},
-                paper_ids=tuple(m.arxiv_id for m in matches),
-            ))
+            planned.append(
+                ledger.PlannedDelivery(
+                    subscriber_id=subscriber.id or 0,
+                    kind="daily",
+                    period=day.isoformat(),
+                    payload={"day": day.isoformat(), "matches": [_match_json(m) for m in matches]},
+                    paper_ids=tuple(m.arxiv_id for m in matches),
+                )
+            )
         if dry_run:
             session.rollback()
             return report
         report.planned = ledger.plan_deliveries(session=session, planned=planned)
-        report.already_planned = len(planned) - report.planned
+        # Another planner may have raced us to some rows; those count as planned before.
+        report.already_planned += len(planned) - report.planned
     return report
 
 
 def _match_json(match: Match) -> dict[str, object]:
-    return {"arxiv_id": match.arxiv_id, "score": round(match.score, 4), "matched": list(match.matched)}
+    return {
+        "arxiv_id": match.arxiv_id,
+        "score": round(match.score, 4),
+        "matched": list(match.matched),
+    }
 
 
 def recipient_links(settings: Settings, subscriber_id: int) -> RecipientLinks:
@@ -141,19 +163,30 @@ def recipient_links(settings: Settings, subscriber_id: int) -> RecipientLinks:
     )
 
 
-def render_delivery(*, settings: Settings, delivery: ledger.Delivery, subscriber: Subscriber,
-                    session: Session) -> Message | None:
+def render_delivery(
+    *, settings: Settings, delivery: ledger.Delivery, subscriber: Subscriber, session: Session
+) -> Message | None:
     """The message a ledger row stands for; None when its papers have vanished."""
-    matches = [Match(m["arxiv_id"], float(m["score"]), tuple(m["matched"]))
-               for m in delivery.payload.get("matches", [])]
+    matches = [
+        Match(m["arxiv_id"], float(m["score"]), tuple(m["matched"]))
+        for m in delivery.payload.get("matches", [])
+    ]
     papers = papers_by_id(session=session, ids=[m.arxiv_id for m in matches])
-    digest = compose_daily(day=date.fromisoformat(delivery.payload["day"]),
-                           keywords=subscriber.keywords, matches=matches, papers=papers)
+    digest = compose_daily(
+        day=date.fromisoformat(delivery.payload["day"]),
+        keywords=subscriber.keywords,
+        matches=matches,
+        papers=papers,
+    )
     if digest is None:
         return None
-    return render_daily(digest, to=subscriber.email, sender=settings.from_email,
-                        links=recipient_links(settings, subscriber.id or 0),
-                        postal_address=settings.postal_address)
+    return render_daily(
+        digest,
+        to=subscriber.email,
+        sender=settings.from_email,
+        links=recipient_links(settings, subscriber.id or 0),
+        postal_address=settings.postal_address,
+    )
 
 
 @dataclass
@@ -168,24 +201,33 @@ class SendReport:
         return self.sent + self.retried + self.failed + self.skipped
 
 
-def send_due(*, settings: Settings, transport: Transport, batch_size: int = 50,
-             progress: Progress | None = None) -> SendReport:
+def send_due(
+    *,
+    settings: Settings,
+    transport: Transport,
+    batch_size: int = 50,
+    progress: Progress | None = None,
+) -> SendReport:
     """Claim due ledger rows batch by batch and hand them to the transport until none is due."""
     report = SendReport()
     while True:
         with session_scope(settings.sqlalchemy_url) as session:
-            claimed = [d.id for d in ledger.claim_batch(session=session, limit=batch_size, lease=LEASE)]
+            claimed = [
+                d.id for d in ledger.claim_batch(session=session, limit=batch_size, lease=LEASE)
+            ]
         if not claimed:
             return report
         for delivery_id in claimed:
-            _send_one(settings=settings, transport=transport, delivery_id=delivery_id or 0,
-                      report=report)
+            _send_one(
+                settings=settings, transport=transport, delivery_id=delivery_id or 0, report=report
+            )
             if progress:
                 progress(1)
 
 
-def _send_one(*, settings: Settings, transport: Transport, delivery_id: int,
-              report: SendReport) -> None:
+def _send_one(
+    *, settings: Settings, transport: Transport, delivery_id: int, report: SendReport
+) -> None:
     """Re-read the row and its subscriber, send, and record the outcome in one transaction."""
     with session_scope(settings.sqlalchemy_url) as session:
         delivery = session.get(ledger.Delivery, delivery_id)
@@ -197,10 +239,13 @@ def _send_one(*, settings: Settings, transport: Transport, delivery_id: int,
             ledger.mark_skipped(session=session, delivery=delivery, reason="subscriber not active")
             report.skipped += 1
             return
-        message = render_delivery(settings=settings, delivery=delivery, subscriber=subscriber,
-                                  session=session)
+        message = render_delivery(
+            settings=settings, delivery=delivery, subscriber=subscriber, session=session
+        )
         if message is None:
-            ledger.mark_skipped(session=session, delivery=delivery, reason="papers no longer stored")
+            ledger.mark_skipped(
+                session=session, delivery=delivery, reason="papers no longer stored"
+            )
             report.skipped += 1
             return
         try:
@@ -211,7 +256,9 @@ def _send_one(*, settings: Settings, transport: Transport, delivery_id: int,
                 report.failed += 1
                 return
             attempt = min(delivery.attempts, len(RETRY_DELAYS)) - 1
-            delay = timedelta(seconds=error.retry_after) if error.retry_after else RETRY_DELAYS[attempt]
+            delay = (
+                timedelta(seconds=error.retry_after) if error.retry_after else RETRY_DELAYS[attempt]
+            )
             ledger.mark_retry(session=session, delivery=delivery, error=str(error), delay=delay)
             report.retried += 1
             return

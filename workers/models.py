@@ -1,7 +1,15 @@
 """Every table, imported in one place so migrations and `create_all` see the whole schema."""
 
 from digest.papers import Paper
-from subscribers.models import Subscriber
 from subscribers.ledger import Delivery, SentPaper
+from subscribers.models import ConsentEvent, PendingEmail, Subscriber, Suppression
 
-__all__ = ["Delivery", "Paper", "SentPaper", "Subscriber"]
+__all__ = [
+    "ConsentEvent",
+    "Delivery",
+    "Paper",
+    "PendingEmail",
+    "SentPaper",
+    "Subscriber",
+    "Suppression",
+]

@@ -1,0 +1,135 @@
+"""The `digest` command, run as a user would: a real process, a fresh var/ directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DIGEST = str(Path(sys.executable).parent / "digest")
+FEEDS = Path(__file__).parent / "data" / "feeds"
+
+
+def run(
+    var_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    environment |= {
+        "DIGEST_VAR_DIR": str(var_dir),
+        "DIGEST_PUBLIC_URL": "http://digest.test",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [DIGEST, *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=var_dir.parent,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def stocked(var_dir: Path) -> Path:
+    result = run(var_dir, "ingest", "--sample")
+    assert result.returncode == 0, result.stderr
+    assert "337 added" in result.stdout
+    return var_dir
+
+
+def test_every_command_has_an_example_in_its_help(var_dir: Path) -> None:
+    for command in (
+        ["demo"],
+        ["db", "upgrade"],
+        ["ingest"],
+        ["backfill"],
+        ["rank"],
+        ["subscribers", "add"],
+        ["subscribers", "list"],
+        ["send", "daily"],
+    ):
+        result = run(var_dir, *command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "Example:" in result.stdout, command
+
+
+def test_db_upgrade_reports_the_revision(var_dir: Path) -> None:
+    result = run(var_dir, "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    assert "revision 0001" in result.stdout or "revision 0" in result.stdout
+
+
+def test_ingesting_twice_adds_nothing_the_second_time(stocked: Path) -> None:
+    result = run(stocked, "ingest", "--sample", "--json")
+    report = json.loads(result.stdout)
+    assert (report["added"], report["unchanged"]) == (0, 337)
+
+
+def test_bad_input_is_one_line_and_a_non_zero_exit(var_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<rss><channel><item><title>unclosed")
+    for args in (
+        ["ingest", str(broken)],
+        ["ingest", str(tmp_path / "missing.xml")],
+        ["rank", "--keywords", " , "],
+        ["send", "daily", "--date", "yesterday"],
+        ["subscribers", "add", "not-an-address", "--keywords", "tts"],
+    ):
+        result = run(var_dir, *args)
+        assert result.returncode != 0, args
+        assert "Traceback" not in result.stderr, args
+        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+
+
+def test_rank_prints_json_best_first_with_what_matched(stocked: Path) -> None:
+    result = run(
+        stocked, "rank", "--keywords", "speech tokenizer, audio codec", "--limit", "5", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert 0 < len(rows) <= 5
+    assert set(rows[0]) == {"arxiv_id", "title", "score", "matched"}
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    assert all(
+        set(r["matched"]) <= {"speech tokenizer", "audio codec"} and r["matched"] for r in rows
+    )
+
+
+def test_rank_since_restricts_the_window(stocked: Path) -> None:
+    result = run(stocked, "rank", "--keywords", "TTS", "--since", "2026-01-20", "--json")
+    rows = json.loads(result.stdout)
+    assert rows and all(r["arxiv_id"].startswith(("2601.", "2512.", "25", "24")) for r in rows)
+    everything = json.loads(
+        run(stocked, "rank", "--keywords", "TTS", "--limit", "500", "--json").stdout
+    )
+    assert len(rows) < len(everything)
+
+
+def test_subscribers_add_and_list(stocked: Path) -> None:
+    added = run(
+        stocked, "subscribers", "add", "Ada@Example.org", "--keywords", "tts, prosody", "--json"
+    )
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["email"] == "ada@example.org"
+    again = run(stocked, "subscribers", "add", "ada@example.org", "--keywords", "tts")
+    assert again.returncode == 1 and "already" in again.stderr
+    listed = json.loads(run(stocked, "subscribers", "list", "--json").stdout)
+    assert [(s["email"], s["keywords"]) for s in listed] == [
+        ("ada@example.org", ["tts", "prosody"])
+    ]
+
+
+def test_send_daily_dry_run_writes_nothing(stocked: Path) -> None:
+    run(stocked, "subscribers", "add", "ada@example.org", "--keywords", "TTS, speech synthesis")
+    dry = json.loads(run(stocked, "send", "daily", "--dry-run", "--json").stdout)
+    assert dry["dry_run"] and dry["digests"][0]["papers"] > 0 and dry["sent"] == 0
+    assert not (stocked / "outbox").exists() or not list((stocked / "outbox").glob("*.eml"))
+    real = json.loads(run(stocked, "send", "daily", "--json").stdout)
+    assert real["planned"] == 1 and real["sent"] == 1
+    again = json.loads(run(stocked, "send", "daily", "--json").stdout)
+    assert again["planned"] == 0 and again["sent"] == 0 and again["already_planned"] == 1
+    assert len(list((stocked / "outbox").glob("*.eml"))) == 1

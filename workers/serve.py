@@ -1,0 +1,86 @@
+"""`digest serve`: the web app and the embedded sender in one process, for a laptop.
+
+uvicorn serves the app in the main thread (it owns Ctrl-C); a background thread sends
+whatever the ledger has due every couple of seconds, so a confirmation email lands in the
+outbox moments after a signup, and prunes week-old unconfirmed signups every hour. At scale
+the same work runs as Celery tasks instead, and the web processes run only the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import uvicorn
+
+from digest.db import session_scope
+from digest.settings import Settings
+from emails.transports import make_transport, write_index
+from subscribers.privacy import prune_unconfirmed
+from subscribers.web.app import create_app
+from workers import jobs
+
+log = logging.getLogger("digest.serve")
+SEND_EVERY_SECONDS = 2.0
+PRUNE_EVERY_SECONDS = 3600.0
+
+
+def send_once(settings: Settings) -> int:
+    """Send everything due now; refresh the outbox index when something went out there."""
+    report = jobs.send_due(settings=settings, transport=make_transport(settings))
+    if report.handled and settings.mail_backend == "outbox":
+        write_index(settings.outbox_path)
+    return report.sent
+
+
+def prune_once(settings: Settings) -> int:
+    with session_scope(settings.sqlalchemy_url) as session:
+        return prune_unconfirmed(session=session)
+
+
+class SenderLoop(threading.Thread):
+    """Sends due mail every `interval` seconds and prunes hourly until stopped."""
+
+    def __init__(self, settings: Settings, *, interval: float = SEND_EVERY_SECONDS,
+                 prune_interval: float = PRUNE_EVERY_SECONDS) -> None:
+        super().__init__(name="digest-sender", daemon=True)
+        self.settings = settings
+        self.interval = interval
+        self.prune_interval = prune_interval
+        self.stopping = threading.Event()
+
+    def _guarded(self, what: str, step: Callable[[Settings], int]) -> None:
+        # One bad row or a locked database must not end the loop; the next round retries.
+        try:
+            done = step(self.settings)
+            if done:
+                log.info("%s: %d", what, done)
+        except Exception:
+            log.exception("%s failed; trying again next round", what)
+
+    def run(self) -> None:
+        next_prune = 0.0
+        while not self.stopping.is_set():
+            self._guarded("sent", send_once)
+            if time.monotonic() >= next_prune:
+                self._guarded("pruned unconfirmed signups", prune_once)
+                next_prune = time.monotonic() + self.prune_interval
+            self.stopping.wait(self.interval)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping.set()
+        self.join(timeout)
+
+
+def run_server(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve until Ctrl-C, sending mail in the background; stops both cleanly."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    sender = SenderLoop(settings)
+    sender.start()
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
+                    proxy_headers=True, server_header=False)
+    finally:
+        sender.stop()
