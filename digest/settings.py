@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     sendgrid_host: str = "https://api.sendgrid.com"
     sendgrid_webhook_public_key: str = ""
     smtp_url: str = ""
+    max_messages_per_second: float = 0.0  # ceiling per transport and process; 0: none
 
     arxiv_categories: CommaList = ["cs.CL", "cs.SD", "eess.AS"]
     arxiv_rss_url: str = "https://rss.arxiv.org/rss/"

@@ -10,6 +10,8 @@ from emails.transports.base import (
     Transport,
 )
 from emails.transports.outbox import OutboxTransport, write_index
+from emails.transports.sendgrid import SendGridTransport
+from emails.transports.smtp import SMTPTransport
 
 __all__ = [
     "OutboxTransport",
@@ -23,10 +25,16 @@ __all__ = [
 
 
 def make_transport(settings: Settings) -> Transport:
-    """The transport the settings ask for; only the outbox is wired in this build."""
+    """The transport DIGEST_MAIL_BACKEND asks for, with its per-second ceiling."""
+    ceiling = settings.max_messages_per_second or None
     if settings.mail_backend == "outbox":
         return OutboxTransport(settings.outbox_path)
-    raise ValueError(
-        f"mail backend {settings.mail_backend!r} is not configured in this build; "
-        "use DIGEST_MAIL_BACKEND=outbox"
+    if settings.mail_backend == "smtp":
+        if not settings.smtp_url:
+            raise ValueError("DIGEST_MAIL_BACKEND=smtp needs DIGEST_SMTP_URL")
+        return SMTPTransport.from_url(settings.smtp_url, max_per_second=ceiling)
+    if not settings.sendgrid_api_key:
+        raise ValueError("DIGEST_MAIL_BACKEND=sendgrid needs DIGEST_SENDGRID_API_KEY")
+    return SendGridTransport(
+        settings.sendgrid_api_key, settings.sendgrid_host, max_per_second=ceiling
     )
