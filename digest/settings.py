@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     postal_address: str = "Paper Digest, 1 Example Street, 00000 Example City"
 
     digest_size: int = 10  # papers per daily email
-    relevance_floor: float = 2.0  # minimum BM25 score of the best keyword
+    relevance_floor: float = 1.5  # minimum BM25F score of the best keyword (see ranking.py)
     lookback_days: int = 7  # how far back a daily digest looks for papers not yet sent
 
     _split = field_validator("secret_keys", "arxiv_categories", mode="before")(_split_commas)

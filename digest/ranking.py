@@ -1,0 +1,329 @@
+"""Profiles x papers -> scored top-k with the reasons, every profile in one sparse pass.
+
+A profile is a list of keywords. Each keyword scores each paper with field-weighted BM25 (BM25F)
+over phrases: score matrix S (keyword x paper) is computed once per index and profile set, the
+profiles become a sparse matrix P (profile x keyword), and P @ S is taken a chunk of profiles at a
+time, top-k selected per row on the sparse result, never on a dense profile x paper matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from itertools import chain
+
+import numpy as np
+import scipy.sparse as sp
+
+from digest.analysis import analyze_keyword
+from digest.scoring import PaperIndex, PaperLike, Weights
+
+__all__ = [
+    "RELEVANCE_FLOOR", "SCORE_RESOLUTION", "Match", "PaperIndex", "PaperLike", "Picks",
+    "ProfileSet", "Ranker", "Weights", "rank_keywords", "rank_profiles", "select_top",
+]
+
+RELEVANCE_FLOOR = 1.5  # recommended minimum best-keyword score; calibration: bench/rank.py
+SCORE_RESOLUTION = 1e-6  # scores are compared, and reported, to this precision
+
+
+@dataclass(frozen=True)
+class Picks:
+    """Picked (profile, paper, score) triples as parallel arrays, grouped by profile, best first."""
+
+    profiles: np.ndarray
+    papers: np.ndarray
+    scores: np.ndarray
+
+
+def select_top(
+    rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, *, limit: int, index: PaperIndex
+) -> Picks:
+    """Per row, the `limit` best entries: score desc, then newest, then smallest arXiv id."""
+    if not len(rows):
+        return Picks(rows, cols, scores)
+    quantized = np.rint(scores * (1.0 / SCORE_RESOLUTION)).astype(np.int64)
+    top = int(quantized.max())
+    score_bits, tie_bits = max(1, top.bit_length()), max(1, (len(index) - 1).bit_length())
+    packed = int(rows.max()).bit_length() + score_bits + tie_bits <= 62
+    if packed:
+        # One int64 key per entry, sorted in place: several times faster than argsort/lexsort.
+        key = rows << (score_bits + tie_bits)
+        np.subtract(top, quantized, out=quantized)
+        quantized <<= tie_bits
+        key |= quantized
+        key |= index.tie_rank[cols]
+        key.sort()
+        rows = key >> (score_bits + tie_bits)
+    else:
+        order = np.lexsort((index.tie_rank[cols], -quantized, rows))
+        rows, cols, quantized = rows[order], cols[order], quantized[order]
+    counts = np.bincount(rows)
+    keep = np.flatnonzero(np.arange(len(rows)) - (np.cumsum(counts) - counts)[rows] < limit)
+    rows = rows[keep]
+    if packed:
+        key = key[keep]
+        cols = index.newest_first[key & ((1 << tie_bits) - 1)]
+        quantized = top - ((key >> tie_bits) & ((1 << score_bits) - 1))
+    else:
+        cols, quantized = cols[keep], quantized[keep]
+    return Picks(rows, cols, quantized * SCORE_RESOLUTION)
+
+
+@dataclass(frozen=True)
+class Match:
+    """One paper picked for one profile, and the profile's keywords that matched it, best first."""
+
+    arxiv_id: str
+    score: float
+    matched: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProfileSet:
+    """Profiles compiled once: each profile's distinct keywords and how the user wrote them."""
+
+    indptr: np.ndarray  # profile i's entries are indptr[i]:indptr[i + 1]
+    keyword_ids: np.ndarray  # per entry: index into `keywords`
+    label_ids: np.ndarray  # per entry: index into `labels`
+    keywords: list[tuple[str, ...]]  # analyzed, distinct
+    labels: list[str]  # keywords as written, distinct
+
+    @classmethod
+    def compile(cls, profiles: Sequence[Sequence[str]]) -> ProfileSet:
+        """Analyze each distinct keyword once; repeats within a profile count once (first wins)."""
+        if any(isinstance(profile, str) for profile in profiles):
+            raise TypeError("a profile is a list of keywords, not one string")
+        written = list(chain.from_iterable(profiles))
+        labels = list(dict.fromkeys(written))  # each distinct keyword as written, analyzed once
+        label_index = {raw: number for number, raw in enumerate(labels)}
+        keyword_index: dict[tuple[str, ...], int] = {}
+        label_keyword = [
+            keyword_index.setdefault(terms, len(keyword_index)) if terms else -1
+            for terms in map(analyze_keyword, labels)
+        ]  # label id -> keyword id, -1 when it has no words
+        lengths = np.fromiter(map(len, profiles), dtype=np.int64, count=len(profiles))
+        flat = np.fromiter(map(label_index.__getitem__, written), np.int64, count=len(written))
+        rows = np.repeat(np.arange(len(profiles), dtype=np.int64), lengths)
+        keyword_ids = np.asarray(label_keyword, dtype=np.int64)[flat]
+        entries = np.flatnonzero(keyword_ids >= 0)
+        _, first = np.unique(
+            rows[entries] * max(1, len(keyword_index)) + keyword_ids[entries], return_index=True
+        )
+        entries = np.sort(entries[first])  # back in the order the user wrote them
+        indptr = np.zeros(len(profiles) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows[entries], minlength=len(profiles)), out=indptr[1:])
+        return cls(
+            indptr=indptr,
+            keyword_ids=keyword_ids[entries].astype(np.int32),
+            label_ids=flat[entries].astype(np.int32),
+            keywords=list(keyword_index),
+            labels=[label.strip() for label in labels],
+        )
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    def matrix(
+        self, start: int, stop: int, row_weights: np.ndarray | None = None
+    ) -> sp.csr_matrix:
+        """Profiles [start, stop) as a profile x keyword matrix: 1 (or the row's weight) per hit."""
+        lo, hi = int(self.indptr[start]), int(self.indptr[stop])
+        sizes = np.diff(self.indptr[start:stop + 1])
+        data = np.ones(hi - lo) if row_weights is None else np.repeat(row_weights, sizes)
+        return sp.csr_matrix(
+            (data, self.keyword_ids[lo:hi], self.indptr[start:stop + 1] - lo),
+            shape=(stop - start, len(self.keywords)),
+        )
+
+
+class Ranker:
+    """One index and one profile set: S computed once, then any run of profiles scored."""
+
+    def __init__(
+        self,
+        index: PaperIndex,
+        profiles: ProfileSet,
+        *,
+        floor: float = 0.0,
+        candidates: Collection[str] | None = None,
+    ) -> None:
+        self.index = index
+        self.profiles = profiles
+        scores = index.keyword_scores(profiles.keywords)
+        if candidates is not None:
+            allowed = np.zeros(len(index), dtype=bool)
+            allowed[[index.position[i] for i in candidates if i in index.position]] = True
+            scores.data[~allowed[scores.indices]] = 0.0
+            scores.eliminate_zeros()
+        self.scores = scores
+        columns = len(index)
+        counts = np.diff(scores.indptr)
+        self._keys = np.repeat(np.arange(len(counts), dtype=np.int64), counts) * columns
+        self._keys += scores.indices
+        self.encoded, self.big = self._encode(scores, floor)
+        # Each keyword's scores >= floor, best first: the k-th of them bounds a profile's k-th.
+        strong = np.flatnonzero(scores.data >= floor)
+        strong_rows = np.repeat(np.arange(len(counts)), counts)[strong]
+        order = np.lexsort((-scores.data[strong], strong_rows))
+        self._strong = np.append(scores.data[strong][order], 0.0)  # never empty
+        self._strong_count = np.bincount(strong_rows, minlength=len(counts))
+        self._strong_start = np.cumsum(self._strong_count) - self._strong_count
+
+    def _encode(self, scores: sp.csr_matrix, floor: float) -> tuple[sp.csr_matrix, float]:
+        """S with big * [s >= floor] added, so one product gives sum and count of strong hits."""
+        strong = scores.data >= floor
+        # A paper no keyword scores >= floor on can never be picked: drop its column outright.
+        reachable = np.zeros(scores.shape[1], dtype=bool)
+        reachable[scores.indices[strong]] = True
+        widest = int(np.diff(self.profiles.indptr).max(initial=1))
+        # A power of two above twice any profile's total: adding and removing it is exact enough.
+        big = 2.0 ** np.ceil(np.log2(2.0 * widest * float(scores.data.max(initial=0.0)) + 1.0))
+        encoded = scores.copy()
+        encoded.data = np.where(reachable[encoded.indices], encoded.data + big * strong, 0.0)
+        encoded.eliminate_zeros()
+        return encoded, float(big)
+
+    def picks(
+        self, start: int, stop: int, *, limit: int, exclude: Sequence[Collection[str]] | None = None
+    ) -> Picks:
+        """Top `limit` papers for profiles [start, stop), grouped by profile, best first."""
+        sent, sent_per_row = self._excluded(exclude, start, stop)
+        # Most entries are far below their row's limit-th best. Each profile's row is scaled by
+        # 1 / (big + its lower bound), so one comparison with 1 drops them (and, through big,
+        # papers no keyword scores >= floor on) before anything is gathered or sorted.
+        scale = 1.0 / (self._lower_bounds(start, stop, limit, sent_per_row) + self.big)
+        product = self.profiles.matrix(start, stop, scale) @ self.encoded
+        kept = np.flatnonzero(product.data >= 1.0)
+        rows = np.searchsorted(product.indptr, kept, side="right") - 1
+        cols = product.indices[kept]
+        values = product.data[kept] / scale[rows]
+        values -= self.big * np.floor(values * (1.0 / self.big))  # the big terms, off again
+        if len(sent):
+            keep = ~np.isin(rows * len(self.index) + cols, sent)
+            rows, cols, values = rows[keep], cols[keep], values[keep]
+        picked = select_top(rows, cols, values, limit=limit, index=self.index)
+        return Picks(picked.profiles + start, picked.papers, picked.scores)
+
+    def _lower_bounds(
+        self, start: int, stop: int, limit: int, sent_per_row: np.ndarray
+    ) -> np.ndarray:
+        """Per profile, a score its limit-th pick is sure to reach, minus the tie resolution."""
+        indptr = self.profiles.indptr
+        keywords = self.profiles.keyword_ids[indptr[start]:indptr[stop]]
+        rows = np.repeat(np.arange(stop - start), np.diff(indptr[start:stop + 1]))
+        # The (limit + already sent)-th best strong score of any one of the profile's keywords:
+        # at least `limit` unsent qualifying papers score that much from this keyword alone.
+        depth = limit - 1 + sent_per_row[rows]
+        deep_enough = depth < self._strong_count[keywords]
+        at = self._strong_start[keywords] + np.where(deep_enough, depth, 0)
+        reach = np.where(deep_enough, self._strong[np.minimum(at, len(self._strong) - 1)], 0.0)
+        bounds = np.zeros(stop - start)
+        np.maximum.at(bounds, rows, reach)
+        # Slack: an entry that rounds to the same score still competes on the tie-break.
+        return bounds - 2 * SCORE_RESOLUTION
+
+    def _excluded(
+        self, exclude: Sequence[Collection[str]] | None, start: int, stop: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Keys (local row * papers + paper) of papers already sent, and how many per row."""
+        per_row = np.zeros(stop - start, dtype=np.int64)
+        if exclude is None:
+            return np.zeros(0, dtype=np.int64), per_row
+        position, columns = self.index.position, len(self.index)
+        keys = []
+        for row in range(stop - start):
+            for arxiv_id in exclude[start + row]:
+                if arxiv_id in position:
+                    keys.append(row * columns + position[arxiv_id])
+                    per_row[row] += 1
+        return np.asarray(keys, dtype=np.int64), per_row
+
+    def contributions(self, keyword_ids: np.ndarray, papers: np.ndarray) -> np.ndarray:
+        """S[keyword, paper] for paired arrays, 0 where the keyword misses the paper."""
+        wanted = keyword_ids.astype(np.int64) * len(self.index) + papers
+        if not len(self._keys):
+            return np.zeros(len(wanted))
+        found = np.minimum(np.searchsorted(self._keys, wanted), len(self._keys) - 1)
+        return np.where(self._keys[found] == wanted, self.scores.data[found], 0.0)
+
+    def matched(self, picks: Picks) -> list[tuple[str, ...]]:
+        """Per pick, the profile's keywords (as written) that contributed, largest first."""
+        indptr = self.profiles.indptr
+        lo = indptr[picks.profiles]
+        counts = indptr[picks.profiles + 1] - lo
+        owner = np.repeat(np.arange(len(picks.profiles)), counts)
+        entry = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+        contribution = self.contributions(self.profiles.keyword_ids[entry], picks.papers[owner])
+        hit = contribution > 0
+        owner, entry, contribution = owner[hit], entry[hit], contribution[hit]
+        order = np.lexsort((entry, -contribution, owner))
+        labels = self.profiles.labels
+        written = [labels[label] for label in self.profiles.label_ids[entry[order]].tolist()]
+        bounds = np.searchsorted(owner[order], np.arange(len(picks.profiles) + 1)).tolist()
+        return [tuple(written[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    def matches(self, picks: Picks) -> list[list[Match]]:
+        """Picks as Match lists, one list per profile from the first to the last pick's."""
+        if not len(picks.profiles):
+            return []
+        ids = self.index.ids
+        flat = [
+            Match(ids[paper], score, matched)
+            for paper, score, matched in zip(
+                picks.papers.tolist(), picks.scores.tolist(), self.matched(picks), strict=True
+            )
+        ]
+        first, last = int(picks.profiles[0]), int(picks.profiles[-1])
+        bounds = np.searchsorted(picks.profiles, np.arange(first, last + 2)).tolist()
+        return [flat[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def rank_profiles(
+    index: PaperIndex,
+    profiles: Sequence[Sequence[str]],
+    *,
+    limit: int = 10,
+    floor: float = 0.0,
+    exclude: Sequence[Collection[str]] | None = None,
+    candidates: Collection[str] | None = None,
+    chunk_size: int = 5000,
+) -> list[list[Match]]:
+    """Per profile, up to `limit` papers best first whose best keyword scores >= floor.
+
+    `exclude[i]` holds ids profile i was already sent; `candidates` limits the papers considered.
+    Ties go to the newer paper, then the smaller arXiv id. A profile's result never depends on
+    the other profiles, so shards of profiles can be ranked in separate processes.
+    """
+    results: list[list[Match]] = [[] for _ in profiles]
+    if not profiles or limit <= 0 or not len(index):
+        return results
+    if exclude is not None and len(exclude) != len(profiles):
+        raise ValueError("exclude needs one entry per profile")
+    ranker = Ranker(index, ProfileSet.compile(profiles), floor=floor, candidates=candidates)
+    # Chunks of a few thousand profiles keep each product in cache and its temporaries small.
+    for start in range(0, len(profiles), chunk_size):
+        picks = ranker.picks(start, min(start + chunk_size, len(profiles)), limit=limit,
+                             exclude=exclude)
+        if len(picks.profiles):
+            first = int(picks.profiles[0])
+            grouped = ranker.matches(picks)
+            results[first:first + len(grouped)] = grouped
+    return results
+
+
+def rank_keywords(
+    index: PaperIndex,
+    keywords: Sequence[str],
+    *,
+    limit: int = 10,
+    floor: float = 0.0,
+    exclude: Collection[str] | None = None,
+    candidates: Collection[str] | None = None,
+) -> list[Match]:
+    """One profile's ranking; the same code path as rank_profiles."""
+    return rank_profiles(
+        index, [keywords], limit=limit, floor=floor,
+        exclude=None if exclude is None else [exclude], candidates=candidates,
+    )[0]
+
