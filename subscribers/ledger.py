@@ -216,3 +216,15 @@ def list_deliveries(
     if status is not None:
         query = query.where(Delivery.status == status)
     return list(session.exec(query))
+
+
+def requeue_failed(*, session: Session, dry_run: bool = False) -> int:
+    """Give permanently failed rows a fresh start; returns how many."""
+    rows = list(session.exec(select(Delivery).where(Delivery.status == DeliveryStatus.failed)))
+    if not dry_run:
+        for row in rows:
+            row.status = DeliveryStatus.planned
+            row.attempts = 0
+            row.next_attempt_at = utcnow()
+            session.add(row)
+    return len(rows)

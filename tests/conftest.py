@@ -104,3 +104,6 @@ def migrated(db_settings: Settings) -> Settings:
 
     upgrade(db_settings)
     return db_settings
+
+
+from tests.fake_sendgrid import fake_sendgrid  # noqa: E402, F401  (fixture for every test)

@@ -27,9 +27,11 @@ from digest.sources.arxiv_feed import FeedError
 from digest.sources.fetch import FetchError
 from emails.transports import make_transport
 from emails.transports.outbox import write_index
+from subscribers import ledger
+from subscribers.ledger import DeliveryStatus
 from subscribers.models import Frequency, Status, SubscriberCreate
 from subscribers.service import InvalidInput, add_subscriber, list_subscribers, parse_keywords
-from workers import jobs, migrate
+from workers import jobs, migrate, planning, sending
 from workers.demo import run_demo, sample_corpus_path
 
 app = typer.Typer(
@@ -262,12 +264,12 @@ def send_daily(
     """
     settings = ready()
     target = date.fromisoformat(day) if day else _newest_day(settings)
-    plan = jobs.plan_daily(settings=settings, day=target, dry_run=dry_run)
-    sent = jobs.SendReport()
+    plan = planning.plan_daily(settings=settings, day=target, dry_run=dry_run)
+    sent = sending.SendReport()
     if not dry_run:
         with Progress(console=errors, transient=True) as progress:
             task = progress.add_task("sending", total=plan.planned or None)
-            sent = jobs.send_due(
+            sent = sending.send_due(
                 settings=settings,
                 transport=make_transport(settings),
                 progress=lambda n: progress.advance(task, n),
@@ -306,9 +308,117 @@ def _newest_day(settings: Settings) -> date:
 
 @app.command()
 @command_errors
-def demo() -> None:
+def demo(
+    serve: Annotated[bool, typer.Option(help="Then serve the web app on localhost:8000.")] = False,
+) -> None:
     """Run the whole daily flow offline on the bundled corpus and three sample subscribers.
 
-    Example: digest demo   (then open var/outbox/index.html)
+    Example: digest demo --serve   (then open var/outbox/index.html and http://localhost:8000)
     """
-    run_demo(ready(), console)
+    settings = ready()
+    run_demo(settings, console)
+    if serve:
+        _serve(settings, "127.0.0.1", 8000, web_only=False)
+
+
+@app.command()
+@command_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    web_only: Annotated[
+        bool,
+        typer.Option(help="Only the web app: Celery workers and beat do the sending and planning."),
+    ] = False,
+) -> None:
+    """Serve the web app; on the embedded default it also sends and plans in the background.
+
+    Example: digest serve --port 8000   |   digest serve --host 0.0.0.0 --web-only
+    """
+    _serve(ready(), host, port, web_only=web_only)
+
+
+def _serve(settings: Settings, host: str, port: int, *, web_only: bool) -> None:
+    from workers.serve import run_server
+
+    console.print(
+        f"serving on http://{'localhost' if host == '127.0.0.1' else host}:{port} "
+        f"({'web only' if web_only else 'web + sender + planner'}); Ctrl-C stops"
+    )
+    run_server(settings, host=host, port=port, background=not web_only)
+
+
+@app.command()
+@command_errors
+def deliveries(
+    status: Annotated[DeliveryStatus | None, typer.Option(help="Only this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the delivery ledger, newest first.
+
+    Example: digest deliveries --status failed --json
+    """
+    settings = ready()
+    with session_scope(settings.sqlalchemy_url) as session:
+        rows = [
+            d.model_dump(mode="json", exclude={"payload"})
+            for d in ledger.list_deliveries(session=session, status=status, limit=limit)
+        ]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("id", "subscriber", "kind", "period", "status", "attempts", "last error")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            str(row["subscriber_id"]),
+            row["kind"],
+            row["period"],
+            row["status"],
+            str(row["attempts"]),
+            (row["last_error"] or "")[:60],
+        )
+    console.print(table)
+
+
+@app.command("retry-failed")
+@command_errors
+def retry_failed(
+    dry_run: Annotated[bool, typer.Option(help="Count them, change nothing.")] = False,
+) -> None:
+    """Put permanently failed deliveries back in the queue (after fixing their cause).
+
+    Example: digest retry-failed --dry-run
+    """
+    settings = ready()
+    with session_scope(settings.sqlalchemy_url) as session:
+        count = ledger.requeue_failed(session=session, dry_run=dry_run)
+    verb = "would be requeued" if dry_run else "requeued"
+    console.print(f"{count} failed deliveries {verb}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(ctx: typer.Context) -> None:
+    """Run a Celery worker (extra options go to `celery worker`).
+
+    Example: digest worker -Q plan,send --concurrency 4
+    """
+    from workers.celery_app import app as celery
+
+    ready()
+    celery.worker_main(["worker", "--loglevel=INFO", *ctx.args])
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def beat(ctx: typer.Context) -> None:
+    """Run Celery beat, the scheduler (one is enough; a second one is harmless).
+
+    Example: digest beat
+    """
+    from workers.celery_app import app as celery
+
+    settings = ready()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    schedule = str(settings.var_dir / "celerybeat-schedule")
+    celery.start(["beat", "--loglevel=INFO", f"--schedule={schedule}", *ctx.args])

@@ -21,7 +21,7 @@ from emails.transports.outbox import write_index
 from subscribers.ledger import Delivery
 from subscribers.models import Subscriber, SubscriberCreate
 from subscribers.service import add_subscriber
-from workers import jobs
+from workers import jobs, planning, sending
 
 SAMPLE_SUBSCRIBERS = [
     ("ada@example.org", ["speech synthesis", "TTS", "voice cloning", "prosody"]),
@@ -56,8 +56,8 @@ def run_demo(settings: Settings, console: Console) -> None:
     with session_scope(settings.sqlalchemy_url) as session:
         day = latest_announcement(session=session)
     assert day is not None, "the sample corpus is never empty"
-    plan = jobs.plan_daily(settings=settings, day=day)
-    sent = jobs.send_due(settings=settings, transport=make_transport(settings))
+    plan = planning.plan_daily(settings=settings, day=day)
+    sent = sending.send_due(settings=settings, transport=make_transport(settings))
     index = write_index(settings.outbox_path) if settings.mail_backend == "outbox" else None
 
     table = Table(title=f"Daily digests for {day}")

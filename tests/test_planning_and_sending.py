@@ -1,0 +1,123 @@
+"""Planning by local send hour, and sending through a real (local) SendGrid-speaking server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import select
+
+from digest.db import session_scope
+from digest.papers import latest_announcement
+from digest.settings import Settings
+from emails.transports.sendgrid import SendGridTransport
+from subscribers import ledger
+from subscribers.models import Frequency, Status, Subscriber, SubscriberCreate
+from subscribers.service import add_subscriber
+from tests.fake_sendgrid import FakeSendGrid
+from workers import jobs, planning, sending
+from workers.demo import sample_corpus_path
+
+
+def _stock(settings: Settings, *profiles: tuple[str, list[str], str, int]) -> list[int]:
+    jobs.ingest_document(settings=settings, location=str(sample_corpus_path()), source="sample")
+    ids = []
+    with session_scope(settings.sqlalchemy_url) as session:
+        for email, keywords, tz, hour in profiles:
+            create = SubscriberCreate(email=email, keywords=keywords, timezone=tz, send_hour=hour)
+            ids.append(add_subscriber(session=session, subscriber_create=create, confirmed=True).id)
+    return [i or 0 for i in ids]
+
+
+def test_due_slot_follows_the_subscriber_clock() -> None:
+    tokyo = Subscriber(email="a@example.org", timezone="Asia/Tokyo", send_hour=8)
+    # 23:30 UTC on the 28th is 08:30 on the 29th in Tokyo: due, for the 29th.
+    slot = planning.due_slot(tokyo, datetime(2026, 1, 28, 23, 30, tzinfo=UTC), 7)
+    assert slot is not None and slot.period == "2026-01-29"
+    assert planning.due_slot(tokyo, datetime(2026, 1, 28, 22, 30, tzinfo=UTC), 7) is None
+    weekly = Subscriber(email="b@example.org", frequency=Frequency.weekly, send_hour=7)
+    monday_early = datetime(2026, 1, 26, 6, 0, tzinfo=UTC)
+    assert planning.due_slot(weekly, monday_early, 7) is None
+    tuesday = planning.due_slot(weekly, monday_early + timedelta(days=1), 7)
+    assert tuesday is not None and tuesday.period == "2026-W05"
+
+
+def test_plan_due_waits_for_new_papers_and_the_send_hour(migrated: Settings) -> None:
+    settings = migrated.model_copy(update={"lookback_days": 400})
+    _stock(settings, ("ada@example.org", ["TTS"], "UTC", 7),
+           ("late@example.org", ["TTS"], "UTC", 23))
+    with session_scope(settings.sqlalchemy_url) as session:
+        newest = latest_announcement(session=session)
+    assert newest is not None
+    morning = datetime.combine(newest, datetime.min.time(), UTC) + timedelta(hours=8)
+    # The corpus was stored "now", long after that morning: no papers arrived in the 24 h
+    # before it, so a quiet day sends nothing.
+    assert planning.plan_due(settings=settings, now=morning).planned == 0
+    now = datetime.now(UTC).replace(hour=8, minute=0)
+    report = planning.plan_due(settings=settings, now=now)
+    assert (report.planned, report.due) == (1, 1)  # the 23:00 subscriber is not due yet
+    assert planning.plan_due(settings=settings, now=now).planned == 0  # idempotent
+
+
+def test_sending_records_the_provider_id_and_tags_the_delivery(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    settings = migrated.model_copy(update={"lookback_days": 30})
+    _stock(settings, ("ada@example.org", ["TTS", "speech synthesis"], "UTC", 7))
+    with session_scope(settings.sqlalchemy_url) as session:
+        day = latest_announcement(session=session)
+    assert day is not None
+    assert planning.plan_daily(settings=settings, day=day).planned == 1
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    report = sending.send_due(settings=settings, transport=transport)
+    assert (report.sent, report.failed) == (1, 0)
+    [personalization] = fake_sendgrid.personalizations()
+    with session_scope(settings.sqlalchemy_url) as session:
+        row = session.exec(select(ledger.Delivery)).one()
+    assert personalization["custom_args"]["delivery_id"] == str(row.id)
+    assert row.status == ledger.DeliveryStatus.sent and row.provider_message_id
+
+
+def test_outages_retry_from_the_ledger_and_a_400_fails_once(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    settings = migrated.model_copy(update={"lookback_days": 30})
+    _stock(settings, ("ada@example.org", ["TTS"], "UTC", 7),
+           ("alan@example.org", ["speech language model"], "UTC", 7))
+    with session_scope(settings.sqlalchemy_url) as session:
+        day = latest_announcement(session=session)
+    assert day is not None
+    planning.plan_daily(settings=settings, day=day)
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    fake_sendgrid.fail_next(500, 1)
+    fake_sendgrid.fail_next(400, 1)
+    first = sending.send_due(settings=settings, transport=transport)
+    assert (first.sent, first.retried, first.failed) == (0, 1, 1)
+    with session_scope(settings.sqlalchemy_url) as session:
+        rows = {r.status: r for r in session.exec(select(ledger.Delivery))}
+        retry = rows[ledger.DeliveryStatus.planned]
+        assert "SendGrid 400" in (rows[ledger.DeliveryStatus.failed].last_error or "")
+        retry.next_attempt_at = datetime.now(UTC)  # the retry time has come
+        session.add(retry)
+    second = sending.send_due(settings=settings, transport=transport)
+    assert (second.sent, second.failed) == (1, 0)
+    assert sending.send_due(settings=settings, transport=transport).handled == 0
+
+
+def test_a_subscriber_who_leaves_before_the_send_gets_nothing(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    settings = migrated.model_copy(update={"lookback_days": 30})
+    [sid] = _stock(settings, ("ada@example.org", ["TTS"], "UTC", 7))
+    with session_scope(settings.sqlalchemy_url) as session:
+        day = latest_announcement(session=session)
+    assert day is not None
+    planning.plan_daily(settings=settings, day=day)
+    with session_scope(settings.sqlalchemy_url) as session:
+        subscriber = session.get(Subscriber, sid)
+        assert subscriber is not None
+        subscriber.status = Status.unsubscribed
+        session.add(subscriber)
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    report = sending.send_due(settings=settings, transport=transport)
+    assert (report.sent, report.skipped) == (0, 1)
+    assert fake_sendgrid.accepted == []

@@ -1,0 +1,165 @@
+"""Planning: who gets which digest for which period, written to the ledger in bulk.
+
+A digest's content is decided here, once: the ranked picks go into the ledger row's payload,
+so a retried send renders exactly what was planned.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from digest.db import session_scope
+from digest.papers import Paper, papers_since
+from digest.ranking import Match, PaperIndex, rank_profiles
+from digest.settings import Settings
+from subscribers import ledger
+from subscribers.models import Frequency, Status, Subscriber
+from subscribers.service import due_daily
+
+
+@dataclass
+class PlanReport:
+    due: int = 0  # subscribers considered
+    planned: int = 0  # new ledger rows
+    already_planned: int = 0
+    nothing_relevant: int = 0
+    previews: list[tuple[str, int]] = field(default_factory=list)  # (email, papers) per digest
+
+    def add(self, other: PlanReport) -> None:
+        self.due += other.due
+        self.planned += other.planned
+        self.already_planned += other.already_planned
+        self.nothing_relevant += other.nothing_relevant
+        self.previews.extend(other.previews)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One digest period: daily 2026-01-29 or weekly 2026-W05, ending on `day`."""
+
+    kind: str
+    period: str
+    day: date
+    lookback_days: int
+
+
+def due_slot(subscriber: Subscriber, now: datetime, lookback_days: int) -> Slot | None:
+    """The digest a subscriber is due at `now` in their own time zone, if their hour has come."""
+    local = now.astimezone(ZoneInfo(subscriber.timezone))
+    if subscriber.frequency == Frequency.daily:
+        if local.hour < subscriber.send_hour:
+            return None
+        return Slot("daily", local.date().isoformat(), local.date(), lookback_days)
+    # Weekly goes out on Monday at the send hour, or later that week if planning was down.
+    if local.weekday() == 0 and local.hour < subscriber.send_hour:
+        return None
+    year, week, _ = local.isocalendar()
+    return Slot("weekly", f"{year}-W{week:02d}", local.date(), 7)
+
+
+def plan_daily(*, settings: Settings, day: date, dry_run: bool = False) -> PlanReport:
+    """The operator's path: every active daily subscriber gets `day`'s digest, whatever the hour."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        subscribers = [s for s in due_daily(session=session) if s.receives_mail(day)]
+        slot = Slot("daily", day.isoformat(), day, settings.lookback_days)
+        report = plan_slot(
+            session=session, settings=settings, slot=slot, subscribers=subscribers, dry_run=dry_run
+        )
+        if dry_run:
+            session.rollback()
+    return report
+
+
+def plan_due(*, settings: Settings, now: datetime) -> PlanReport:
+    """Beat's path: plan every subscriber whose local send hour has come, grouped by period."""
+    report = PlanReport()
+    with session_scope(settings.sqlalchemy_url) as session:
+        fresh = _papers_arrived_between(session, now - timedelta(hours=24), now)
+        groups: dict[Slot, list[Subscriber]] = defaultdict(list)
+        active = session.exec(select(Subscriber).where(Subscriber.status == Status.active))
+        for subscriber in active:
+            slot = due_slot(subscriber, now, settings.lookback_days)
+            # No email on days without new papers (arXiv is quiet on weekends and holidays).
+            if slot and (fresh or slot.kind == "weekly") and subscriber.receives_mail(slot.day):
+                groups[slot].append(subscriber)
+        for slot, subscribers in groups.items():
+            report.add(
+                plan_slot(session=session, settings=settings, slot=slot, subscribers=subscribers)
+            )
+    return report
+
+
+def _papers_arrived_between(session: Session, start: datetime, end: datetime) -> bool:
+    arrived = (Paper.first_seen_at >= start) & (Paper.first_seen_at <= end)  # type: ignore[operator]
+    count = session.exec(select(func.count()).where(arrived)).one()
+    return bool(count)
+
+
+def plan_slot(
+    *,
+    session: Session,
+    settings: Settings,
+    slot: Slot,
+    subscribers: Sequence[Subscriber],
+    dry_run: bool = False,
+) -> PlanReport:
+    """Rank the slot's window for these subscribers in one sparse pass; one row per digest."""
+    report = PlanReport(due=len(subscribers))
+    before = ledger.planned_subscriber_ids(session=session, kind=slot.kind, period=slot.period)
+    report.already_planned = sum(1 for s in subscribers if s.id in before)
+    todo = [s for s in subscribers if s.id not in before]
+    since = slot.day - timedelta(days=slot.lookback_days - 1)
+    papers = papers_since(session=session, since=since, until=slot.day)
+    if not todo or not papers:
+        report.nothing_relevant = len(todo)
+        return report
+    sent = ledger.sent_paper_ids(session=session, subscriber_ids=[s.id or 0 for s in todo])
+    rankings = rank_profiles(
+        PaperIndex(papers),
+        [s.keywords for s in todo],
+        limit=settings.digest_size,
+        floor=settings.relevance_floor,
+        exclude=[sent.get(s.id or 0, set()) for s in todo],
+    )
+    planned = []
+    for subscriber, matches in zip(todo, rankings, strict=True):
+        if not matches:
+            report.nothing_relevant += 1  # never an empty digest
+            continue
+        report.previews.append((subscriber.email, len(matches)))
+        planned.append(
+            ledger.PlannedDelivery(
+                subscriber_id=subscriber.id or 0,
+                kind=slot.kind,
+                period=slot.period,
+                payload={"day": slot.day.isoformat(), "matches": [match_json(m) for m in matches]},
+                paper_ids=tuple(m.arxiv_id for m in matches),
+            )
+        )
+    if dry_run:
+        return report
+    report.planned = ledger.plan_deliveries(session=session, planned=planned)
+    # Another planner may have raced us to some rows; those count as planned before.
+    report.already_planned += len(planned) - report.planned
+    return report
+
+
+def match_json(match: Match) -> dict[str, object]:
+    return {
+        "arxiv_id": match.arxiv_id,
+        "score": round(match.score, 4),
+        "matched": list(match.matched),
+    }
+
+
+def match_from_json(data: dict[str, object]) -> Match:
+    matched = data["matched"]
+    assert isinstance(matched, list)
+    return Match(str(data["arxiv_id"]), float(str(data["score"])), tuple(map(str, matched)))
