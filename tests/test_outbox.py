@@ -24,6 +24,8 @@ from emails.transports import (
     make_transport,
     write_index,
 )
+from emails.transports.sendgrid import SendGridTransport
+from emails.transports.smtp import SMTPTransport
 
 FILE_NAME = re.compile(r"^\d{8}T\d{12}Z-[a-z0-9-]+-[0-9a-f]{8}\.eml$")
 
@@ -188,6 +190,13 @@ def test_make_transport(settings: Settings) -> None:
     transport = make_transport(settings)
     assert isinstance(transport, OutboxTransport)
     assert transport.directory == settings.outbox_path
-    for backend in ("smtp", "sendgrid"):
-        with pytest.raises(ValueError, match="not configured in this build"):
-            make_transport(settings.model_copy(update={"mail_backend": backend}))
+    with pytest.raises(ValueError, match="needs DIGEST_SMTP_URL"):
+        make_transport(settings.model_copy(update={"mail_backend": "smtp"}))
+    with pytest.raises(ValueError, match="needs DIGEST_SENDGRID_API_KEY"):
+        make_transport(settings.model_copy(update={"mail_backend": "sendgrid"}))
+    smtp = make_transport(settings.model_copy(update={"mail_backend": "smtp",
+                                                      "smtp_url": "smtp://localhost:1025"}))
+    assert isinstance(smtp, SMTPTransport)
+    sendgrid = make_transport(settings.model_copy(update={"mail_backend": "sendgrid",
+                                                          "sendgrid_api_key": "SG.x"}))
+    assert isinstance(sendgrid, SendGridTransport)
