@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     from_email: str = "Paper Digest <digest@localhost>"
     postal_address: str = "Paper Digest, 1 Example Street, 00000 Example City"
 
+    signup_limit_per_ip: int = 20  # signups per IP per 10 minutes, per web process
+    confirmations_per_address_per_day: int = 3
+
     digest_size: int = 10  # papers per daily email
     relevance_floor: float = 1.5  # minimum BM25F score of the best keyword (see ranking.py)
     lookback_days: int = 7  # how far back a daily digest looks for papers not yet sent

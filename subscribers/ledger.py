@@ -98,8 +98,9 @@ def plan_deliveries(*, session: Session, planned: Sequence[PlannedDelivery]) -> 
             for p in chunk
             if (p.subscriber_id, p.kind, p.period) not in before
         ]
-        _insert_ignoring_duplicates(session, Delivery, rows)
-        ids = _ids_by_key(session, keys - before)
+        # Only the rows this call really inserted: a planner racing us may have written some
+        # of the same keys after `before` was read, and its rows carry its own papers.
+        ids = _insert_returning_keys(session, rows)
         sent_rows = [
             {
                 "subscriber_id": p.subscriber_id,
@@ -116,25 +117,30 @@ def plan_deliveries(*, session: Session, planned: Sequence[PlannedDelivery]) -> 
     return added
 
 
+def _insert_returning_keys(
+    session: Session, rows: list[dict[str, Any]]
+) -> dict[tuple[int, str, str], int]:
+    """Insert ledger rows, skipping existing keys; the keys and ids of the rows inserted."""
+    if not rows:
+        return {}
+    insert = pg_insert if is_postgres(session) else sqlite_insert
+    statement = (
+        insert(Delivery)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(
+            col(Delivery.id), col(Delivery.subscriber_id), col(Delivery.kind), col(Delivery.period)
+        )
+    )
+    return {(sid, kind, period): did for did, sid, kind, period in session.execute(statement)}
+
+
 def _existing_keys(session: Session, keys: set[tuple[int, str, str]]) -> set[tuple[int, str, str]]:
     subscriber_ids = {key[0] for key in keys}
     query = select(Delivery.subscriber_id, Delivery.kind, Delivery.period).where(
         col(Delivery.subscriber_id).in_(subscriber_ids)
     )
     return {(sid, kind, period) for sid, kind, period in session.exec(query)} & keys
-
-
-def _ids_by_key(
-    session: Session, keys: set[tuple[int, str, str]]
-) -> dict[tuple[int, str, str], int]:
-    if not keys:
-        return {}
-    subscriber_ids = {key[0] for key in keys}
-    query = select(Delivery.id, Delivery.subscriber_id, Delivery.kind, Delivery.period).where(
-        col(Delivery.subscriber_id).in_(subscriber_ids)
-    )
-    found = {(sid, kind, period): did for did, sid, kind, period in session.exec(query)}
-    return {key: did for key, did in found.items() if key in keys and did is not None}
 
 
 def planned_subscriber_ids(*, session: Session, kind: str, period: str) -> set[int]:

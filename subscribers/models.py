@@ -1,7 +1,8 @@
-"""Who gets mail and what they asked for."""
+"""Who gets mail and what they asked for, the consent trail, and who must never be re-added."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
@@ -39,7 +40,21 @@ class SubscriberCreate(SubscriberBase):
     pass
 
 
+class SubscriberUpdate(SQLModel):
+    """What a subscriber may change on the manage page (the address has its own flow)."""
+
+    keywords: list[str]
+    frequency: Frequency
+    monthly: bool
+    timezone: str
+    send_hour: int = Field(ge=0, le=23)
+
+
 class Subscriber(SubscriberBase, table=True):
+    # Tokens never expire and carry only the id: an erased subscriber's id must never be
+    # handed to someone else, which SQLite does for a deleted highest rowid without this.
+    __table_args__ = {"sqlite_autoincrement": True}
+
     id: int | None = Field(default=None, primary_key=True)
     status: Status = Field(default=Status.pending, index=True)
     paused_until: date | None = None
@@ -52,3 +67,53 @@ class Subscriber(SubscriberBase, table=True):
         if self.status != Status.active:
             return False
         return self.paused_until is None or self.paused_until <= today
+
+
+class AccountMail(StrEnum):
+    """Ledger kinds of the account emails (digests use daily, weekly, monthly)."""
+
+    confirm = "confirm"  # double opt-in after a signup (or a re-signup of a left address)
+    already = "already"  # a signup for an address that is already active: here is your link
+    confirm_email = "confirm-email"  # sent to a new address before it replaces the old one
+    export = "export"  # a copy of everything we hold, to the address on file
+
+
+class ConsentAction(StrEnum):
+    signup = "signup"  # asked on the web form (not yet consent: that is the confirmation)
+    confirm = "confirm"
+    imported = "imported"  # added by an operator, who vouches for consent
+    unsubscribe = "unsubscribe"
+    resubscribe = "resubscribe"
+    email_change = "email_change"
+
+
+class ConsentEvent(SQLModel, table=True):
+    """The consent trail: when someone joined, confirmed, left, and how (kept for the export)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    action: ConsentAction
+    channel: str = Field(default="web", max_length=20)  # web, one-click, email-link, cli
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class PendingEmail(SQLModel, table=True):
+    """A new address waiting for its owner to confirm it; the old one stays until then."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    new_email: str = Field(max_length=320, index=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Suppression(SQLModel, table=True):
+    """An erased address, kept only as a hash, so an import can't silently re-add it."""
+
+    email_hash: str = Field(primary_key=True, max_length=64)
+    reason: str = Field(default="erased", max_length=20)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+def email_hash(email: str) -> str:
+    """SHA-256 of a normalised address; unkeyed, so rotating secret keys never loses one."""
+    return hashlib.sha256(f"paper-digest suppression:{email}".encode()).hexdigest()

@@ -1,6 +1,7 @@
 """Every table, imported in one place so migrations and `create_all` see the whole schema."""
 
 from digest.papers import Paper
+from subscribers.events import ProviderEventRecord
 from subscribers.ledger import Delivery, SentPaper
 from subscribers.models import ConsentEvent, PendingEmail, Subscriber, Suppression
 
@@ -9,6 +10,7 @@ __all__ = [
     "Delivery",
     "Paper",
     "PendingEmail",
+    "ProviderEventRecord",
     "SentPaper",
     "Subscriber",
     "Suppression",

@@ -97,7 +97,7 @@ def plan_due(*, settings: Settings, now: datetime) -> PlanReport:
 
 
 def _papers_arrived_between(session: Session, start: datetime, end: datetime) -> bool:
-    arrived = (Paper.first_seen_at >= start) & (Paper.first_seen_at <= end)  # type: ignore[operator]
+    arrived = (Paper.first_seen_at >= start) & (Paper.first_seen_at <= end)
     count = session.exec(select(func.count()).where(arrived)).one()
     return bool(count)
 

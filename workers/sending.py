@@ -93,13 +93,19 @@ def send_due(
     while True:
         with session_scope(settings.sqlalchemy_url) as session:
             claimed = [
-                d.id or 0
+                (d.id or 0, d.attempts)
                 for d in ledger.claim_batch(session=session, limit=batch_size, lease=LEASE)
             ]
         if not claimed:
             return report
-        for delivery_id in claimed:
-            send_one(settings=settings, transport=transport, delivery_id=delivery_id, report=report)
+        for delivery_id, attempt in claimed:
+            send_one(
+                settings=settings,
+                transport=transport,
+                delivery_id=delivery_id,
+                report=report,
+                attempt=attempt,
+            )
             if progress:
                 progress(1)
 
@@ -119,12 +125,25 @@ def _render(
 
 
 def send_one(
-    *, settings: Settings, transport: Transport, delivery_id: int, report: SendReport
+    *,
+    settings: Settings,
+    transport: Transport,
+    delivery_id: int,
+    report: SendReport,
+    attempt: int | None = None,
 ) -> None:
-    """Re-read the row and its subscriber at send time, send, record the outcome."""
+    """Re-read the row and its subscriber at send time, send, record the outcome.
+
+    The row stays locked (PostgreSQL) until the outcome is recorded, so no other sender can
+    reclaim it mid-send even when the lease runs out; `attempt` is the claim this sender made,
+    and a row claimed again since (our lease ran out before we got to it) is left to its new
+    holder.
+    """
     with session_scope(settings.sqlalchemy_url) as session:
-        delivery = session.get(ledger.Delivery, delivery_id)
+        delivery = session.get(ledger.Delivery, delivery_id, with_for_update=True)
         if delivery is None or delivery.status != ledger.DeliveryStatus.sending:
+            return
+        if attempt is not None and delivery.attempts != attempt:
             return
         subscriber = session.get(Subscriber, delivery.subscriber_id)
         message = _render(settings, session, delivery, subscriber) if subscriber else None

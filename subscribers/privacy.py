@@ -1,0 +1,181 @@
+"""A subscriber's rights over their data: change the address, get a copy, be forgotten.
+
+Plus the housekeeping that keeps us from holding what nobody consented to: signups never
+confirmed are pruned after a week.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, exists, func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from digest.db import is_postgres
+from subscribers import ledger
+from subscribers.models import (
+    AccountMail,
+    ConsentAction,
+    ConsentEvent,
+    PendingEmail,
+    Status,
+    Subscriber,
+    Suppression,
+    email_hash,
+    utcnow,
+)
+from subscribers.service import (
+    MAILS_PER_DAY,
+    InvalidInput,
+    mails_since,
+    normalize_email,
+    plan_account_mail,
+    record_consent,
+)
+
+CONFIRM_WINDOW = timedelta(days=7)  # confirmation links live this long, and so do signups
+
+
+class AddressTaken(InvalidInput):
+    """The new address already has its own subscription (told only to that address's owner)."""
+
+
+def request_email_change(*, session: Session, subscriber_id: int, new_email: str,
+                         mails_per_day: int = MAILS_PER_DAY) -> PendingEmail | None:
+    """Ask the new address to confirm; the old one stays in use until it does.
+
+    Returns None (and sends nothing) when either address had its emails for today.
+    """
+    subscriber = session.get(Subscriber, subscriber_id)
+    email = normalize_email(new_email)
+    if subscriber is None:
+        return None
+    if email == subscriber.email:
+        raise InvalidInput("That is already the address we send to.")
+    since = utcnow() - timedelta(days=1)
+    to_new = session.exec(select(func.count()).select_from(PendingEmail).where(
+        PendingEmail.new_email == email, col(PendingEmail.created_at) >= since)).one()
+    from_old = mails_since(session=session, subscriber_id=subscriber_id,
+                           kinds=[AccountMail.confirm_email.value], since=since)
+    if to_new >= mails_per_day or from_old >= mails_per_day:
+        return None
+    change = PendingEmail(subscriber_id=subscriber_id, new_email=email)
+    session.add(change)
+    session.flush()
+    plan_account_mail(session=session, subscriber_id=subscriber_id,
+                      kind=AccountMail.confirm_email, payload={"change_id": change.id})
+    return change
+
+
+def pending_change(*, session: Session, subscriber_id: int, change_id: int) -> PendingEmail | None:
+    """The change request, if it belongs to this subscriber and has not expired."""
+    change = session.get(PendingEmail, change_id)
+    if change is None or change.subscriber_id != subscriber_id:
+        return None
+    if change.created_at < utcnow() - CONFIRM_WINDOW:
+        return None
+    return change
+
+
+def confirm_email_change(*, session: Session, subscriber_id: int,
+                         change_id: int) -> Subscriber | None:
+    """The new address's owner confirmed: it replaces the old one. None when nothing to do."""
+    change = pending_change(session=session, subscriber_id=subscriber_id, change_id=change_id)
+    subscriber = session.get(Subscriber, subscriber_id)
+    if change is None or subscriber is None:
+        return None
+    other = session.exec(select(Subscriber.id).where(Subscriber.email == change.new_email)).first()
+    if other is not None and other != subscriber_id:
+        raise AddressTaken("This address already has its own subscription; use the manage "
+                           "link in its emails to change it.")
+    subscriber.email = change.new_email
+    session.add(subscriber)
+    session.exec(delete(PendingEmail).where(
+        col(PendingEmail.subscriber_id) == subscriber_id))
+    session.exec(delete(Suppression).where(
+        col(Suppression.email_hash) == email_hash(change.new_email)))
+    record_consent(session=session, subscriber_id=subscriber_id,
+                   action=ConsentAction.email_change, channel="email-link")
+    session.flush()
+    return subscriber
+
+
+def request_export(*, session: Session, subscriber_id: int,
+                   mails_per_day: int = MAILS_PER_DAY) -> bool:
+    """Plan an email with a copy of the subscriber's data; False when over today's limit."""
+    since = utcnow() - timedelta(days=1)
+    if mails_since(session=session, subscriber_id=subscriber_id,
+                   kinds=[AccountMail.export.value], since=since) >= mails_per_day:
+        return False
+    return plan_account_mail(session=session, subscriber_id=subscriber_id,
+                             kind=AccountMail.export)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def export_data(*, session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    """Everything we hold about one subscriber, as JSON-ready data (read at send time)."""
+    sid = subscriber.id or 0
+    consent = session.exec(select(ConsentEvent).where(ConsentEvent.subscriber_id == sid)
+                           .order_by(col(ConsentEvent.id)))
+    deliveries = session.exec(select(ledger.Delivery).where(ledger.Delivery.subscriber_id == sid)
+                              .order_by(col(ledger.Delivery.id)))
+    papers = session.exec(select(ledger.SentPaper.arxiv_id).where(
+        ledger.SentPaper.subscriber_id == sid).order_by(col(ledger.SentPaper.arxiv_id)))
+    changes = session.exec(select(PendingEmail).where(PendingEmail.subscriber_id == sid))
+    return {
+        "subscriber": subscriber.model_dump(mode="json"),
+        "consent": [{"action": e.action.value, "channel": e.channel, "at": _iso(e.created_at)}
+                    for e in consent],
+        "pending_address_changes": [{"new_email": c.new_email, "requested_at": _iso(c.created_at)}
+                                    for c in changes],
+        "emails": [{"kind": d.kind, "period": d.period, "status": d.status.value,
+                    "planned_at": _iso(d.created_at), "sent_at": _iso(d.sent_at)}
+                   for d in deliveries],
+        "papers_sent": list(papers),
+        "exported_at": utcnow().isoformat(),
+    }
+
+
+def erase(*, session: Session, subscriber_id: int) -> bool:
+    """Delete the subscriber and everything hanging off them; keep only the address's hash."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        return False
+    insert = pg_insert if is_postgres(session) else sqlite_insert
+    session.execute(insert(Suppression).values(
+        email_hash=email_hash(subscriber.email), reason="erased", created_at=utcnow(),
+    ).on_conflict_do_nothing(index_elements=["email_hash"]))
+    # Ledger rows, sent papers, consent and pending changes go with it (ON DELETE CASCADE).
+    session.exec(delete(Subscriber).where(col(Subscriber.id) == subscriber_id))
+    session.expunge(subscriber)
+    session.flush()
+    return True
+
+
+def prune_unconfirmed(*, session: Session, older_than: timedelta = CONFIRM_WINDOW,
+                      now: datetime | None = None) -> int:
+    """Forget signups nobody confirmed within the window, and expired address changes."""
+    cutoff = (now or utcnow()) - older_than
+    recent_mail = exists().where(
+        col(ledger.Delivery.subscriber_id) == col(Subscriber.id),
+        col(ledger.Delivery.created_at) >= cutoff,
+    )
+    stale = select(Subscriber.id).where(
+        col(Subscriber.confirmed_at).is_(None),
+        col(Subscriber.status).in_([Status.pending, Status.unsubscribed]),
+        col(Subscriber.created_at) < cutoff,
+        ~recent_mail,
+    )
+    ids = [sid for sid in session.exec(stale) if sid is not None]
+    if ids:
+        session.exec(delete(Subscriber).where(col(Subscriber.id).in_(ids)))
+    session.exec(delete(PendingEmail).where(
+        col(PendingEmail.created_at) < cutoff))
+    session.flush()
+    return len(ids)

@@ -1,0 +1,329 @@
+"""Pages behind a signed link: confirm, manage, unsubscribe.
+
+GET only ever shows a page with a button (link scanners and previews follow links); POST
+acts. Every broken, expired or wrong-purpose token, and every token whose subscriber is gone,
+gets the same page, so a link tells nothing about anyone.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from emails.render import short_date
+from subscribers.models import Status, Subscriber
+from subscribers.privacy import (
+    AddressTaken,
+    confirm_email_change,
+    erase,
+    pending_change,
+    request_email_change,
+    request_export,
+)
+from subscribers.service import InvalidInput, confirm, pause, resubscribe, update_profile
+from subscribers.tokens import InvalidToken, Purpose, make_token, read_token
+from subscribers.web.forms import (
+    Errors,
+    ProfileFields,
+    parse_email,
+    parse_profile,
+    preview_keywords,
+    profile_values,
+    subscriber_values,
+)
+from subscribers.web.pages import (
+    ACTED_DOC,
+    HTML_DOC,
+    INVALID_DOC,
+    invalid_link,
+    local_today,
+    message_page,
+    page,
+    state,
+    too_many,
+)
+from subscribers.web.security import client_ip
+
+router = APIRouter(tags=["account"])
+PAUSE_WEEKS = (1, 2, 4, 8, 12)
+
+
+class Stop(Exception):  # noqa: N818  (not an error: a finished response)
+    """Raised with a finished response when a request can go no further."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+class TokenFields(BaseModel):
+    csrf: str = Field("", max_length=500)
+
+
+class PauseFields(TokenFields):
+    weeks: str = Field("0", max_length=3)
+
+
+class EmailFields(TokenFields):
+    new_email: str = Field("", max_length=400)
+
+
+class EraseFields(TokenFields):
+    confirm: str = Field("", max_length=10)
+
+
+def _verified(request: Request, purpose: Purpose, token: str) -> tuple[int, str]:
+    try:
+        return read_token(keys=state(request).keys, purpose=purpose, token=token)
+    except InvalidToken:
+        raise Stop(invalid_link(request)) from None
+
+
+def _subscriber(request: Request, session: Session, purpose: Purpose, token: str) -> Subscriber:
+    """The token's subscriber, or Stop with the invalid-link page."""
+    return _subscriber_and_extra(request, session, purpose, token)[0]
+
+
+def _subscriber_and_extra(request: Request, session: Session, purpose: Purpose,
+                          token: str) -> tuple[Subscriber, str]:
+    subscriber_id, extra = _verified(request, purpose, token)
+    subscriber = session.get(Subscriber, subscriber_id)
+    # Only confirmation links carry extra data (an address change); anything else is forged.
+    if subscriber is None or (purpose != Purpose.confirm and extra):
+        raise Stop(invalid_link(request))
+    return subscriber, extra
+
+
+def _guard(request: Request, csrf: str) -> None:
+    """Rate limit and CSRF for a form posted from one of our pages."""
+    web = state(request)
+    wait = web.actions_window.hit(f"actions:{client_ip(request)}")
+    if wait:
+        raise Stop(too_many(request, wait))
+    if not web.csrf.verify(request, csrf):
+        raise Stop(message_page(
+            request, status=400, title="Please try again",
+            paragraphs=["This form had expired, or your browser blocked the cookie it needs. "
+                        "Go back, reload the page, and press the button again."],
+        ))
+
+
+def _manage_url(request: Request, subscriber_id: int, done: str = "") -> str:
+    token = make_token(keys=state(request).keys, purpose=Purpose.manage,
+                       subscriber_id=subscriber_id)
+    return f"/manage/{token}" + (f"?done={done}" if done else "")
+
+
+# --- confirm ---------------------------------------------------------------------------------
+
+
+def _change_id(extra: str) -> int:
+    kind, _, number = extra.partition(":")
+    return int(number) if kind == "email" and number.isdigit() else 0
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse, responses=INVALID_DOC,
+            summary="Confirmation page (changes nothing)")
+def confirm_page(request: Request, token: str) -> HTMLResponse:
+    with state(request).reading() as session:
+        subscriber, extra = _subscriber_and_extra(request, session, Purpose.confirm, token)
+        sid = subscriber.id or 0
+        context: dict[str, Any] = {"action": f"/confirm/{token}", "new_email": "",
+                                   "keywords": subscriber.keywords, "active": False,
+                                   "manage_url": ""}
+        if extra:
+            change = pending_change(session=session, subscriber_id=sid,
+                                    change_id=_change_id(extra))
+            if change is None:
+                return invalid_link(request)
+            context["new_email"] = change.new_email
+        elif subscriber.status == Status.active:
+            context |= {"active": True, "manage_url": _manage_url(request, sid)}
+    return page(request, "confirm.html", context, with_form=True, private=True)
+
+
+@router.post("/confirm/{token}", response_class=HTMLResponse, status_code=303, responses=ACTED_DOC,
+             summary="Confirm a subscription or a new address")
+def confirm_action(request: Request, token: str,
+                   fields: Annotated[TokenFields, Form()]) -> Response:
+    with state(request).writing() as session:
+        subscriber, extra = _subscriber_and_extra(request, session, Purpose.confirm, token)
+        sid = subscriber.id or 0
+        _guard(request, fields.csrf)
+        if not extra:
+            confirm(session=session, subscriber_id=sid)
+            return RedirectResponse(_manage_url(request, sid, "confirmed"), status_code=303)
+        try:
+            changed = confirm_email_change(session=session, subscriber_id=sid,
+                                           change_id=_change_id(extra))
+        except AddressTaken as error:
+            return message_page(request, status=409, title="This address is taken",
+                                paragraphs=[str(error)])
+        if changed is None:
+            return invalid_link(request)
+    return RedirectResponse(_manage_url(request, sid, "email-changed"), status_code=303)
+
+
+# --- manage ----------------------------------------------------------------------------------
+
+
+def _notice(done: str, subscriber: Subscriber) -> str:
+    notices = {
+        "confirmed": "You're subscribed. Your first digest arrives at your send hour on the "
+                     "next announcement day with papers for you.",
+        "saved": "Saved. Your next digest uses these settings.",
+        "paused": "Paused. No digests until "
+                  f"{short_date(subscriber.paused_until) if subscriber.paused_until else ''}.",
+        "resumed": "Welcome back: digests resume at your next send hour.",
+        "email-sent": "We sent a link to the new address. Until it's pressed, emails keep "
+                      "going to the current one.",
+        "email-changed": f"Done: emails now go to {subscriber.email}.",
+        "export": f"A copy of your data is on its way to {subscriber.email}.",
+        "resubscribed": "You're back on the list.",
+        "limit": "That's today's limit for this kind of email. Please try again tomorrow.",
+    }
+    return notices.get(done, "")
+
+
+def manage_page(request: Request, subscriber: Subscriber, token: str, *,
+                values: dict[str, Any] | None = None, errors: Errors | None = None,
+                notice: str = "", status: int = 200) -> HTMLResponse:
+    web = state(request)
+    values = values or subscriber_values(subscriber)
+    keywords = preview_keywords(values["keywords"])
+    leave = make_token(keys=web.keys, purpose=Purpose.unsubscribe,
+                       subscriber_id=subscriber.id or 0)
+    return page(request, "manage.html", {
+        "base": f"/manage/{token}",
+        "unsubscribe_action": f"/unsubscribe/{leave}",
+        "email": subscriber.email,
+        "status": subscriber.status.value,
+        "paused_until": subscriber.paused_until
+        if subscriber.paused_until and subscriber.paused_until > local_today(subscriber.timezone)
+        else None,
+        "values": values,
+        "errors": errors or {},
+        "notice": notice,
+        "pause_weeks": PAUSE_WEEKS,
+        "suggestions": web.preview.suggestions(),
+        "preview": web.preview.preview(keywords) if keywords else None,
+        "detect_timezone": False,
+    }, status=status, with_form=True, private=True)
+
+
+@router.get("/manage/{token}", response_class=HTMLResponse, responses=INVALID_DOC,
+            summary="Manage page (changes nothing)")
+def manage(request: Request, token: str,
+           done: Annotated[str, Query(max_length=20)] = "") -> HTMLResponse:
+    with state(request).reading() as session:
+        subscriber = _subscriber(request, session, Purpose.manage, token)
+        return manage_page(request, subscriber, token, notice=_notice(done, subscriber))
+
+
+@router.post("/manage/{token}", response_class=HTMLResponse, status_code=303, responses=ACTED_DOC,
+             summary="Save keywords, frequency, monthly opt-in, time zone and send hour")
+def manage_save(request: Request, token: str,
+                fields: Annotated[ProfileFields, Form()]) -> Response:
+    with state(request).writing() as session:
+        subscriber = _subscriber(request, session, Purpose.manage, token)
+        _guard(request, fields.csrf)
+        profile, errors = parse_profile(fields)
+        if profile is None:
+            return manage_page(request, subscriber, token, values=profile_values(fields),
+                               errors=errors, status=400)
+        update_profile(session=session, subscriber_id=subscriber.id or 0,
+                       subscriber_update=profile)
+    return RedirectResponse(f"/manage/{token}?done=saved", status_code=303)
+
+
+@router.post("/manage/{token}/preview", response_class=HTMLResponse, responses=INVALID_DOC,
+             summary="Preview keywords without JavaScript (changes nothing)")
+def manage_preview(request: Request, token: str,
+                   fields: Annotated[ProfileFields, Form()]) -> HTMLResponse:
+    with state(request).reading() as session:
+        subscriber = _subscriber(request, session, Purpose.manage, token)
+        return manage_page(request, subscriber, token, values=profile_values(fields))
+
+
+@router.post("/manage/{token}/pause", response_class=HTMLResponse, status_code=303,
+             responses=ACTED_DOC, summary="Pause for N weeks (0 resumes)")
+def manage_pause(request: Request, token: str, fields: Annotated[PauseFields, Form()]) -> Response:
+    with state(request).writing() as session:
+        subscriber = _subscriber(request, session, Purpose.manage, token)
+        _guard(request, fields.csrf)
+        weeks = int(fields.weeks) if fields.weeks.isdigit() else -1
+        if weeks != 0 and weeks not in PAUSE_WEEKS:
+            return manage_page(request, subscriber, token, status=400,
+                               errors={"weeks": "Choose how many weeks from the list."})
+        pause(session=session, subscriber_id=subscriber.id or 0, weeks=weeks,
+              today=local_today(subscriber.timezone))
+    return RedirectResponse(f"/manage/{token}?done={'paused' if weeks else 'resumed'}",
+                            status_code=303)
+
+
+@router.post("/manage/{token}/email", response_class=HTMLResponse, status_code=303,
+             responses=ACTED_DOC, summary="Change address (confirmed at the new address first)")
+def manage_email(request: Request, token: str, fields: Annotated[EmailFields, Form()]) -> Response:
+    web = state(request)
+    with web.writing() as session:
+        subscriber = _subscriber(request, session, Purpose.manage, token)
+        _guard(request, fields.csrf)
+        errors: Errors = {}
+        new_email = parse_email(fields.new_email, errors, "new_email")
+        change = None
+        if new_email:
+            try:
+                change = request_email_change(session=session, subscriber_id=subscriber.id or 0,
+                                              new_email=new_email,
+                                              mails_per_day=web.limits.mails_per_day)
+            except InvalidInput as error:
+                errors["new_email"] = str(error)
+        if errors:
+            return manage_page(request, subscriber, token, errors=errors, status=400)
+    done = "email-sent" if change is not None else "limit"
+    return RedirectResponse(f"/manage/{token}?done={done}", status_code=303)
+
+
+@router.post("/manage/{token}/export", response_class=HTMLResponse, status_code=303,
+             responses=ACTED_DOC, summary="Email me a copy of my data")
+def manage_export(request: Request, token: str, fields: Annotated[TokenFields, Form()]) -> Response:
+    web = state(request)
+    with web.writing() as session:
+        subscriber = _subscriber(request, session, Purpose.manage, token)
+        _guard(request, fields.csrf)
+        planned = request_export(session=session, subscriber_id=subscriber.id or 0,
+                                 mails_per_day=web.limits.mails_per_day)
+    return RedirectResponse(f"/manage/{token}?done={'export' if planned else 'limit'}",
+                            status_code=303)
+
+
+@router.post("/manage/{token}/resubscribe", response_class=HTMLResponse, status_code=303,
+             responses=ACTED_DOC, summary="Back on the list (or confirm a pending signup)")
+def manage_resubscribe(request: Request, token: str,
+                       fields: Annotated[TokenFields, Form()]) -> Response:
+    with state(request).writing() as session:
+        subscriber = _subscriber(request, session, Purpose.manage, token)
+        _guard(request, fields.csrf)
+        resubscribe(session=session, subscriber_id=subscriber.id or 0)
+    return RedirectResponse(f"/manage/{token}?done=resubscribed", status_code=303)
+
+
+@router.post("/manage/{token}/erase", response_class=HTMLResponse,
+             responses={**ACTED_DOC, 200: {"description": "Erased", **HTML_DOC}},
+             summary="Erase me: delete everything, keep only a hash of the address")
+def manage_erase(request: Request, token: str, fields: Annotated[EraseFields, Form()]) -> Response:
+    with state(request).writing() as session:
+        subscriber = _subscriber(request, session, Purpose.manage, token)
+        _guard(request, fields.csrf)
+        if fields.confirm != "yes":
+            return manage_page(request, subscriber, token, status=400,
+                               errors={"erase": "Tick the box to confirm you want this."})
+        erase(session=session, subscriber_id=subscriber.id or 0)
+    return message_page(request, title="Your data is erased", paragraphs=[
+        "We deleted your subscription, your keywords and the record of what we sent you.",
+        "We keep one thing: a one-way hash of your address, so nobody can quietly add it "
+        "back. You can still sign up again yourself whenever you like.",
+    ], link=("/", "Go to the home page"))
