@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,6 @@ from emails.render import RecipientLinks, render_daily
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SEED = Path("/work/shared/seeds/001_0a4e1afdd8f2084f.txt")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 ROW = re.compile(
@@ -76,20 +72,6 @@ def realistic_digest() -> DailyDigest:
         sections.append(Section(keyword=keyword.lower(), picks=tuple(picks)))
     keywords = tuple(k.lower() for k in KEYWORDS) + ("speech synthesis",)
     return DailyDigest(day=date(2026, 1, 29), keywords=keywords, sections=tuple(sections))
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Debian Chromium driven by Playwright; skipped on a laptop without it."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing; CI must run the browser tests")
-        pytest.skip(f"{CHROMIUM} not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 OVERFLOWING = """() => [...document.querySelectorAll('body *')]

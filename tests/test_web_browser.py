@@ -8,7 +8,6 @@ tests/artifacts/web/. Then the same signup with JavaScript off.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import threading
@@ -36,8 +35,6 @@ from workers.sending import send_due
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTIFACTS = Path(__file__).parent / "artifacts" / "web"
 OVERFLOWING = """() => [...document.querySelectorAll('body *')]
   .filter(e => { const r = e.getBoundingClientRect();
@@ -91,20 +88,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     yield settings
     server.should_exit = True
     thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Debian Chromium driven by Playwright; skipped on a laptop without it."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing; CI must run the browser tests")
-        pytest.skip(f"{CHROMIUM} not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def shot(page: Any, name: str, width: int) -> None:
