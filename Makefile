@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/digest demo
+	$(BIN)/digest demo --serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
