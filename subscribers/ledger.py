@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, UniqueConstraint, or_
+from sqlalchemy import JSON, UniqueConstraint, func, or_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -234,3 +234,26 @@ def requeue_failed(*, session: Session, dry_run: bool = False) -> int:
             row.next_attempt_at = utcnow()
             session.add(row)
     return len(rows)
+
+
+def release(*, session: Session, ids: Sequence[int], delay: timedelta) -> None:
+    """Hand claimed rows back untried (the claim's attempt does not count), due after `delay`."""
+    if not ids:
+        return
+    for row in session.exec(select(Delivery).where(col(Delivery.id).in_(ids))):
+        if row.status == DeliveryStatus.sending:
+            row.status = DeliveryStatus.planned
+            row.attempts = max(0, row.attempts - 1)
+            row.lease_until = None
+            row.next_attempt_at = utcnow() + delay
+            session.add(row)
+
+
+def count_open(*, session: Session, kind: str, period: str) -> int:
+    """Rows of a kind and period that are still waiting or being sent."""
+    query = select(func.count()).select_from(Delivery).where(
+        Delivery.kind == kind,
+        Delivery.period == period,
+        col(Delivery.status).in_([DeliveryStatus.planned, DeliveryStatus.sending]),
+    )
+    return int(session.exec(query).one())

@@ -121,3 +121,24 @@ def test_a_subscriber_who_leaves_before_the_send_gets_nothing(
     report = sending.send_due(settings=settings, transport=transport)
     assert (report.sent, report.skipped) == (0, 1)
     assert fake_sendgrid.accepted == []
+
+
+def test_a_run_pauses_itself_when_the_provider_keeps_failing(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    settings = migrated.model_copy(update={"lookback_days": 30})
+    _stock(settings, *[(f"reader{n}@example.org", ["TTS"], "UTC", 7) for n in range(24)])
+    with session_scope(settings.sqlalchemy_url) as session:
+        day = latest_announcement(session=session)
+    assert day is not None
+    assert planning.plan_daily(settings=settings, day=day).planned == 24
+    fake_sendgrid.fail_next(500, 1000)
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    report = sending.send_due(settings=settings, transport=transport, batch_size=50)
+    assert report.paused and "20 failed sends in a row" in report.paused
+    assert (report.sent, report.retried) == (0, sending.PAUSE_AFTER_FAILURES_IN_A_ROW)
+    with session_scope(settings.sqlalchemy_url) as session:
+        rows = list(session.exec(select(ledger.Delivery)))
+    assert all(r.status == ledger.DeliveryStatus.planned for r in rows)  # nothing lost
+    untried = [r for r in rows if r.attempts == 0]
+    assert len(untried) == 4 and all(r.next_attempt_at > datetime.now(UTC) for r in untried)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, TypeVar
@@ -256,9 +257,16 @@ def send_daily(
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Rank and show, write and send nothing.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            help="With a broker: wait until the workers have handled every row of the day."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Plan today's daily digests in the delivery ledger and send them.
+    """Plan the day's digests in the delivery ledger, then send them: inline on the embedded
+    default, or by enqueueing send tasks for the Celery workers when DIGEST_BROKER_URL is set.
 
     Example: digest send daily --date 2026-01-29 --dry-run
     """
@@ -266,7 +274,9 @@ def send_daily(
     target = date.fromisoformat(day) if day else _newest_day(settings)
     plan = planning.plan_daily(settings=settings, day=target, dry_run=dry_run)
     sent = sending.SendReport()
-    if not dry_run:
+    if not dry_run and settings.broker_url:
+        _enqueue_senders(settings, target, wait=wait)
+    elif not dry_run:
         with Progress(console=errors, transient=True) as progress:
             task = progress.add_task("sending", total=plan.planned or None)
             sent = sending.send_due(
@@ -296,6 +306,28 @@ def send_daily(
         f"relevant); sent {sent.sent}, retrying {sent.retried}, failed {sent.failed}, "
         f"skipped {sent.skipped}"
     )
+    if sent.paused:
+        errors.print(f"warning: {sent.paused}", highlight=False)
+
+
+def _enqueue_senders(settings: Settings, day: date, *, wait: bool) -> None:
+    """Start send tasks on the workers; with `wait`, poll the ledger until the day is done."""
+    from workers.celery_app import app as celery
+
+    for _ in range(4):
+        celery.send_task("digest.send_due")
+    errors.print("send tasks enqueued for the Celery workers")
+    if not wait:
+        return
+    with Progress(console=errors, transient=True) as progress:
+        task = progress.add_task("waiting for the workers", total=None)
+        while True:
+            with session_scope(settings.sqlalchemy_url) as session:
+                open_rows = ledger.count_open(session=session, kind="daily", period=day.isoformat())
+            if not open_rows:
+                return
+            progress.update(task, description=f"waiting: {open_rows} deliveries to go")
+            time.sleep(1)
 
 
 def _newest_day(settings: Settings) -> date:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -22,6 +23,7 @@ from subscribers.tokens import Purpose, make_token
 from workers.planning import match_from_json
 
 Progress = Callable[[int], None]
+log = logging.getLogger("digest.sending")
 DIGEST_KINDS = ("daily", "weekly")
 LEASE = timedelta(minutes=10)
 MAX_ATTEMPTS = 8  # transient failures past this become permanent: no endless loop
@@ -33,12 +35,19 @@ RETRY_DELAYS = [
 ]
 
 
+# A run that fails this many sends in a row stops claiming and says so: a provider outage or
+# a revoked key should not burn through every row's retry budget in one go.
+PAUSE_AFTER_FAILURES_IN_A_ROW = 20
+PAUSE_FOR = timedelta(minutes=5)
+
+
 @dataclass
 class SendReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
     skipped: int = 0
+    paused: str | None = None  # why this run stopped early, if it did
 
     @property
     def handled(self) -> int:
@@ -90,6 +99,7 @@ def send_due(
 ) -> SendReport:
     """Claim due rows batch by batch and hand them to the transport until none is due."""
     report = SendReport()
+    failures_in_a_row = 0
     while True:
         with session_scope(settings.sqlalchemy_url) as session:
             claimed = [
@@ -98,7 +108,8 @@ def send_due(
             ]
         if not claimed:
             return report
-        for delivery_id, attempt in claimed:
+        for position, (delivery_id, attempt) in enumerate(claimed):
+            sent_before, errors_before = report.sent, report.retried + report.failed
             send_one(
                 settings=settings,
                 transport=transport,
@@ -108,6 +119,21 @@ def send_due(
             )
             if progress:
                 progress(1)
+            if report.retried + report.failed > errors_before:
+                failures_in_a_row += 1
+            elif report.sent > sent_before:
+                failures_in_a_row = 0
+            if failures_in_a_row >= PAUSE_AFTER_FAILURES_IN_A_ROW:
+                rest = [row_id for row_id, _ in claimed[position + 1 :]]
+                with session_scope(settings.sqlalchemy_url) as session:
+                    ledger.release(session=session, ids=rest, delay=PAUSE_FOR)
+                report.paused = (
+                    f"paused after {failures_in_a_row} failed sends in a row; "
+                    f"{len(rest)} claimed rows released, sending resumes in "
+                    f"{int(PAUSE_FOR.total_seconds() // 60)} minutes (see `digest deliveries`)"
+                )
+                log.warning(report.paused)
+                return report
 
 
 def _render(
