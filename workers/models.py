@@ -1,6 +1,7 @@
 """Every table, imported in one place so migrations and `create_all` see the whole schema."""
 
 from digest.papers import Paper
+from digest.trending import TrendingScore
 from subscribers.events import ProviderEventRecord
 from subscribers.ledger import Delivery, SentPaper
 from subscribers.models import ConsentEvent, PendingEmail, Subscriber, Suppression
@@ -14,4 +15,5 @@ __all__ = [
     "SentPaper",
     "Subscriber",
     "Suppression",
+    "TrendingScore",
 ]
