@@ -16,7 +16,7 @@ HERE = Path(__file__).parent
 BENCHMARKS: list[tuple[str, list[str]]] = [
     ("rank.py", ["--profiles", "100000"]),
     ("signup_load.py", []),
-    ("deliver.py", []),
+    ("deliver.py", ["--subscribers", "3000"]),
 ]
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, UniqueConstraint, func, or_
+from sqlalchemy import JSON, UniqueConstraint, func, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -236,24 +236,35 @@ def requeue_failed(*, session: Session, dry_run: bool = False) -> int:
     return len(rows)
 
 
-def release(*, session: Session, ids: Sequence[int], delay: timedelta) -> None:
-    """Hand claimed rows back untried (the claim's attempt does not count), due after `delay`."""
-    if not ids:
-        return
-    for row in session.exec(select(Delivery).where(col(Delivery.id).in_(ids))):
-        if row.status == DeliveryStatus.sending:
-            row.status = DeliveryStatus.planned
-            row.attempts = max(0, row.attempts - 1)
-            row.lease_until = None
-            row.next_attempt_at = utcnow() + delay
-            session.add(row)
+def release(*, session: Session, claims: Sequence[tuple[int, int]], delay: timedelta) -> None:
+    """Hand claimed rows back untried, due after `delay`.
+
+    Only rows still held by these claims (id, attempt) are touched: a row whose lease ran out
+    and that another sender claimed since belongs to that sender now.
+    """
+    for delivery_id, attempt in claims:
+        session.execute(
+            update(Delivery)
+            .where(
+                col(Delivery.id) == delivery_id,
+                col(Delivery.status) == DeliveryStatus.sending,
+                col(Delivery.attempts) == attempt,
+            )
+            .values(
+                status=DeliveryStatus.planned, lease_until=None, next_attempt_at=utcnow() + delay
+            )
+        )
 
 
 def count_open(*, session: Session, kind: str, period: str) -> int:
     """Rows of a kind and period that are still waiting or being sent."""
-    query = select(func.count()).select_from(Delivery).where(
-        Delivery.kind == kind,
-        Delivery.period == period,
-        col(Delivery.status).in_([DeliveryStatus.planned, DeliveryStatus.sending]),
+    query = (
+        select(func.count())
+        .select_from(Delivery)
+        .where(
+            Delivery.kind == kind,
+            Delivery.period == period,
+            col(Delivery.status).in_([DeliveryStatus.planned, DeliveryStatus.sending]),
+        )
     )
     return int(session.exec(query).one())

@@ -140,5 +140,5 @@ def test_a_run_pauses_itself_when_the_provider_keeps_failing(
     with session_scope(settings.sqlalchemy_url) as session:
         rows = list(session.exec(select(ledger.Delivery)))
     assert all(r.status == ledger.DeliveryStatus.planned for r in rows)  # nothing lost
-    untried = [r for r in rows if r.attempts == 0]
+    untried = [r for r in rows if r.last_error is None]
     assert len(untried) == 4 and all(r.next_attempt_at > datetime.now(UTC) for r in untried)

@@ -124,9 +124,9 @@ def send_due(
             elif report.sent > sent_before:
                 failures_in_a_row = 0
             if failures_in_a_row >= PAUSE_AFTER_FAILURES_IN_A_ROW:
-                rest = [row_id for row_id, _ in claimed[position + 1 :]]
+                rest = claimed[position + 1 :]
                 with session_scope(settings.sqlalchemy_url) as session:
-                    ledger.release(session=session, ids=rest, delay=PAUSE_FOR)
+                    ledger.release(session=session, claims=rest, delay=PAUSE_FOR)
                 report.paused = (
                     f"paused after {failures_in_a_row} failed sends in a row; "
                     f"{len(rest)} claimed rows released, sending resumes in "

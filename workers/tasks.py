@@ -47,8 +47,12 @@ def plan_due() -> dict[str, Any]:
 
 
 @app.task(name="digest.send_due")
-def send_due() -> dict[str, int]:
-    """Drain due ledger rows (SKIP LOCKED keeps parallel senders apart)."""
+def send_due() -> dict[str, Any]:
+    """Drain due ledger rows (SKIP LOCKED keeps parallel senders apart).
+
+    A run that pauses itself (too many failures in a row) has logged why; the sweeper starts
+    sending again once the released rows are due.
+    """
     report = sending.send_due(settings=get_settings(), transport=process_transport())
     if report.handled:
         log.info(
@@ -60,6 +64,7 @@ def send_due() -> dict[str, int]:
         "retried": report.retried,
         "failed": report.failed,
         "skipped": report.skipped,
+        "paused": report.paused,
     }
 
 
