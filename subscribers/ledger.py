@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, UniqueConstraint, func, or_, update
+from sqlalchemy import JSON, ColumnElement, UniqueConstraint, func, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -162,14 +162,24 @@ def sent_paper_ids(*, session: Session, subscriber_ids: Iterable[int]) -> dict[i
     return sent
 
 
-def claim_batch(*, session: Session, limit: int, lease: timedelta) -> list[Delivery]:
-    """Take up to `limit` due rows under a lease (SKIP LOCKED keeps workers off each other)."""
-    now = utcnow()
-    due = or_(
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Rows a sender should take: planned and their time has come, or their lease ran out."""
+    return or_(
         (col(Delivery.status) == DeliveryStatus.planned) & (col(Delivery.next_attempt_at) <= now),
         (col(Delivery.status) == DeliveryStatus.sending) & (col(Delivery.lease_until) < now),
     )
-    query = select(Delivery).where(due).order_by(col(Delivery.id)).limit(limit)
+
+
+def count_due(*, session: Session, now: datetime) -> int:
+    """How many rows a sender would take now (the sweeper's question)."""
+    query = select(func.count()).select_from(Delivery).where(_due(now))
+    return int(session.exec(query).one())
+
+
+def claim_batch(*, session: Session, limit: int, lease: timedelta) -> list[Delivery]:
+    """Take up to `limit` due rows under a lease (SKIP LOCKED keeps workers off each other)."""
+    now = utcnow()
+    query = select(Delivery).where(_due(now)).order_by(col(Delivery.id)).limit(limit)
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     rows = list(session.exec(query))

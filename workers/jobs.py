@@ -10,9 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func
-from sqlmodel import select
-
 from digest.db import session_scope
 from digest.papers import upsert_papers
 from digest.settings import Settings
@@ -76,12 +73,5 @@ def sweep(*, settings: Settings, now: datetime) -> SweepReport:
     """Prune stale signups and count rows a sender should pick up."""
     with session_scope(settings.sqlalchemy_url) as session:
         pruned = prune_unconfirmed(session=session)
-        waiting = (
-            (ledger.Delivery.status == ledger.DeliveryStatus.planned)
-            & (ledger.Delivery.next_attempt_at <= now)
-        ) | (
-            (ledger.Delivery.status == ledger.DeliveryStatus.sending)
-            & (ledger.Delivery.lease_until < now)  # type: ignore[operator]
-        )
-        due = session.exec(select(func.count()).select_from(ledger.Delivery).where(waiting)).one()
+        due = ledger.count_due(session=session, now=now)
     return SweepReport(due=due, pruned=pruned)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from sqlmodel import Session
@@ -205,7 +205,5 @@ def send_one(
 
 def _tagged(message: Message, delivery: ledger.Delivery) -> Message:
     """Carry the delivery id to the provider, so its events find their way back."""
-    from dataclasses import replace
-
     tags = {**message.tags, "delivery_id": str(delivery.id), "kind": delivery.kind}
     return replace(message, tags=tags)
