@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pytest_httpserver import HTTPServer
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 FEEDS = Path(__file__).parent / "data" / "feeds"
@@ -133,3 +134,20 @@ def test_send_daily_dry_run_writes_nothing(stocked: Path) -> None:
     again = json.loads(run(stocked, "send", "daily", "--json").stdout)
     assert again["planned"] == 0 and again["sent"] == 0 and again["already_planned"] == 1
     assert len(list((stocked / "outbox").glob("*.eml"))) == 1
+
+
+def test_trending_stores_a_day_and_reports_a_broken_api_in_one_line(
+    stocked: Path, httpserver: HTTPServer
+) -> None:
+    from tests.test_trending import DAILY, DAY
+
+    httpserver.expect_request("/api/daily_papers", query_string=f"date={DAY}").respond_with_data(
+        json.dumps(DAILY), content_type="application/json")
+    httpserver.expect_request("/broken/daily_papers").respond_with_data("<html>oops</html>")
+    env = {"DIGEST_TRENDING_URL": httpserver.url_for("/api/daily_papers")}
+    result = run(stocked, "trending", "--date", DAY.isoformat(), "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["scores_added"] == len({i["paper"]["id"] for i in DAILY})
+    broken = run(stocked, "trending", "--date", DAY.isoformat(),
+                 env={"DIGEST_TRENDING_URL": httpserver.url_for("/broken/daily_papers")})
+    assert broken.returncode == 1 and len(broken.stderr.strip().splitlines()) == 1

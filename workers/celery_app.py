@@ -38,6 +38,7 @@ SEND_TICK_SECONDS = 10.0
 # Task name -> queue. Sends get their own queue so a long planning run never delays mail.
 ROUTES = {
     "digest.ingest_listings": "plan",
+    "digest.ingest_trending": "plan",
     "digest.plan_due": "plan",
     "digest.sweep": "plan",
     "digest.send_due": "send",
@@ -53,6 +54,8 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
             "task": "digest.ingest_listings",
             "schedule": crontab(minute=15, hour="0,1,2", day_of_week="mon-fri"),
         },
+        # The day's trending papers fill in through the day: refresh their upvotes hourly.
+        "ingest-trending": {"task": "digest.ingest_trending", "schedule": crontab(minute=40)},
         # Subscribers whose local send hour has come, daily or weekly.
         "plan-due": {"task": "digest.plan_due", "schedule": crontab(minute="*/15")},
         # Confirmation and account emails go out at once: a short tick drains the ledger. A

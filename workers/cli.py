@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -26,6 +26,7 @@ from digest.ranking import PaperIndex, rank_keywords
 from digest.settings import Settings, get_settings
 from digest.sources.arxiv_feed import FeedError
 from digest.sources.fetch import FetchError
+from digest.sources.trending import TrendingError
 from emails.transports import make_transport
 from emails.transports.outbox import write_index
 from subscribers import ledger
@@ -51,7 +52,7 @@ app.add_typer(send_app, name="send")
 console = Console()
 errors = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
-EXPECTED_ERRORS = (FeedError, FetchError, InvalidInput, ValueError)
+EXPECTED_ERRORS = (FeedError, FetchError, TrendingError, InvalidInput, ValueError)
 
 
 def command_errors(func: F) -> F:
@@ -132,6 +133,30 @@ def ingest(
             f"{report.location}: {report.added} added, {report.updated} updated, "
             f"{report.unchanged} unchanged (skipped: {skipped})"
         )
+
+
+@app.command()
+@command_errors
+def trending(
+    day: Annotated[
+        str | None, typer.Option("--date", help="Day YYYY-MM-DD (default: today, UTC).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Store a day's trending papers and upvotes from DIGEST_TRENDING_URL.
+
+    Example: digest trending --date 2026-01-29
+    """
+    settings = ready()
+    target = date.fromisoformat(day) if day else datetime.now(UTC).date()
+    report = jobs.ingest_trending(settings=settings, day=target)
+    if as_json:
+        emit_json(report.__dict__)
+        return
+    console.print(
+        f"{target}: {report.total} trending papers ({report.papers_added} new to the "
+        f"store, {report.scores_added} new scores, {report.scores_updated} updated)"
+    )
 
 
 @app.command()

@@ -8,7 +8,7 @@ Each opens its own session from settings, so it can run in any process.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from digest.db import session_scope
 from digest.papers import upsert_papers
@@ -16,6 +16,8 @@ from digest.settings import Settings
 from digest.sources.arxiv_api import search_papers
 from digest.sources.arxiv_feed import parse_feed
 from digest.sources.fetch import read_document, rss_url
+from digest.sources.trending import fetch_trending
+from digest.trending import TrendingReport, store_trending
 from subscribers import ledger
 from subscribers.privacy import prune_unconfirmed
 
@@ -61,6 +63,13 @@ def backfill(*, settings: Settings, query: str, max_results: int = 50) -> Ingest
 
 def _source_name(location: str) -> str:
     return "url" if location.startswith(("http://", "https://")) else "file"
+
+
+def ingest_trending(*, settings: Settings, day: date) -> TrendingReport:
+    """The day's trending papers (Hugging Face daily papers): upvotes per paper and day."""
+    result = fetch_trending(settings.trending_url, day, timeout=settings.http_timeout_seconds)
+    with session_scope(settings.sqlalchemy_url) as session:
+        return store_trending(session=session, day=day, items=result.items)
 
 
 @dataclass(frozen=True)

@@ -76,3 +76,10 @@ def sweep() -> dict[str, int]:
     if swept.due:
         send_due.delay()
     return {"due": swept.due, "pruned": swept.pruned}
+
+
+@app.task(name="digest.ingest_trending")
+def ingest_trending() -> dict[str, int]:
+    """Store today's trending papers and their upvotes (UTC day, as the API keys them)."""
+    report = jobs.ingest_trending(settings=get_settings(), day=datetime.now(UTC).date())
+    return {"papers_added": report.papers_added, "scores": report.total}
