@@ -15,6 +15,7 @@ HERE = Path(__file__).parent
 # (name, arguments): the headline sizes; each script documents its own options.
 BENCHMARKS: list[tuple[str, list[str]]] = [
     ("rank.py", ["--profiles", "100000"]),
+    ("render.py", ["--messages", "2000"]),
     ("signup_load.py", []),
     ("deliver.py", ["--subscribers", "3000"]),
 ]

@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -34,6 +34,7 @@ _INCLUDE = re.compile(r'<mj-include\s+path="(?P<path>[\w./-]+)"\s*/>')
 _PRE = re.compile(r"(<pre\b.*?</pre>)", re.DOTALL | re.IGNORECASE)
 # Bidi overrides and isolates let a hostile title reorder what the reader sees (U+202E...).
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,17 @@ def clean(text: str | None) -> str:
     """One line of untrusted text: no control or bidi characters, whitespace collapsed."""
     if not text:
         return ""
+    return _clean(text)
+
+
+# The same titles and abstracts are cleaned for every subscriber who gets them: remember them.
+@lru_cache(maxsize=20_000)
+def _clean(text: str) -> str:
     text = _INVISIBLE.sub("", text)
-    text = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+    if text.isascii():  # the common case: only ASCII control characters to blank out
+        text = _ASCII_CONTROL.sub(" ", text)
+    else:
+        text = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
     return " ".join(text.split())
 
 
