@@ -241,7 +241,10 @@ def subscribers_add(
     with session_scope(settings.sqlalchemy_url) as session:
         subscriber = add_subscriber(session=session, subscriber_create=create, confirmed=True)
         data = subscriber.model_dump(mode="json")
-    emit_json(data) if as_json else console.print(f"added subscriber {data['id']}: {data['email']}")
+    if as_json:
+        emit_json(data)
+    else:
+        console.print(f"added subscriber {data['id']}: {data['email']}")
 
 
 @subscribers_app.command("list")
