@@ -106,15 +106,8 @@ def run_mode(mode: str, args: argparse.Namespace, template: str, workdir: Path) 
     url = stack.create_database(POSTGRES_ADMIN_URL, template=template.rsplit("/", 1)[1])
 
     redis.Redis.from_url(BROKER_URL).flushdb()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        var_dir=workdir,
-        database_url=url,
-        broker_url=BROKER_URL,
-        secret_keys=["bench-secret"],
-        public_url="http://digest.bench",
-        lookback_days=stack.CORPUS_LOOKBACK_DAYS,
-    )
+    settings = stack.stack_settings(var_dir=workdir, database_url=url, broker_url=BROKER_URL,
+                                    label="bench")
     fake = FakeSendGrid(delay=args.delay_ms / 1000).start()
     env = stack.stack_env(settings, sendgrid_url=fake.url, sendgrid_key=fake.api_key)
     env["PYTHONPATH"] = f"{stack.ROOT}{os.pathsep}{Path(__file__).parent}"

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from emails.message import Message
-from emails.render import clean, render_template
+from emails.render import clean, render_template, unsubscribe_headers
 
 # Gmail clips HTML past ~102 KB; a bigger export is shown in full in the plain-text part only.
 MAX_HTML_BLOCK_CHARS = 60_000
@@ -190,10 +190,7 @@ def render_account(
         html=render_template("account.mjml", context),
         text=render_template("account.txt.j2", context),
         sender=clean(sender),
-        headers={
-            "List-Unsubscribe": f"<{links.one_click_url}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
+        headers=unsubscribe_headers(links.one_click_url),
         tags={"kind": email.kind, **email.tags},
         categories=("account", email.kind),
     )

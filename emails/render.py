@@ -308,6 +308,14 @@ def _check_link(url: str) -> str:
     return url
 
 
+def unsubscribe_headers(one_click_url: str) -> dict[str, str]:
+    """The RFC 8058 one-click pair every email carries."""
+    return {
+        "List-Unsubscribe": f"<{one_click_url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
 def render_daily(
     digest: DailyDigest,
     *,
@@ -333,10 +341,7 @@ def render_daily(
         html=render_template("daily.mjml", context),
         text=render_template("daily.txt.j2", context),
         sender=clean(sender),
-        headers={
-            "List-Unsubscribe": f"<{links.one_click_url}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
+        headers=unsubscribe_headers(links.one_click_url),
         tags={"kind": "daily", "day": digest.day.isoformat()},
         categories=("daily",),
     )

@@ -68,6 +68,19 @@ sys.exit(main())
 """
 
 
+def stack_settings(*, var_dir: Path, database_url: str, broker_url: str, label: str) -> Settings:
+    """Settings for one test or bench stack: its own database, broker and var/ folder."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        var_dir=var_dir,
+        database_url=database_url,
+        broker_url=broker_url,
+        secret_keys=[f"{label}-secret"],
+        public_url=f"http://digest.{label}",
+        lookback_days=CORPUS_LOOKBACK_DAYS,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

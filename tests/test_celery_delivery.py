@@ -153,15 +153,8 @@ def make_stack(
         brokers.add(broker_url)
         workdir = tmp_path / f"stack{len(stacks)}"
         workdir.mkdir()
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            var_dir=workdir,
-            database_url=url,
-            broker_url=broker_url,
-            secret_keys=["stack-test-secret"],
-            public_url="http://digest.test",
-            lookback_days=stack.CORPUS_LOOKBACK_DAYS,
-        )
+        settings = stack.stack_settings(var_dir=workdir, database_url=url,
+                                        broker_url=broker_url, label="test")
         with session_scope(url) as session:
             session.execute(text("DELETE FROM subscriber WHERE id > :n"), {"n": subscribers})
         fake = FakeSendGrid(delay=delay).start()
