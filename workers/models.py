@@ -1,5 +1,6 @@
 """Every table, imported in one place so migrations and `create_all` see the whole schema."""
 
+from digest.clippings.models import Clip, MonthlyIssue
 from digest.papers import Paper
 from digest.trending import TrendingScore
 from subscribers.events import ProviderEventRecord
@@ -7,8 +8,10 @@ from subscribers.ledger import Delivery, SentPaper
 from subscribers.models import ConsentEvent, PendingEmail, Subscriber, Suppression
 
 __all__ = [
+    "Clip",
     "ConsentEvent",
     "Delivery",
+    "MonthlyIssue",
     "Paper",
     "PendingEmail",
     "ProviderEventRecord",
