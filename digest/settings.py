@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     relevance_floor: float = 1.5  # minimum BM25F score of the best keyword (see ranking.py)
     lookback_days: int = 7  # how far back a daily digest looks for papers not yet sent
 
+    clippings_config: Path | None = None  # sections/tags TOML; empty: digest/data/clippings.toml
+    clip_fetch_timeout_seconds: float = 5.0  # page title / arXiv lookups when saving a clip
+
     _split = field_validator("secret_keys", "arxiv_categories", mode="before")(_split_commas)
 
     @property

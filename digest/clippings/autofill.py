@@ -1,0 +1,182 @@
+"""Fill in a clip: a paper's title, authors and abstract (store, then arXiv API), a summary
+draft and related links; any other link's page title. Failures are recorded on the clip
+(autofill = failed, autofill_error = why) and never raised: saving a link must not depend on
+the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import arxiv
+import requests
+from sqlmodel import Session
+
+from digest.clippings.models import AutofillState, Clip, ClipKind
+from digest.clippings.summary import draft_summary
+from digest.clippings.urls import related_kind, related_links
+from digest.papers import PaperIn, papers_by_id
+from digest.sources.arxiv_api import ApiClient, result_to_paper
+from digest.sources.fetch import FetchError
+from digest.sources.pages import fetch_page
+from digest.text import clean_text
+
+ID_BATCH = 100  # ids per arXiv API request (id_list)
+MAX_ERROR = 300
+
+
+@dataclass(frozen=True)
+class PaperFacts:
+    """What autofill needs of a paper, from the store or the API."""
+
+    title: str
+    authors: list[str]
+    abstract: str
+    comment: str
+
+
+def fetch_arxiv_papers(
+    ids: Sequence[str], *, api_url: str, timeout: float, num_retries: int = 1
+) -> dict[str, PaperIn]:
+    """Papers by version-free id from the arXiv API (id_list); FetchError on a failed request."""
+    found: dict[str, PaperIn] = {}
+    wanted = list(dict.fromkeys(ids))
+    for start in range(0, len(wanted), ID_BATCH):
+        batch = wanted[start:start + ID_BATCH]
+        client = ApiClient(
+            api_url=api_url, page_size=len(batch), delay_seconds=3.0, num_retries=num_retries,
+            timeout=timeout,
+        )
+        search = arxiv.Search(id_list=batch, max_results=len(batch))
+        try:
+            for result in client.results(search):
+                if "/api/errors" in result.entry_id:
+                    raise FetchError(f"arXiv API: {clean_text(result.summary) or 'rejected'}")
+                try:
+                    paper = result_to_paper(result)
+                except ValueError:
+                    continue
+                found[paper.arxiv_id] = paper
+        except arxiv.UnexpectedEmptyPageError:
+            continue  # a valid, empty feed: none of these ids exist
+        except arxiv.HTTPError as error:
+            raise FetchError(f"arXiv API: HTTP {error.status}") from None
+        except requests.Timeout:
+            raise FetchError(f"arXiv API: timed out after {timeout:g} s") from None
+        except requests.RequestException as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise FetchError(f"arXiv API: {reason[:200]}") from None
+        except ValueError as error:
+            raise FetchError(f"arXiv API: unreadable answer ({error})") from None
+    return found
+
+
+def paper_facts(
+    *, session: Session, ids: Sequence[str], api_url: str, timeout: float, fetch: bool
+) -> tuple[dict[str, PaperFacts], str | None]:
+    """Facts per id from the paper store, the rest from the API; and the API's error, if any."""
+    facts = {
+        arxiv_id: PaperFacts(p.title, list(p.authors), p.abstract, p.comment or "")
+        for arxiv_id, p in papers_by_id(session=session, ids=ids).items()
+    }
+    missing = [arxiv_id for arxiv_id in ids if arxiv_id not in facts]
+    if not missing or not fetch:
+        return facts, None
+    try:
+        fetched = fetch_arxiv_papers(missing, api_url=api_url, timeout=timeout)
+    except FetchError as error:
+        return facts, str(error)
+    for arxiv_id, paper in fetched.items():
+        facts[arxiv_id] = PaperFacts(
+            paper.title, list(paper.authors), paper.abstract, paper.comment or ""
+        )
+    return facts, None
+
+
+def _fail(clip: Clip, reason: str) -> None:
+    clip.autofill = AutofillState.failed
+    clip.autofill_error = reason[:MAX_ERROR]
+    if not clip.title:
+        clip.title = clip.url  # the url stands in for the title until someone fixes it
+
+
+def _add_links(clip: Clip, found: dict[str, str]) -> None:
+    """Related links the clip does not have yet; the editor's own links are never replaced."""
+    merged = dict(clip.links or {})
+    for kind, url in found.items():
+        merged.setdefault(kind, url)
+    clip.links = merged
+
+
+def _placeholder_title(clip: Clip) -> bool:
+    """No title, the url, or a browser's tab title for the paper ('[2604.01234] ...')."""
+    title = clip.title.strip()
+    return (
+        not title or title == clip.url or title.startswith("Paper page - ")
+        or bool(clip.arxiv_id and clip.arxiv_id in title)
+    )
+
+
+def fill_paper(clip: Clip, facts: PaperFacts) -> None:
+    """Title, authors, abstract, summary draft and related links of a paper clip."""
+    if _placeholder_title(clip):
+        clip.title = facts.title
+    clip.authors = list(facts.authors)
+    clip.abstract = facts.abstract
+    if not clip.summary:
+        clip.summary = draft_summary(facts.abstract)
+    _add_links(clip, related_links([facts.abstract, facts.comment, clip.note], own_url=clip.url))
+    clip.autofill = AutofillState.done
+    clip.autofill_error = None
+
+
+def fill_page(clip: Clip, *, timeout: float) -> None:
+    """A non-arXiv link: its page title (and, for OpenReview, the abstract it shows)."""
+    own = related_kind(clip.url)
+    if own and own != "paper":
+        _add_links(clip, {own: clip.url})
+    try:
+        page = fetch_page(clip.url, timeout=timeout)
+    except FetchError as error:
+        _fail(clip, f"{clip.url}: {error}")
+        return
+    if not page.title:
+        _fail(clip, f"{clip.url}: the page has no title")
+        return
+    if not clip.title or clip.title == clip.url:
+        clip.title = page.title
+    if clip.kind != ClipKind.link and not clip.abstract and page.description:
+        clip.abstract = page.description  # OpenReview puts the abstract in og:description
+        if not clip.summary:
+            clip.summary = draft_summary(page.description)
+    _add_links(clip, related_links([clip.note], own_url=clip.url))
+    clip.autofill = AutofillState.done
+    clip.autofill_error = None
+
+
+def autofill_clips(
+    *, session: Session, clips: Sequence[Clip], api_url: str, timeout: float, fetch: bool = True
+) -> None:
+    """Autofill every clip given; with fetch=False only the paper store is consulted."""
+    ids = [clip.arxiv_id for clip in clips if clip.arxiv_id]
+    facts, api_error = paper_facts(
+        session=session, ids=ids, api_url=api_url, timeout=timeout, fetch=fetch
+    ) if ids else ({}, None)
+    for clip in clips:
+        if clip.arxiv_id:
+            found = facts.get(clip.arxiv_id)
+            if found is not None:
+                fill_paper(clip, found)
+            elif not fetch:
+                clip.title = clip.title or clip.url
+            else:
+                _fail(clip, api_error or f"arXiv has no paper {clip.arxiv_id}")
+        elif fetch:
+            fill_page(clip, timeout=timeout)
+        else:
+            own = related_kind(clip.url)
+            if own and own != "paper":
+                _add_links(clip, {own: clip.url})
+            clip.title = clip.title or clip.url
+        session.add(clip)

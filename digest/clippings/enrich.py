@@ -1,0 +1,91 @@
+"""Autofill then suggest, for the clips just saved or for a whole month (re-run suggestions)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from digest.clippings.autofill import autofill_clips
+from digest.clippings.config import load_clippings_config
+from digest.clippings.models import AutofillState, Clip
+from digest.clippings.sorting import Suggestion, apply_suggestion, suggest
+from digest.settings import Settings
+from digest.trending import TrendingScore
+
+
+@dataclass
+class EnrichReport:
+    """How autofill went and what was suggested, per clip id."""
+
+    filled: int = 0
+    failed: int = 0
+    pending: int = 0
+    errors: dict[int, str] = field(default_factory=dict)  # clip id -> why autofill failed
+    suggestions: dict[int, Suggestion] = field(default_factory=dict)
+
+
+def trending_upvotes(*, session: Session, ids: Sequence[str]) -> dict[str, int]:
+    """The most upvotes each paper had on any day's trending list."""
+    wanted = [arxiv_id for arxiv_id in dict.fromkeys(ids) if arxiv_id]
+    votes: dict[str, int] = {}
+    for start in range(0, len(wanted), 500):
+        rows = session.exec(
+            select(TrendingScore.arxiv_id, func.max(TrendingScore.upvotes))
+            .where(col(TrendingScore.arxiv_id).in_(wanted[start:start + 500]))
+            .group_by(col(TrendingScore.arxiv_id))
+        )
+        votes.update({arxiv_id: int(count or 0) for arxiv_id, count in rows})
+    return votes
+
+
+def suggest_clips(
+    *, session: Session, settings: Settings, clips: Sequence[Clip]
+) -> dict[int, Suggestion]:
+    """Suggestions for the given clips, each scored among all clips of its month."""
+    config = load_clippings_config(settings)
+    wanted = {clip.id for clip in clips}
+    results: dict[int, Suggestion] = {}
+    for month in sorted({clip.month for clip in clips}):
+        context = list(session.exec(select(Clip).where(Clip.month == month).order_by(col(Clip.id))))
+        upvotes = trending_upvotes(session=session, ids=[c.arxiv_id or "" for c in context])
+        for clip, suggestion in zip(context, suggest(context, config, upvotes=upvotes),
+                                    strict=True):
+            if clip.id in wanted and clip.id is not None:
+                apply_suggestion(clip, suggestion)
+                session.add(clip)
+                results[clip.id] = suggestion
+    session.flush()
+    return results
+
+
+def enrich(
+    *, session: Session, settings: Settings, clips: Sequence[Clip], fetch: bool = True
+) -> EnrichReport:
+    """Autofill the clips (network only when fetch), then suggest section, tags and highlight."""
+    session.flush()  # new clips need their ids and must be visible to the month's query
+    autofill_clips(
+        session=session, clips=clips, api_url=settings.arxiv_api_url,
+        timeout=settings.clip_fetch_timeout_seconds, fetch=fetch,
+    )
+    session.flush()
+    report = EnrichReport()
+    for clip in clips:
+        if clip.autofill == AutofillState.done:
+            report.filled += 1
+        elif clip.autofill == AutofillState.failed:
+            report.failed += 1
+            if clip.id is not None:
+                report.errors[clip.id] = clip.autofill_error or "unknown"
+        else:
+            report.pending += 1
+    report.suggestions = suggest_clips(session=session, settings=settings, clips=clips)
+    return report
+
+
+def suggest_month(*, session: Session, settings: Settings, month: str) -> dict[int, Suggestion]:
+    """Re-run suggestions for every clip of a month; overrides are left alone."""
+    clips = list(session.exec(select(Clip).where(Clip.month == month)))
+    return suggest_clips(session=session, settings=settings, clips=clips)

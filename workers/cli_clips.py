@@ -1,0 +1,232 @@
+"""`digest clip ...`: the editor saves, imports, lists and re-sorts the month's links."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from digest.clippings.enrich import EnrichReport, suggest_month
+from digest.clippings.imports import import_clips
+from digest.clippings.models import Clip
+from digest.clippings.sorting import Suggestion
+from digest.clippings.store import add_clip, check_month, current_month, enrich_clips, list_clips
+from digest.db import session_scope
+from digest.settings import Settings, get_settings
+from workers import migrate
+
+clip_app = typer.Typer(help="The editor's clippings: links saved through the month.",
+                       no_args_is_help=True)
+console = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_FILE = 20 * 1024 * 1024
+
+
+def _errors(func: F) -> F:
+    """Expected failures: one line on stderr and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ValueError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+        except SQLAlchemyError as error:
+            reason = str(getattr(error, "orig", error)).splitlines()[0]
+            typer.echo(f"database error: {reason}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _ready() -> Settings:
+    settings = get_settings()
+    migrate.upgrade(settings)
+    return settings
+
+
+def _emit(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def clip_json(clip: Clip, suggestion: Suggestion | None = None) -> dict[str, Any]:
+    """A clip as JSON: the editor's values, the suggestions beside them, the effective ones."""
+    data: dict[str, Any] = {
+        "id": clip.id, "month": clip.month, "url": clip.url, "key": clip.key,
+        "kind": clip.kind.value, "source": clip.source, "title": clip.title,
+        "authors": clip.authors, "summary": clip.summary, "note": clip.note,
+        "links": clip.links, "topic": clip.topic, "position": clip.position,
+        "section": clip.section, "suggested_section": clip.suggested_section,
+        "effective_section": clip.effective_section,
+        "tags": clip.tags, "suggested_tags": clip.suggested_tags,
+        "effective_tags": clip.effective_tags, "suggested_highlight": clip.suggested_highlight,
+        "autofill": clip.autofill.value, "autofill_error": clip.autofill_error,
+        "saved_at": clip.saved_at.isoformat(),
+    }
+    if suggestion is not None:
+        data["why"] = {
+            "section_scores": suggestion.section_scores,
+            "section_keywords": list(suggestion.section_reasons),
+            "highlight": suggestion.highlight_reasons,
+        }
+    return data
+
+
+def _print_clip(clip: Clip, created: bool, report: EnrichReport | None) -> None:
+    verb = "saved" if created else "merged into"
+    console.print(f"{verb} clip {clip.id} ({clip.kind.value}, {clip.month}): "
+                  f"{escape(clip.title or clip.url)}")
+    override = " (editor's)" if clip.section is not None else ""
+    console.print(f"  section: {escape(clip.effective_section)}{override}; "
+                  f"tags: {escape(', '.join(clip.effective_tags) or '-')}")
+    if clip.links:
+        console.print("  links: " + escape(", ".join(f"{k} {v}" for k, v in clip.links.items())))
+    if report and clip.id in report.errors:
+        console.print(f"  autofill failed: {escape(report.errors[clip.id])}")
+
+
+@clip_app.command("add")
+@_errors
+def add(
+    url: Annotated[str, typer.Argument(help="The link: arXiv, OpenReview, GitHub, HF, any page.")],
+    note: Annotated[str, typer.Option(help="Your note about it.")] = "",
+    tags: Annotated[str, typer.Option(help="Comma-separated tags (your override).")] = "",
+    highlight: Annotated[bool, typer.Option(help="Mark it as one of the highlights.")] = False,
+    month: Annotated[str | None, typer.Option(help="Issue month YYYY-MM (default: now).")] = None,
+    fetch: Annotated[bool, typer.Option(help="Fetch titles and abstracts (--no-fetch: offline).")]
+    = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the clip as JSON.")] = False,
+) -> None:
+    """Save a link to this month's clippings, autofilled and sorted.
+
+    Example: digest clip add https://arxiv.org/pdf/2604.01234v2 --note "strong baseline" --tags TTS
+    """
+    settings = _ready()
+    with session_scope(settings.sqlalchemy_url) as session:
+        result = add_clip(session=session, url=url, note=note, tags=tags or None,
+                          highlight=highlight, month=month, source="cli")
+        report = enrich_clips(session=session, settings=settings, clips=[result.clip],
+                              fetch=fetch)
+        clip = result.clip
+        if as_json:
+            _emit({"created": result.created, "clip": clip_json(
+                clip, report.suggestions.get(clip.id or -1))})
+        else:
+            _print_clip(clip, result.created, report)
+
+
+@clip_app.command("import")
+@_errors
+def import_file(
+    file: Annotated[Path, typer.Argument(help="Bookmarks HTML export, CSV with a url column, "
+                                         "or one url per line.")],
+    month: Annotated[str | None, typer.Option(
+        help="Put every link in this month YYYY-MM (default: each bookmark's own month).")] = None,
+    fetch: Annotated[bool, typer.Option(help="Fetch titles and abstracts (--no-fetch: offline).")]
+    = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Import links from a browser bookmarks export, a CSV file or a list of urls.
+
+    Example: digest clip import ~/bookmarks.html --month 2026-04
+    """
+    if month is not None:
+        check_month(month)
+    try:
+        if file.stat().st_size > MAX_FILE:
+            raise ValueError(f"{file}: larger than {MAX_FILE // 2**20} MB")
+        text = file.read_bytes().decode("utf-8-sig", errors="replace")
+    except FileNotFoundError:
+        raise ValueError(f"{file}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{file}: is a directory, not a file") from None
+    except OSError as error:
+        raise ValueError(f"{file}: {error.strerror or error}") from None
+    settings = _ready()
+    with session_scope(settings.sqlalchemy_url) as session:
+        report = import_clips(session=session, text=text, filename=file.name, month=month)
+        enriched = enrich_clips(session=session, settings=settings, clips=report.clips,
+                                fetch=fetch)
+    failed = sorted(enriched.errors.items())
+    if as_json:
+        _emit({"format": report.format, "added": report.added, "merged": report.merged,
+               "errors": [{"line": line, "reason": why} for line, why in report.errors],
+               "autofill_failed": [{"id": i, "reason": why} for i, why in failed],
+               "clips": [clip.id for clip in report.clips]})
+        return
+    console.print(f"{escape(str(file))} ({report.format}): {report.added} added, "
+                  f"{report.merged} merged, {len(report.errors)} skipped")
+    for line, why in report.errors:
+        console.print(f"  line {line}: {escape(why)}")
+    if failed:
+        console.print(f"autofill failed for {len(failed)} (the url stands in for the title):")
+        for clip_id, why in failed:
+            console.print(f"  clip {clip_id}: {escape(why)}")
+
+
+@clip_app.command("list")
+@_errors
+def list_command(
+    month: Annotated[str | None, typer.Option(help="Issue month YYYY-MM (default: now).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A month's clips by section, with suggestions beside your overrides.
+
+    Example: digest clip list --month 2026-04 --json
+    """
+    settings = _ready()
+    with session_scope(settings.sqlalchemy_url) as session:
+        clips = list_clips(session=session, month=month or current_month())
+    if as_json:
+        _emit([clip_json(clip) for clip in clips])
+        return
+    table = Table("id", "section (suggested)", "kind", "title", "tags (suggested)", "hl")
+    for clip in clips:
+        section = escape(clip.effective_section or "-")
+        if clip.section is not None and clip.section != clip.suggested_section:
+            section += f" ({escape(clip.suggested_section or '-')})"
+        tags = escape(", ".join(clip.effective_tags) or "-")
+        if clip.tags is not None and clip.tags != clip.suggested_tags:
+            tags += f" ({escape(', '.join(clip.suggested_tags) or '-')})"
+        table.add_row(str(clip.id), section, clip.kind.value, escape(clip.title[:70] or clip.url),
+                      tags, "*" if clip.suggested_highlight else "")
+    console.print(table)
+    console.print(f"{len(clips)} clips in {month or current_month()}")
+
+
+@clip_app.command("suggest")
+@_errors
+def suggest_command(
+    month: Annotated[str, typer.Option(help="Issue month YYYY-MM.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Re-run section, tag and highlight suggestions for a month (your overrides stay).
+
+    Example: digest clip suggest --month 2026-04
+    """
+    month = check_month(month)
+    settings = _ready()
+    with session_scope(settings.sqlalchemy_url) as session:
+        suggestions = suggest_month(session=session, settings=settings, month=month)
+        clips = list_clips(session=session, month=month)
+    if as_json:
+        _emit([clip_json(clip, suggestions.get(clip.id or -1)) for clip in clips])
+        return
+    for clip in clips:
+        suggestion = suggestions.get(clip.id or -1)
+        why = ", ".join(suggestion.section_reasons[:4]) if suggestion else ""
+        console.print(f"{clip.id}: {escape(clip.suggested_section)} [{escape(why)}] "
+                      f"tags {escape(', '.join(clip.suggested_tags) or '-')}"
+                      f"{' highlight?' if clip.suggested_highlight else ''}"
+                      f" - {escape(clip.title[:60])}")
+    console.print(f"{len(clips)} clips re-sorted in {month}")
