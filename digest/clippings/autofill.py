@@ -6,6 +6,7 @@ the network.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from digest.sources.pages import fetch_page
 from digest.text import clean_text
 
 ID_BATCH = 100  # ids per arXiv API request (id_list)
+API_DELAY_SECONDS = 3.0
 MAX_ERROR = 300
 
 
@@ -37,16 +39,21 @@ class PaperFacts:
 
 
 def fetch_arxiv_papers(
-    ids: Sequence[str], *, api_url: str, timeout: float, num_retries: int = 1
+    ids: Sequence[str], *, api_url: str, timeout: float, num_retries: int = 0
 ) -> dict[str, PaperIn]:
-    """Papers by version-free id from the arXiv API (id_list); FetchError on a failed request."""
+    """Papers by version-free id from the arXiv API (id_list); FetchError on a failed request.
+
+    No retries by default: an editor is waiting, and a failure is recorded, not fatal.
+    """
     found: dict[str, PaperIn] = {}
     wanted = list(dict.fromkeys(ids))
     for start in range(0, len(wanted), ID_BATCH):
+        if start:
+            time.sleep(API_DELAY_SECONDS)  # arXiv asks for one request per 3 s
         batch = wanted[start:start + ID_BATCH]
         client = ApiClient(
-            api_url=api_url, page_size=len(batch), delay_seconds=3.0, num_retries=num_retries,
-            timeout=timeout,
+            api_url=api_url, page_size=len(batch), delay_seconds=API_DELAY_SECONDS,
+            num_retries=num_retries, timeout=timeout,
         )
         search = arxiv.Search(id_list=batch, max_results=len(batch))
         try:
