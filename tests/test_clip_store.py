@@ -96,7 +96,8 @@ def test_overrides_survive_suggestions_and_ordering(migrated: Settings) -> None:
 
         ordered = reorder_clips(session=session, month=month,
                                 ordered_ids=[repo.id or 0, llm.id or 0, tts.id or 0])
-        assert [clip.id for clip in ordered] == [repo.id, llm.id, tts.id]  # by section name
+        # Sections in the configured order, "Also worth a look" last.
+        assert [clip.id for clip in ordered] == [tts.id, llm.id, repo.id]
         reorder_clips(session=session, month=month, ordered_ids=[tts.id or 0])
         assert (tts.position, repo.position, llm.position) == (0, 1, 2)
         with pytest.raises(ValueError, match="not clips of 2026-04: 999"):
@@ -113,5 +114,7 @@ def test_overrides_survive_suggestions_and_ordering(migrated: Settings) -> None:
             delete_clip(session=session, clip_id=repo.id or 0)
     with session_scope(migrated.sqlalchemy_url) as session:
         clips = list_clips(session=session, month=month)
-        assert [clip.title[:14] for clip in clips] == ["Reinforcement ", "Zero-shot text"]
-        assert clips[0].summary == "Edited summary." and clips[0].tags == ["Agents", "RL"]
+        assert [clip.title[:14] for clip in clips] == ["Zero-shot text", "Reinforcement "]
+        assert clips[1].summary == "Edited summary." and clips[1].tags == ["Agents", "RL"]
+        custom = list_clips(session=session, month=month, sections=["LLM & Training"])
+        assert [clip.id for clip in custom] == [llm.id, tts.id]

@@ -200,8 +200,22 @@ def update_clip(*, session: Session, clip_id: int, changes: dict[str, Any]) -> C
     return clip
 
 
-def list_clips(*, session: Session, month: str) -> list[Clip]:
-    """A month's clips ordered by effective section, then position, then when they were saved."""
+def section_order() -> list[str]:
+    """The configured sections in the issue's order, then 'Also worth a look'."""
+    from digest.clippings.config import load_clippings_config
+    from digest.settings import get_settings
+
+    config = load_clippings_config(get_settings())
+    return [*config.section_names, config.also_section]
+
+
+def list_clips(
+    *, session: Session, month: str, sections: Sequence[str] | None = None
+) -> list[Clip]:
+    """A month's clips by effective section (configured order; others after, by name), then
+    position, then when they were saved."""
+    order = {name: rank for rank, name in enumerate(section_order() if sections is None
+                                                    else sections)}
     clips = list(
         session.exec(
             select(Clip)
@@ -209,7 +223,9 @@ def list_clips(*, session: Session, month: str) -> list[Clip]:
             .order_by(col(Clip.position), col(Clip.saved_at), col(Clip.id))
         )
     )
-    clips.sort(key=lambda clip: clip.effective_section.casefold())  # stable: keeps the rest
+    # Stable sort: within a section the position / saved_at order above is kept.
+    clips.sort(key=lambda clip: (order.get(clip.effective_section, len(order)),
+                                 clip.effective_section.casefold()))
     return clips
 
 
