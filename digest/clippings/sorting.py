@@ -67,17 +67,19 @@ def score_profiles(
     profiles: Sequence[Profile],
     *,
     background: Sequence[PaperLike] = (),
+    index: PaperIndex | None = None,
 ) -> list[dict[str, tuple[float, tuple[str, ...]]]]:
     """Per document: profile name -> (summed keyword score, matched keywords best first).
 
     `background` papers join the collection only for its statistics (document frequencies,
-    lengths), so a score means the same with 3 clips in a month as with 300.
+    lengths), so a score means the same with 3 clips in a month as with 300. An `index` built
+    over docs + background can be passed in to score several profile sets with one index.
     """
     results: list[dict[str, tuple[float, tuple[str, ...]]]] = [{} for _ in docs]
     usable = [profile for profile in profiles if profile.keywords]
     if not docs or not usable:
         return results
-    index = PaperIndex([*docs, *background])
+    index = index or PaperIndex([*docs, *background])
     position = {doc.arxiv_id: number for number, doc in enumerate(docs)}
     ranked = rank_profiles(index, [list(p.keywords) for p in usable], limit=len(docs),
                            candidates=set(position))
@@ -128,10 +130,10 @@ def suggest(
 ) -> list[Suggestion]:
     """One Suggestion per clip, scored together (the month's clips are the collection)."""
     docs = [clip_doc(clip) for clip in clips]
-    background = background_docs()
-    section_scores = score_profiles(docs, config.sections, background=background)
-    tag_scores = score_profiles(docs, config.tags, background=background)
-    topic_scores = score_profiles(docs, config.topics, background=background)
+    index = PaperIndex([*docs, *background_docs()]) if docs else None
+    section_scores = score_profiles(docs, config.sections, index=index)
+    tag_scores = score_profiles(docs, config.tags, index=index)
+    topic_scores = score_profiles(docs, config.topics, index=index)
     section_order = config.section_names
     tag_order = config.tag_names
     topic_order = [profile.name for profile in config.topics]
