@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import date
 from html import escape
 from urllib.parse import parse_qs
@@ -147,7 +148,18 @@ def test_arxiv_api_failure_is_recorded_not_raised(migrated: Settings,
     assert saved.title == "https://arxiv.org/abs/2604.00001"
 
 
-def test_page_titles_and_failures(api: Settings, httpserver: HTTPServer) -> None:
+@pytest.fixture
+def pages() -> Iterator[HTTPServer]:
+    """A threaded server: pages are fetched concurrently, and one of them hangs."""
+    server = HTTPServer(threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+def test_page_titles_and_failures(api: Settings, pages: HTTPServer) -> None:
+    httpserver = pages
     release = threading.Event()
 
     def slow(_request: Request) -> Response:
