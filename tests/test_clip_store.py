@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 from sqlmodel import Session
@@ -118,3 +119,33 @@ def test_overrides_survive_suggestions_and_ordering(migrated: Settings) -> None:
         assert clips[1].summary == "Edited summary." and clips[1].tags == ["Agents", "RL"]
         custom = list_clips(session=session, month=month, sections=["LLM & Training"])
         assert [clip.id for clip in custom] == [llm.id, tts.id]
+
+
+# SQLite serialises whole transactions; the race needs PostgreSQL's row-level locking.
+@pytest.mark.parametrize("db_settings", ["postgres"], indirect=True)
+def test_two_saves_at_the_same_moment_make_one_clip(migrated: Settings) -> None:
+    """Session B inserts while A's uncommitted row holds the key: B merges once A commits."""
+    engine = get_engine(migrated.sqlalchemy_url)
+    results: list[object] = []
+    with Session(engine) as first:
+        add_clip(session=first, url="https://arxiv.org/abs/2601.20481", note="first",
+                 month="2026-04")
+
+        def second_save() -> None:
+            with Session(engine) as second:
+                try:
+                    results.append(add_clip(session=second, url="https://arxiv.org/pdf/2601.20481",
+                                            note="second", month="2026-04").created)
+                    second.commit()
+                except Exception as error:  # reported below; the thread must not die silently
+                    results.append(error)
+
+        worker = threading.Thread(target=second_save)
+        worker.start()
+        worker.join(0.5)  # B is now blocked on A's uncommitted row
+        first.commit()
+    worker.join(10)
+    assert results == [False]
+    with Session(engine) as session:
+        clips = list_clips(session=session, month="2026-04")
+    assert len(clips) == 1 and clips[0].note == "first\n\nsecond"
