@@ -21,7 +21,7 @@ from digest.clippings.urls import related_kind, related_links
 from digest.papers import PaperIn, papers_by_id
 from digest.sources.arxiv_api import ApiClient, result_to_paper
 from digest.sources.fetch import FetchError
-from digest.sources.pages import PageInfo, fetch_page
+from digest.sources.pages import PageInfo, fetch_page, page_client
 from digest.text import clean_text
 
 ID_BATCH = 100  # ids per arXiv API request (id_list)
@@ -145,16 +145,20 @@ def fetch_pages(urls: Sequence[str], *, timeout: float) -> dict[str, PageInfo | 
     import of a hundred links waits for the slowest few, not for the sum of them all."""
     wanted = list(dict.fromkeys(urls))
 
-    def one(url: str) -> PageInfo | str:
-        try:
-            return fetch_page(url, timeout=timeout)
-        except FetchError as error:
-            return str(error)
+    if not wanted:
+        return {}
+    with page_client(timeout) as client:
 
-    if len(wanted) <= 1:
-        return {url: one(url) for url in wanted}
-    with ThreadPoolExecutor(max_workers=min(PAGE_WORKERS, len(wanted))) as pool:
-        return dict(zip(wanted, pool.map(one, wanted), strict=True))
+        def one(url: str) -> PageInfo | str:
+            try:
+                return fetch_page(url, timeout=timeout, client=client)
+            except FetchError as error:
+                return str(error)
+
+        if len(wanted) == 1:
+            return {wanted[0]: one(wanted[0])}
+        with ThreadPoolExecutor(max_workers=min(PAGE_WORKERS, len(wanted))) as pool:
+            return dict(zip(wanted, pool.map(one, wanted), strict=True))
 
 
 def fill_page(clip: Clip, page: PageInfo | str) -> None:
