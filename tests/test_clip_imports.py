@@ -63,14 +63,14 @@ def test_chrome_export_csv_and_url_list_into_one_month(migrated: Settings) -> No
     with session_scope(migrated.sqlalchemy_url) as session:
         chrome = import_clips(session=session, text=read("bookmarks_chrome.html"), month=month)
         table = import_clips(session=session, text=read("clips.csv"), filename="clips.csv",
-                             month=month)
+                             month=month)  # wins over the CSV's month column
         urls = import_clips(session=session, text=read("urls.txt"), month=month)
         empty = import_clips(session=session, text="", month=month)
         headless = import_clips(session=session, text="link,title\nhttps://x.org,X\n",
                                 filename="x.csv", month=month)
         clips = {clip.url: clip for clip in list_clips(session=session, month=month)}
     assert (chrome.added, chrome.merged, chrome.errors) == (2, 0, [])
-    assert (table.added, table.merged) == (2, 2)
+    assert (table.added, table.merged) == (4, 2)
     assert table.errors == [(4, "url contains whitespace: 'not a url'")]
     assert (urls.added, urls.merged) == (2, 1)
     assert urls.errors == [(5, "not an http(s) url: 'mailto:someone@example.org'")]
@@ -81,6 +81,15 @@ def test_chrome_export_csv_and_url_list_into_one_month(migrated: Settings) -> No
     assert paper.tags == ["TTS", "AR"]
     example = clips["https://example.com/a?id=3"]
     assert example.note == "multi\nline note\n\nsecond save" and example.tags == ["Benchmark"]
-    assert clips["https://openreview.net/forum?id=FihSkzyxdv"].title == "VibeVoice"
+    openreview = clips["https://openreview.net/forum?id=FihSkzyxdv"]
+    assert openreview.title == "VibeVoice" and openreview.section == "Speech & Audio"
     assert clips["https://github.com/k2-fsa/OmniVoice"].title == "OmniVoice repo"
-    assert len(clips) == 6
+    assert len(clips) == 8
+
+
+def test_csv_month_column(migrated: Settings) -> None:
+    text = "url,month\nhttps://example.com/may,2026-05\nhttps://example.com/x,May\n"
+    with session_scope(migrated.sqlalchemy_url) as session:
+        report = import_clips(session=session, text=text)
+        assert [clip.month for clip in report.clips] == ["2026-05"]
+    assert report.errors == [(3, "month must look like 2026-04, got 'May'")]
