@@ -39,7 +39,7 @@ def test_draft_shape(migrated: Settings) -> None:
     assert first["explainer"] == "NAR models predict tokens in parallel."
     assert [link["label"] for link in first["links"]] == ["Code", "Demo"]
     names = [section["name"] for section in content["sections"]]
-    assert names == ["Speech & Audio", "LLM & Training", "Other", "Robotics"]
+    assert names == ["Speech & Audio", "LLM & Training", "Robotics", "Other"]
     speech = content["sections"][0]["papers"]
     assert [p["title"] for p in speech] == ["Streaming ASR", "Another speech paper"]
     assert [link["label"] for link in speech[0]["links"]] == ["Code", "Project"]

@@ -141,8 +141,10 @@ def issue_content(
             name = clip.effective_section.strip() or FALLBACK_SECTION
             by_section.setdefault(name, []).append(_paper(clip))
     # Configured sections first, in their order; sections nobody configured follow by name.
-    known = [name for name in order if name in by_section]
+    # "Other" stays last, as the catch-all it is.
+    known = [name for name in order if name in by_section and name != FALLBACK_SECTION]
     names = known + sorted(name for name in by_section if name not in order)
+    names += [FALLBACK_SECTION] if FALLBACK_SECTION in by_section else []
     topics = sorted(by_topic, key=lambda topic: (topic == FALLBACK_TOPIC, topic.casefold()))
     return {
         "version": CONTENT_VERSION,
