@@ -18,13 +18,14 @@ from digest.db import session_scope
 from digest.settings import Settings
 from emails.transports.outbox import OutboxTransport
 from emails.transports.sendgrid import SendGridTransport
-from subscribers.ledger import Delivery, DeliveryStatus
+from subscribers.ledger import Delivery, DeliveryStatus, count_open
 from subscribers.models import Status, Subscriber, Suppression, email_hash
 from subscribers.monthly import plan_monthly
 from subscribers.tokens import Purpose, read_token
 from tests.fake_sendgrid import FakeSendGrid
 from tests.monthly_data import MONTH, add_subscribers, sample_clips
 from workers import broadcast, sending
+from workers.cli_monthly import _due_now
 
 ELIGIBLE = 1203
 
@@ -120,6 +121,9 @@ def test_failed_request_loses_and_doubles_nobody(
         assert (report.sent, report.retried) == (1000, 1100) and report.paused
         statuses = Counter(d.status for d in _ledger(migrated))
         assert statuses == {DeliveryStatus.sent: 1000, DeliveryStatus.planned: 1100}
+        with session_scope(migrated.sqlalchemy_url) as session:  # `send --wait` stops here
+            assert count_open(session=session, kind="monthly", period=MONTH) == 1100
+            assert _due_now(session, MONTH) == 0
         assert broadcast.send_all(settings=migrated, transport=transport).handled == 0
         with session_scope(migrated.sqlalchemy_url) as session:  # the retry time comes
             session.execute(
