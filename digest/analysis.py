@@ -16,6 +16,9 @@ Terms = tuple[str, ...]
 
 SYNONYMS_FILE = Path(__file__).parent / "data" / "synonyms.txt"
 MAX_FORMS = 8  # surface forms per keyword; bounds the work a keyword with many acronyms costs
+# A mined pair must be defined by this many papers: one paper's private "test-time scaling
+# (TTS)" or "our proposed method (OPM)" should not become a synonym for everyone.
+MIN_SUPPORT = 2
 MAX_SPAN = 16  # longest long form looked for; a pasted paragraph as a keyword stays cheap
 
 _TOKEN = re.compile(r"[^\W_]+")
@@ -185,17 +188,21 @@ class Lexicon:
             lexicon.add(term(acronym), analyze_keyword(long_form))
         return lexicon
 
-    def with_mined(self, texts: Iterable[str], *, max_long_forms: int = 4) -> Lexicon:
-        """A copy that also knows the acronyms these texts define."""
+    def with_mined(
+        self, texts: Iterable[str], *, max_long_forms: int = 4, min_support: int = MIN_SUPPORT
+    ) -> Lexicon:
+        """A copy that also knows the acronyms at least `min_support` of these texts define."""
         counts: Counter[tuple[str, Terms]] = Counter()
         for text in texts:
-            counts.update(mine_acronyms(text))
+            counts.update(set(mine_acronyms(text)))  # support counts papers, not mentions
         merged = Lexicon(
             {acronym: set(forms) for acronym, forms in self.expansions.items()},
             {long_form: set(acronyms) for long_form, acronyms in self.contractions.items()},
         )
         per_acronym: Counter[str] = Counter()
-        for (acronym, long_form), _ in counts.most_common():
+        for (acronym, long_form), support in counts.most_common():
+            if support < min_support:
+                break  # most_common: every later pair has less support
             # Curated meanings win: a paper's "test-time scaling (TTS)" must not make every
             # text-to-speech subscriber match test-time scaling.
             if acronym in self.expansions or per_acronym[acronym] >= max_long_forms:

@@ -19,11 +19,18 @@ from digest.analysis import analyze_keyword
 from digest.scoring import PaperIndex, PaperLike, Weights
 
 __all__ = [
-    "RELEVANCE_FLOOR", "SCORE_RESOLUTION", "Match", "PaperIndex", "PaperLike", "Picks",
+    "OTHER_KEYWORDS_BONUS", "RELEVANCE_FLOOR", "SCORE_RESOLUTION", "Match", "PaperIndex",
+    "PaperLike", "Picks",
     "ProfileSet", "Ranker", "Weights", "rank_keywords", "rank_profiles", "select_top",
 ]
 
 RELEVANCE_FLOOR = 1.5  # recommended minimum best-keyword score; calibration: bench/rank.py
+# A profile's score for a paper is its best keyword's score plus this share of the others'.
+# Summing all keywords let two passing mentions ("emotion", "prosody" in an abstract) beat a
+# paper with "Emotion" in its title; pure max ignored that a paper hitting several of the
+# profile's keywords is likelier on topic. Chosen a priori as "small", then checked on both
+# label sets of bench/relevance.py (which prints 0, 0.1, 0.25 and 1.0 side by side).
+OTHER_KEYWORDS_BONUS = 0.1
 SCORE_RESOLUTION = 1e-6  # scores are compared, and reported, to this precision
 
 
@@ -147,9 +154,11 @@ class Ranker:
         *,
         floor: float = 0.0,
         candidates: Collection[str] | None = None,
+        bonus: float = OTHER_KEYWORDS_BONUS,
     ) -> None:
         self.index = index
         self.profiles = profiles
+        self.bonus = bonus
         scores = index.keyword_scores(profiles.keywords)
         if candidates is not None:
             allowed = np.zeros(len(index), dtype=bool)
@@ -202,8 +211,33 @@ class Ranker:
         if len(sent):
             keep = ~np.isin(rows * len(self.index) + cols, sent)
             rows, cols, values = rows[keep], cols[keep], values[keep]
+        # The product gave the sum; the filter above stays exact because best + bonus * rest
+        # is <= sum and >= any single keyword's score, which is what the lower bound uses.
+        values = self._best_plus_bonus(rows + start, cols, values)
         picked = select_top(rows, cols, values, limit=limit, index=self.index)
         return Picks(picked.profiles + start, picked.papers, picked.scores)
+
+    def _best_plus_bonus(
+        self, profiles: np.ndarray, papers: np.ndarray, sums: np.ndarray
+    ) -> np.ndarray:
+        """best + bonus * (sum - best) per (profile, paper) entry, given each entry's sum."""
+        if self.bonus >= 1.0 or not len(profiles):
+            return sums
+        indptr = self.profiles.indptr
+        lo = indptr[profiles]
+        counts = indptr[profiles + 1] - lo
+        multi = np.flatnonzero(counts > 1)  # with one keyword the sum is the best already
+        if not len(multi):
+            return sums
+        counts_m = counts[multi]
+        offsets = np.cumsum(counts_m) - counts_m
+        owner = np.repeat(np.arange(len(multi)), counts_m)
+        entry = np.repeat(lo[multi] - offsets, counts_m) + np.arange(int(counts_m.sum()))
+        contribution = self.contributions(self.profiles.keyword_ids[entry], papers[multi][owner])
+        best = np.maximum.reduceat(contribution, offsets)
+        result = sums.copy()
+        result[multi] = best + self.bonus * (sums[multi] - best)
+        return result
 
     def _lower_bounds(
         self, start: int, stop: int, limit: int, sent_per_row: np.ndarray
@@ -288,6 +322,7 @@ def rank_profiles(
     exclude: Sequence[Collection[str]] | None = None,
     candidates: Collection[str] | None = None,
     chunk_size: int = 5000,
+    bonus: float = OTHER_KEYWORDS_BONUS,
 ) -> list[list[Match]]:
     """Per profile, up to `limit` papers best first whose best keyword scores >= floor.
 
@@ -300,7 +335,9 @@ def rank_profiles(
         return results
     if exclude is not None and len(exclude) != len(profiles):
         raise ValueError("exclude needs one entry per profile")
-    ranker = Ranker(index, ProfileSet.compile(profiles), floor=floor, candidates=candidates)
+    ranker = Ranker(
+        index, ProfileSet.compile(profiles), floor=floor, candidates=candidates, bonus=bonus
+    )
     # Chunks of a few thousand profiles keep each product in cache and its temporaries small.
     for start in range(0, len(profiles), chunk_size):
         picks = ranker.picks(start, min(start + chunk_size, len(profiles)), limit=limit,
@@ -320,10 +357,11 @@ def rank_keywords(
     floor: float = 0.0,
     exclude: Collection[str] | None = None,
     candidates: Collection[str] | None = None,
+    bonus: float = OTHER_KEYWORDS_BONUS,
 ) -> list[Match]:
     """One profile's ranking; the same code path as rank_profiles."""
     return rank_profiles(
         index, [keywords], limit=limit, floor=floor,
-        exclude=None if exclude is None else [exclude], candidates=candidates,
+        exclude=None if exclude is None else [exclude], candidates=candidates, bonus=bonus,
     )[0]
 

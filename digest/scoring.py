@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from digest.analysis import Lexicon, Terms, analyze
+from digest.analysis import MIN_SUPPORT, Lexicon, Terms, analyze
 
 
 class FieldIndex:
@@ -74,7 +74,9 @@ class Weights:
     abstract: float = 1.0
     title_b: float = 0.3  # titles are short and alike in length: little length normalisation
     abstract_b: float = 0.75
-    k1: float = 1.2
+    # Upper end of the usual 1.2-2.0: an abstract that keeps using the keyword is on topic.
+    # Picked from a 6-cell sweep on bench/relevance.py (--ablations prints k1 1.2 beside it).
+    k1: float = 2.0
 
 
 class PaperIndex:
@@ -87,6 +89,7 @@ class PaperIndex:
         lexicon: Lexicon | None = None,
         weights: Weights | None = None,
         mine_acronyms: bool = True,
+        min_support: int = MIN_SUPPORT,
     ) -> None:
         kept: dict[str, PaperLike] = {}
         for paper in papers:
@@ -97,7 +100,9 @@ class PaperIndex:
         self.weights = weights or Weights()
         lexicon = lexicon or Lexicon.shipped()
         texts = (f"{paper.title}. {paper.abstract}" for paper in docs)
-        self.lexicon = lexicon.with_mined(texts) if mine_acronyms else lexicon
+        if mine_acronyms:
+            lexicon = lexicon.with_mined(texts, min_support=min_support)
+        self.lexicon = lexicon
         self.vocabulary: dict[str, int] = {}
 
         def term_ids(text: str) -> list[int]:
