@@ -57,10 +57,10 @@ def _acronym_key(token: str) -> str:
 
 
 @cache
-def shipped_pairs() -> tuple[tuple[str, str], ...]:
-    """(acronym, long form) pairs from the shipped synonyms file, as written."""
+def shipped_pairs(path: Path = SYNONYMS_FILE) -> tuple[tuple[str, str], ...]:
+    """(acronym, long form) pairs from a synonyms file (the shipped one by default), as written."""
     pairs = []
-    for line in SYNONYMS_FILE.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0].strip()
         if "=" in line:
             acronym, long_form = (part.strip() for part in line.split("=", 1))
@@ -181,10 +181,10 @@ class Lexicon:
             self.contractions.setdefault(long_form, set()).add(acronym)
 
     @classmethod
-    def shipped(cls) -> Lexicon:
-        """The curated pairs from digest/data/synonyms.txt."""
+    def shipped(cls, path: Path | None = None) -> Lexicon:
+        """The curated pairs of a synonyms file; digest/data/synonyms.txt when none is given."""
         lexicon = cls()
-        for acronym, long_form in shipped_pairs():
+        for acronym, long_form in shipped_pairs(path or SYNONYMS_FILE):
             lexicon.add(term(acronym), analyze_keyword(long_form))
         return lexicon
 

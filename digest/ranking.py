@@ -15,7 +15,7 @@ from itertools import chain
 import numpy as np
 import scipy.sparse as sp
 
-from digest.analysis import analyze_keyword
+from digest.query import keyword_key
 from digest.scoring import PaperIndex, PaperLike, Weights
 
 __all__ = [
@@ -93,8 +93,12 @@ class ProfileSet:
     indptr: np.ndarray  # profile i's entries are indptr[i]:indptr[i + 1]
     keyword_ids: np.ndarray  # per entry: index into `keywords`
     label_ids: np.ndarray  # per entry: index into `labels`
-    keywords: list[tuple[str, ...]]  # analyzed, distinct
+    keywords: list[tuple[str, ...]]  # analyzed (or filter keys, digest.query), distinct
     labels: list[str]  # keywords as written, distinct
+    # Negative keywords (-survey, -cat:cs.CV): profile i's are neg_ids[neg_indptr[i]:...[i + 1]],
+    # indexes into `keywords` too, so one score matrix serves both.
+    neg_indptr: np.ndarray | None = None
+    neg_ids: np.ndarray | None = None
 
     @classmethod
     def compile(cls, profiles: Sequence[Sequence[str]]) -> ProfileSet:
@@ -105,15 +109,24 @@ class ProfileSet:
         labels = list(dict.fromkeys(written))  # each distinct keyword as written, analyzed once
         label_index = {raw: number for number, raw in enumerate(labels)}
         keyword_index: dict[tuple[str, ...], int] = {}
-        label_keyword = [
-            keyword_index.setdefault(terms, len(keyword_index)) if terms else -1
-            for terms in map(analyze_keyword, labels)
-        ]  # label id -> keyword id, -1 when it has no words
+        label_keyword = []  # label id -> keyword id, -1 when it has no words
+        negative_label = []
+        for key, negative in map(keyword_key, labels):
+            label_keyword.append(-1 if key is None else
+                                 keyword_index.setdefault(key, len(keyword_index)))
+            negative_label.append(negative)
         lengths = np.fromiter(map(len, profiles), dtype=np.int64, count=len(profiles))
         flat = np.fromiter(map(label_index.__getitem__, written), np.int64, count=len(written))
         rows = np.repeat(np.arange(len(profiles), dtype=np.int64), lengths)
         keyword_ids = np.asarray(label_keyword, dtype=np.int64)[flat]
-        entries = np.flatnonzero(keyword_ids >= 0)
+        is_negative = np.asarray(negative_label, dtype=bool)[flat]
+        neg_indptr = neg_ids = None
+        if is_negative.any():
+            negatives = np.flatnonzero(is_negative & (keyword_ids >= 0))
+            neg_indptr = np.zeros(len(profiles) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(rows[negatives], minlength=len(profiles)), out=neg_indptr[1:])
+            neg_ids = keyword_ids[negatives]
+        entries = np.flatnonzero((keyword_ids >= 0) & ~is_negative)
         _, first = np.unique(
             rows[entries] * max(1, len(keyword_index)) + keyword_ids[entries], return_index=True
         )
@@ -126,6 +139,8 @@ class ProfileSet:
             label_ids=flat[entries].astype(np.int32),
             keywords=list(keyword_index),
             labels=[label.strip() for label in labels],
+            neg_indptr=neg_indptr,
+            neg_ids=neg_ids,
         )
 
     def __len__(self) -> int:
@@ -198,6 +213,13 @@ class Ranker:
     ) -> Picks:
         """Top `limit` papers for profiles [start, stop), grouped by profile, best first."""
         sent, sent_per_row = self._excluded(exclude, start, stop)
+        negated = self._negated(start, stop)
+        if negated:
+            # Papers a -keyword matches are handled as if already sent: out, and counted in the
+            # depth of the lower bound so that it stays a bound.
+            extra = [row * len(self.index) + papers for row, papers in negated.items()]
+            sent = np.union1d(sent, np.concatenate(extra))
+            sent_per_row = np.bincount(sent // len(self.index), minlength=stop - start)
         # Most entries are far below their row's limit-th best. Each profile's row is scaled by
         # 1 / (big + its lower bound), so one comparison with 1 drops them (and, through big,
         # papers no keyword scores >= floor on) before anything is gathered or sorted.
@@ -272,6 +294,20 @@ class Ranker:
                     keys.append(row * columns + position[arxiv_id])
                     per_row[row] += 1
         return np.asarray(keys, dtype=np.int64), per_row
+
+    def _negated(self, start: int, stop: int) -> dict[int, np.ndarray]:
+        """Local row -> papers a negative keyword of that profile matches (any score > 0)."""
+        neg_indptr, neg_ids = self.profiles.neg_indptr, self.profiles.neg_ids
+        if neg_indptr is None or neg_ids is None:
+            return {}
+        found = {}
+        indptr, indices = self.scores.indptr, self.scores.indices
+        for row in np.flatnonzero(np.diff(neg_indptr[start:stop + 1])).tolist():
+            ids = neg_ids[neg_indptr[start + row]:neg_indptr[start + row + 1]]
+            found[row] = np.unique(np.concatenate(
+                [indices[indptr[k]:indptr[k + 1]] for k in ids.tolist()]
+            ))
+        return found
 
     def contributions(self, keyword_ids: np.ndarray, papers: np.ndarray) -> np.ndarray:
         """S[keyword, paper] for paired arrays, 0 where the keyword misses the paper."""

@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from digest.analysis import MIN_SUPPORT, Lexicon, Terms, analyze
+from digest.query import FILTER_MARK, FilterIndex
 
 
 class FieldIndex:
@@ -104,6 +105,7 @@ class PaperIndex:
             lexicon = lexicon.with_mined(texts, min_support=min_support)
         self.lexicon = lexicon
         self.vocabulary: dict[str, int] = {}
+        self.filters = FilterIndex(docs)  # author: and cat: terms
 
         def term_ids(text: str) -> list[int]:
             return [self.vocabulary.setdefault(t, len(self.vocabulary)) for t in analyze(text)]
@@ -154,4 +156,7 @@ class PaperIndex:
         idf = np.log1p(len(self) / np.maximum(papers_with, 1))
         tf = scores.data
         scores.data = np.repeat(idf, papers_with) * tf * (w.k1 + 1.0) / (w.k1 + tf)
+        if any(keyword and keyword[0].startswith(FILTER_MARK) for keyword in keywords):
+            scores = sp.csr_matrix(scores + self.filters.scores(keywords))
+            scores.sort_indices()
         return scores

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from digest.db import is_postgres
+from digest.query import QueryError, parse_query, parse_term
 from subscribers import ledger
 from subscribers.models import (
     AccountMail,
@@ -80,6 +81,10 @@ def parse_keywords(raw: str | Sequence[str]) -> list[str]:
             continue
         if len(keyword) > MAX_KEYWORD_LENGTH:
             raise InvalidInput(f"Keep each keyword under {MAX_KEYWORD_LENGTH} characters.")
+        try:
+            parse_term(keyword)  # author:, cat:, -negative and "quotes" must be well formed
+        except QueryError as error:
+            raise InvalidInput(str(error)) from None
         if keyword.lower() not in seen:
             seen.add(keyword.lower())
             keywords.append(keyword)
@@ -106,6 +111,8 @@ def clean_profile(update: SubscriberUpdate) -> SubscriberUpdate:
     keywords = parse_keywords(update.keywords)
     if not keywords:
         raise InvalidInput("Give at least one keyword.")
+    if not parse_query(keywords).positive:
+        raise InvalidInput("Give at least one keyword that is not a -negative.")
     if not 0 <= update.send_hour <= 23:
         raise InvalidInput("Choose a send hour between 00:00 and 23:00.")
     return update.model_copy(

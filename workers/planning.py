@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from digest.analysis import Lexicon
 from digest.db import session_scope
 from digest.papers import Paper, papers_since
 from digest.ranking import Match, PaperIndex, rank_profiles
@@ -122,7 +123,7 @@ def plan_slot(
         return report
     sent = ledger.sent_paper_ids(session=session, subscriber_ids=[s.id or 0 for s in todo])
     rankings = rank_profiles(
-        PaperIndex(papers),
+        PaperIndex(papers, lexicon=Lexicon.shipped(settings.synonyms_file)),
         [s.keywords for s in todo],
         limit=settings.digest_size,
         floor=settings.relevance_floor,

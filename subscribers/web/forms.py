@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from digest.query import QueryError, parse_query, parse_term
 from subscribers.models import Frequency, Subscriber, SubscriberUpdate
 from subscribers.service import (
     MAX_KEYWORD_LENGTH,
@@ -85,13 +86,22 @@ def default_values() -> dict[str, Any]:
             "send_hour": "7", "email": ""}
 
 
+def well_formed(keyword: str) -> bool:
+    """Whether a keyword parses (author: with a name, closed quotes, ...)."""
+    try:
+        parse_term(keyword)
+    except QueryError:
+        return False
+    return True
+
+
 def preview_keywords(text: str) -> list[str]:
     """Keywords for a preview: what parses, too-long ones dropped and the list capped."""
     try:
         return parse_keywords(text)
     except InvalidInput:
         parts = [p for p in re.split(r"[,\n\r;]+", text)
-                 if 0 < len(" ".join(p.split())) <= MAX_KEYWORD_LENGTH]
+                 if 0 < len(" ".join(p.split())) <= MAX_KEYWORD_LENGTH and well_formed(p)]
         return parse_keywords(parts[:MAX_KEYWORDS])
 
 
@@ -103,6 +113,8 @@ def parse_profile(fields: ProfileFields) -> tuple[SubscriberUpdate | None, Error
         keywords = parse_keywords(with_suggestion(fields.keywords, fields.add))
         if not keywords:
             errors["keywords"] = "Give at least one keyword."
+        elif not parse_query(keywords).positive:
+            errors["keywords"] = "Give at least one keyword that is not a -negative."
     except InvalidInput as error:
         errors["keywords"] = str(error)
     if fields.frequency not in {f.value for f in Frequency}:
