@@ -84,6 +84,8 @@ class Match:
     arxiv_id: str
     score: float
     matched: tuple[str, ...]
+    upvotes: int = 0  # on the day's trending list; 0 when not trending (digest.blend)
+    similar_to: str = ""  # arXiv id of a paper the subscriber liked that promoted this one
 
 
 @dataclass(frozen=True)
