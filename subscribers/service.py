@@ -109,9 +109,9 @@ def validate_timezone(name: str) -> str:
 def clean_profile(update: SubscriberUpdate) -> SubscriberUpdate:
     """Keywords parsed and required, zone and hour checked: what a profile must satisfy."""
     keywords = parse_keywords(update.keywords)
-    if not keywords:
-        raise InvalidInput("Give at least one keyword.")
-    if not parse_query(keywords).positive:
+    if not keywords and not update.trending_only:
+        raise InvalidInput("Give at least one keyword, or choose trending papers only.")
+    if keywords and not update.trending_only and not parse_query(keywords).positive:
         raise InvalidInput("Give at least one keyword that is not a -negative.")
     if not 0 <= update.send_hour <= 23:
         raise InvalidInput("Choose a send hour between 00:00 and 23:00.")
@@ -169,8 +169,8 @@ def add_subscriber(
     """Add a subscriber (an operator's import is pre-confirmed); refuses a known address."""
     email = normalize_email(subscriber_create.email)
     keywords = parse_keywords(subscriber_create.keywords)
-    if not keywords:
-        raise InvalidInput("Give at least one keyword.")
+    if not keywords and not subscriber_create.trending_only:
+        raise InvalidInput("Give at least one keyword (or choose trending papers only).")
     if session.exec(select(Subscriber).where(Subscriber.email == email)).first():
         raise InvalidInput(f"{email} is already on the list.")
     if is_suppressed(session=session, email=email):

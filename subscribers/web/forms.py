@@ -29,6 +29,7 @@ class ProfileFields(BaseModel):
     keywords: str = Field("", max_length=10_000)
     frequency: str = Field("daily", max_length=20)
     monthly: str = Field("", max_length=10)  # "yes" when the box is ticked
+    trending: str = Field("", max_length=10)  # "yes": the day's top trending papers only
     timezone: str = Field("UTC", max_length=64)
     send_hour: str = Field("7", max_length=5)
     csrf: str = Field("", max_length=500)
@@ -68,6 +69,7 @@ def profile_values(fields: ProfileFields) -> dict[str, Any]:
         "monthly": fields.monthly == "yes",
         "timezone": fields.timezone,
         "send_hour": fields.send_hour,
+        "trending_only": fields.trending == "yes",
     }
 
 
@@ -78,12 +80,13 @@ def subscriber_values(subscriber: Subscriber) -> dict[str, Any]:
         "monthly": subscriber.monthly,
         "timezone": subscriber.timezone,
         "send_hour": str(subscriber.send_hour),
+        "trending_only": subscriber.trending_only,
     }
 
 
 def default_values() -> dict[str, Any]:
     return {"keywords": "", "frequency": "daily", "monthly": True, "timezone": "UTC",
-            "send_hour": "7", "email": ""}
+            "send_hour": "7", "email": "", "trending_only": False}
 
 
 def well_formed(keyword: str) -> bool:
@@ -111,9 +114,10 @@ def parse_profile(fields: ProfileFields) -> tuple[SubscriberUpdate | None, Error
     keywords: list[str] = []
     try:
         keywords = parse_keywords(with_suggestion(fields.keywords, fields.add))
-        if not keywords:
-            errors["keywords"] = "Give at least one keyword."
-        elif not parse_query(keywords).positive:
+        trending_only = fields.trending == "yes"
+        if not keywords and not trending_only:
+            errors["keywords"] = "Give at least one keyword, or choose trending papers only."
+        elif keywords and not trending_only and not parse_query(keywords).positive:
             errors["keywords"] = "Give at least one keyword that is not a -negative."
     except InvalidInput as error:
         errors["keywords"] = str(error)
@@ -130,7 +134,7 @@ def parse_profile(fields: ProfileFields) -> tuple[SubscriberUpdate | None, Error
         return None, errors
     return SubscriberUpdate(keywords=keywords, frequency=Frequency(fields.frequency),
                             monthly=fields.monthly == "yes", timezone=fields.timezone,
-                            send_hour=hour), errors
+                            send_hour=hour, trending_only=fields.trending == "yes"), errors
 
 
 def parse_email(raw: str, errors: Errors, field: str = "email") -> str:
