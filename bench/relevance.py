@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from digest.analysis import Lexicon  # noqa: E402
 from digest.papers import PaperIn  # noqa: E402
-from digest.ranking import OTHER_KEYWORDS_BONUS, PaperIndex, Weights, rank_keywords  # noqa: E402
+from digest.ranking import KEYWORD_NORM, PaperIndex, Weights, rank_keywords  # noqa: E402
 from digest.sources.arxiv_feed import parse_feed  # noqa: E402
 
 CORPUS = ROOT / "digest" / "data" / "sample_corpus.atom"
@@ -136,9 +136,9 @@ def substring_ranker(papers: Sequence[PaperIn]) -> System:
     return rank
 
 
-def ours(index: PaperIndex, bonus: float = OTHER_KEYWORDS_BONUS) -> System:
-    """Our ranker with a given bonus for a profile's other matched keywords."""
-    return lambda kws: [m.arxiv_id for m in rank_keywords(index, list(kws), limit=K, bonus=bonus)]
+def ours(index: PaperIndex, norm: float = KEYWORD_NORM) -> System:
+    """Our ranker, a profile's keywords combined with a given p-norm."""
+    return lambda kws: [m.arxiv_id for m in rank_keywords(index, list(kws), limit=K, norm=norm)]
 
 
 def systems(papers: Sequence[PaperIn], ablations: bool = False) -> dict[str, System]:
@@ -147,9 +147,9 @@ def systems(papers: Sequence[PaperIn], ablations: bool = False) -> dict[str, Sys
     bm25 = PlainBM25(papers)
     runs = {"ours": ours(index), "bm25": bm25.rank, "substring": substring_ranker(papers)}
     if ablations:
-        # The aggregation of a profile's keywords: 1.0 is the old sum, 0 is the pure max.
-        for bonus in (0.0, 0.25, 0.5, 1.0):
-            runs[f"ours_bonus_{bonus}"] = ours(index, bonus)
+        # The aggregation of a profile's keywords: p = 1 is the old sum, large p the max.
+        for norm in (1.0, 2.0, 8.0, 32.0):
+            runs[f"ours_norm_{norm:g}"] = ours(index, norm)
         # Mined acronyms accepted from a single defining paper (the old rule).
         single = PaperIndex(papers, lexicon=Lexicon.shipped(), min_support=1)
         runs["ours_mined_support_1"] = ours(single)

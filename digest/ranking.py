@@ -19,18 +19,20 @@ from digest.query import keyword_key
 from digest.scoring import PaperIndex, PaperLike, Weights
 
 __all__ = [
-    "OTHER_KEYWORDS_BONUS", "RELEVANCE_FLOOR", "SCORE_RESOLUTION", "Match", "PaperIndex",
+    "KEYWORD_NORM", "RELEVANCE_FLOOR", "SCORE_RESOLUTION", "Match", "PaperIndex",
     "PaperLike", "Picks",
     "ProfileSet", "Ranker", "Weights", "rank_keywords", "rank_profiles", "select_top",
 ]
 
 RELEVANCE_FLOOR = 1.5  # recommended minimum best-keyword score; calibration: bench/rank.py
-# A profile's score for a paper is its best keyword's score plus this share of the others'.
-# Summing all keywords let two passing mentions ("emotion", "prosody" in an abstract) beat a
-# paper with "Emotion" in its title; pure max ignored that a paper hitting several of the
-# profile's keywords is likelier on topic. Chosen a priori as "small", then checked on both
-# label sets of bench/relevance.py (which prints 0, 0.1, 0.25 and 1.0 side by side).
-OTHER_KEYWORDS_BONUS = 0.1
+# A profile's score for a paper is the p-norm of its keywords' scores, (sum s_k^p)^(1/p): the
+# best keyword plus a small bonus for the others (a second keyword as strong as the first adds
+# 19%, one at two thirds of it adds 5%). Summing let two passing mentions ("emotion", "prosody"
+# in an abstract) beat a paper with "Emotion" in its title; the plain max ignored that a paper
+# hitting several of the profile's keywords is likelier on topic. Unlike "max + bonus" it is
+# still one sparse product (of S^p), so every profile stays in one pass. p chosen a priori as
+# "close to max"; bench/relevance.py --ablations prints p = 1 (sum), 2, 4, 8 side by side.
+KEYWORD_NORM = 4.0
 SCORE_RESOLUTION = 1e-6  # scores are compared, and reported, to this precision
 
 
@@ -171,34 +173,40 @@ class Ranker:
         *,
         floor: float = 0.0,
         candidates: Collection[str] | None = None,
-        bonus: float = OTHER_KEYWORDS_BONUS,
+        norm: float = KEYWORD_NORM,
     ) -> None:
         self.index = index
         self.profiles = profiles
-        self.bonus = bonus
+        self.norm = norm
         scores = index.keyword_scores(profiles.keywords)
         if candidates is not None:
             allowed = np.zeros(len(index), dtype=bool)
             allowed[[index.position[i] for i in candidates if i in index.position]] = True
             scores.data[~allowed[scores.indices]] = 0.0
             scores.eliminate_zeros()
-        self.scores = scores
+        self.scores = scores  # as BM25F gives them: explanations and contributions read these
         columns = len(index)
         counts = np.diff(scores.indptr)
         self._keys = np.repeat(np.arange(len(counts), dtype=np.int64), counts) * columns
         self._keys += scores.indices
-        self.encoded, self.big = self._encode(scores, floor)
+        # The product runs on S^p, so a row's sum is the p-norm to the p-th power.
+        powered = scores.copy()
+        powered.data = powered.data ** norm
+        top = float(scores.data.max(initial=0.0))
+        # Scores equal to SCORE_RESOLUTION may be up to p * top^(p-1) times further apart in S^p.
+        self._slack = 2 * SCORE_RESOLUTION * norm * max(top, 1.0) ** (norm - 1.0)
+        strong_hit = scores.data >= floor
+        self.encoded, self.big = self._encode(powered, strong_hit)
         # Each keyword's scores >= floor, best first: the k-th of them bounds a profile's k-th.
-        strong = np.flatnonzero(scores.data >= floor)
+        strong = np.flatnonzero(strong_hit)
         strong_rows = np.repeat(np.arange(len(counts)), counts)[strong]
-        order = np.lexsort((-scores.data[strong], strong_rows))
-        self._strong = np.append(scores.data[strong][order], 0.0)  # never empty
+        order = np.lexsort((-powered.data[strong], strong_rows))
+        self._strong = np.append(powered.data[strong][order], 0.0)  # never empty
         self._strong_count = np.bincount(strong_rows, minlength=len(counts))
         self._strong_start = np.cumsum(self._strong_count) - self._strong_count
 
-    def _encode(self, scores: sp.csr_matrix, floor: float) -> tuple[sp.csr_matrix, float]:
+    def _encode(self, scores: sp.csr_matrix, strong: np.ndarray) -> tuple[sp.csr_matrix, float]:
         """S with big * [s >= floor] added, so one product gives sum and count of strong hits."""
-        strong = scores.data >= floor
         # A paper no keyword scores >= floor on can never be picked: drop its column outright.
         reachable = np.zeros(scores.shape[1], dtype=bool)
         reachable[scores.indices[strong]] = True
@@ -235,33 +243,9 @@ class Ranker:
         if len(sent):
             keep = ~np.isin(rows * len(self.index) + cols, sent)
             rows, cols, values = rows[keep], cols[keep], values[keep]
-        # The product gave the sum; the filter above stays exact because best + bonus * rest
-        # is <= sum and >= any single keyword's score, which is what the lower bound uses.
-        values = self._best_plus_bonus(rows + start, cols, values)
+        values = np.maximum(values, 0.0) ** (1.0 / self.norm)  # from S^p back to scores
         picked = select_top(rows, cols, values, limit=limit, index=self.index)
         return Picks(picked.profiles + start, picked.papers, picked.scores)
-
-    def _best_plus_bonus(
-        self, profiles: np.ndarray, papers: np.ndarray, sums: np.ndarray
-    ) -> np.ndarray:
-        """best + bonus * (sum - best) per (profile, paper) entry, given each entry's sum."""
-        if self.bonus >= 1.0 or not len(profiles):
-            return sums
-        indptr = self.profiles.indptr
-        lo = indptr[profiles]
-        counts = indptr[profiles + 1] - lo
-        multi = np.flatnonzero(counts > 1)  # with one keyword the sum is the best already
-        if not len(multi):
-            return sums
-        counts_m = counts[multi]
-        offsets = np.cumsum(counts_m) - counts_m
-        owner = np.repeat(np.arange(len(multi)), counts_m)
-        entry = np.repeat(lo[multi] - offsets, counts_m) + np.arange(int(counts_m.sum()))
-        contribution = self.contributions(self.profiles.keyword_ids[entry], papers[multi][owner])
-        best = np.maximum.reduceat(contribution, offsets)
-        result = sums.copy()
-        result[multi] = best + self.bonus * (sums[multi] - best)
-        return result
 
     def _lower_bounds(
         self, start: int, stop: int, limit: int, sent_per_row: np.ndarray
@@ -279,7 +263,7 @@ class Ranker:
         bounds = np.zeros(stop - start)
         np.maximum.at(bounds, rows, reach)
         # Slack: an entry that rounds to the same score still competes on the tie-break.
-        return bounds - 2 * SCORE_RESOLUTION
+        return bounds - self._slack
 
     def _excluded(
         self, exclude: Sequence[Collection[str]] | None, start: int, stop: int
@@ -360,7 +344,7 @@ def rank_profiles(
     exclude: Sequence[Collection[str]] | None = None,
     candidates: Collection[str] | None = None,
     chunk_size: int = 5000,
-    bonus: float = OTHER_KEYWORDS_BONUS,
+    norm: float = KEYWORD_NORM,
 ) -> list[list[Match]]:
     """Per profile, up to `limit` papers best first whose best keyword scores >= floor.
 
@@ -374,7 +358,7 @@ def rank_profiles(
     if exclude is not None and len(exclude) != len(profiles):
         raise ValueError("exclude needs one entry per profile")
     ranker = Ranker(
-        index, ProfileSet.compile(profiles), floor=floor, candidates=candidates, bonus=bonus
+        index, ProfileSet.compile(profiles), floor=floor, candidates=candidates, norm=norm
     )
     # Chunks of a few thousand profiles keep each product in cache and its temporaries small.
     for start in range(0, len(profiles), chunk_size):
@@ -395,11 +379,11 @@ def rank_keywords(
     floor: float = 0.0,
     exclude: Collection[str] | None = None,
     candidates: Collection[str] | None = None,
-    bonus: float = OTHER_KEYWORDS_BONUS,
+    norm: float = KEYWORD_NORM,
 ) -> list[Match]:
     """One profile's ranking; the same code path as rank_profiles."""
     return rank_profiles(
         index, [keywords], limit=limit, floor=floor,
-        exclude=None if exclude is None else [exclude], candidates=candidates, bonus=bonus,
+        exclude=None if exclude is None else [exclude], candidates=candidates, norm=norm,
     )[0]
 

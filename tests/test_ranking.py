@@ -10,7 +10,7 @@ import pytest
 
 from digest.analysis import Lexicon, analyze, analyze_keyword, mine_acronyms
 from digest.ranking import (
-    OTHER_KEYWORDS_BONUS,
+    KEYWORD_NORM,
     SCORE_RESOLUTION,
     Match,
     PaperIndex,
@@ -199,8 +199,7 @@ def test_picks_carry_the_keywords_that_matched_best_first(index: PaperIndex) -> 
         contributions = {k: scores[n, column] for n, k in enumerate(profile) if scores[n, column]}
         assert set(match.matched) == set(contributions)
         assert list(match.matched) == sorted(contributions, key=lambda k: -contributions[k])
-        best = max(contributions.values())
-        expected = best + OTHER_KEYWORDS_BONUS * (sum(contributions.values()) - best)
+        expected = sum(c ** KEYWORD_NORM for c in contributions.values()) ** (1 / KEYWORD_NORM)
         assert match.score == pytest.approx(expected, abs=2 * SCORE_RESOLUTION)
     assert any(len(match.matched) >= 2 for match in matches)
     assert all("zzqx unknown" not in match.matched for match in matches)
@@ -309,8 +308,7 @@ def naive_rank(
             continue
         if max(c for c, _ in contributions) < floor:
             continue
-        best = max(c for c, _ in contributions)
-        total = best + OTHER_KEYWORDS_BONUS * (sum(c for c, _ in contributions) - best)
+        total = sum(c ** KEYWORD_NORM for c, _ in contributions) ** (1 / KEYWORD_NORM)
         matched = tuple(labels[k] for _, k in sorted(contributions, key=lambda c: (-c[0], c[1])))
         rows.append(
             (round(total / SCORE_RESOLUTION), int(index.tie_rank[column]), arxiv_id, total, matched)
@@ -360,5 +358,5 @@ def test_a_title_hit_beats_passing_mentions_of_several_keywords() -> None:
     )
     picks = ids(rank_keywords(PaperIndex(papers), ["emotion", "prosody"]))
     assert picks[:2] == ["6666.00001", "6666.00002"]
-    summed = ids(rank_keywords(PaperIndex(papers), ["emotion", "prosody"], bonus=1.0))
+    summed = ids(rank_keywords(PaperIndex(papers), ["emotion", "prosody"], norm=1.0))
     assert summed[:2] == ["6666.00002", "6666.00001"]  # the old sum got this backwards
