@@ -174,6 +174,7 @@ class Ranker:
         floor: float = 0.0,
         candidates: Collection[str] | None = None,
         norm: float = KEYWORD_NORM,
+        paper_weights: np.ndarray | None = None,
     ) -> None:
         self.index = index
         self.profiles = profiles
@@ -191,6 +192,10 @@ class Ranker:
         self._keys += scores.indices
         # The product runs on S^p, so a row's sum is the p-norm to the p-th power.
         powered = scores.copy()
+        if paper_weights is not None:
+            # A per-paper factor (recency, digest.blend) scales the p-norm exactly, since
+            # (sum (w s_k)^p)^(1/p) = w (sum s_k^p)^(1/p); the floor still reads raw scores.
+            powered.data = powered.data * paper_weights[powered.indices]
         powered.data = powered.data ** norm
         top = float(scores.data.max(initial=0.0))
         # Scores equal to SCORE_RESOLUTION may be up to p * top^(p-1) times further apart in S^p.
@@ -345,6 +350,7 @@ def rank_profiles(
     candidates: Collection[str] | None = None,
     chunk_size: int = 5000,
     norm: float = KEYWORD_NORM,
+    paper_weights: np.ndarray | None = None,
 ) -> list[list[Match]]:
     """Per profile, up to `limit` papers best first whose best keyword scores >= floor.
 
@@ -358,7 +364,8 @@ def rank_profiles(
     if exclude is not None and len(exclude) != len(profiles):
         raise ValueError("exclude needs one entry per profile")
     ranker = Ranker(
-        index, ProfileSet.compile(profiles), floor=floor, candidates=candidates, norm=norm
+        index, ProfileSet.compile(profiles), floor=floor, candidates=candidates, norm=norm,
+        paper_weights=paper_weights,
     )
     # Chunks of a few thousand profiles keep each product in cache and its temporaries small.
     for start in range(0, len(profiles), chunk_size):

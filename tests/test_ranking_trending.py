@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import random
 from datetime import date, timedelta
 
+import pytest
 from sqlmodel import select
 
 from digest.blend import TRENDING_WEIGHT, blended, personalise, wants_trending
 from digest.db import session_scope
 from digest.papers import upsert_papers
+from digest.ranking import PaperIndex, rank_keywords
 from digest.settings import Settings
 from digest.sources.trending import TrendingItem
 from digest.trending import store_trending
@@ -89,3 +92,27 @@ def test_the_signup_form_offers_trending_only_without_keywords(web: Settings) ->
     with session_scope(web.sqlalchemy_url) as session:
         [subscriber] = session.exec(select(Subscriber)).all()
     assert subscriber.trending_only and subscriber.keywords == []
+
+
+def test_the_fast_blend_equals_blending_every_match() -> None:
+    from tests.ranking_corpus import load_corpus
+
+    corpus = load_corpus()
+    day = max(p.announced_on for p in corpus)
+    index = PaperIndex(corpus)
+    rng = random.Random(5)
+    upvotes = {p.arxiv_id: rng.choice([3, 15, 60, 250]) for p in rng.sample(corpus, 25)}
+    profiles = [["TTS", "speech language model"], ["audio codec"], ["emotion", "prosody"],
+                ["voice conversion", "-survey"], ["LLM"]]
+    fast = personalise(corpus, profiles, day=day, limit=10, floor=1.5, index=index,
+                       upvotes=upvotes)
+    by_id = {p.arxiv_id: p for p in corpus}
+    for profile, got in zip(profiles, fast, strict=True):
+        every = rank_keywords(index, profile, limit=len(corpus), floor=1.5)
+        want = sorted(
+            ((blended(m.score, (day - by_id[m.arxiv_id].announced_on).days,
+                      upvotes.get(m.arxiv_id, 0)), m.arxiv_id) for m in every),
+            key=lambda pair: (-round(pair[0], 6), -by_id[pair[1]].announced_on.toordinal(),
+                              pair[1]))[:10]
+        assert [m.arxiv_id for m in got] == [i for _, i in want], profile
+        assert [m.score for m in got] == pytest.approx([s for s, _ in want], abs=1e-5)
