@@ -24,7 +24,7 @@ import numpy as np
 
 from digest.feedback import MIN_RATINGS, FeedbackModel, Rating, Vectorizer, text_of
 from digest.query import QueryError, parse_term
-from digest.ranking import Match, PaperIndex, PaperLike, rank_profiles
+from digest.ranking import Match, PaperIndex, PaperLike, ProfileSet, rank_profiles
 
 RECENCY_HALF_LIFE_DAYS = 7.0
 # Older than four half-lives counts as four half-lives: keeps decayed scores far above the
@@ -98,19 +98,21 @@ def personalise(
                 for n, p in enumerate(profiles)]
     keyword_profiles = [[] if t else list(p) for t, p in zip(trending, profiles, strict=True)]
 
-    def ranked(rows: list[int], depth: int, candidates: Collection[str] | None = None
-               ) -> list[list[Match]]:
+    def ranked(rows: list[int] | ProfileSet, depth: int,
+               candidates: Collection[str] | None = None) -> list[list[Match]]:
+        subset = rows if isinstance(rows, ProfileSet) else [keyword_profiles[n] for n in rows]
         return rank_profiles(
-            index, [keyword_profiles[n] for n in rows], limit=depth, floor=floor,
-            exclude=None if exclude is None else [exclude[n] for n in rows],
-            candidates=candidates, paper_weights=decay,
+            index, subset, limit=depth, floor=floor, candidates=candidates, paper_weights=decay,
+            exclude=exclude if isinstance(rows, ProfileSet) or exclude is None
+            else [exclude[n] for n in rows],
         )
 
     everyone = list(range(len(profiles)))
-    results = ranked(everyone, limit)
+    compiled = ProfileSet.compile(keyword_profiles)  # once for both passes
+    results = ranked(compiled, limit)
     hot = {i for i, n in upvotes.items() if n > 0 and i in by_id}
     # Every trending match of every profile (few: a day's trending list is a few dozen papers).
-    hot_matches = ranked(everyone, len(hot), hot) if hot else [[] for _ in profiles]
+    hot_matches = ranked(compiled, len(hot), hot) if hot else [[] for _ in profiles]
     rated = [n for n in everyone if ratings and len(ratings[n]) >= MIN_RATINGS
              and not trending[n]]
     models: dict[int, FeedbackModel] = {}

@@ -342,7 +342,7 @@ class Ranker:
 
 def rank_profiles(
     index: PaperIndex,
-    profiles: Sequence[Sequence[str]],
+    profiles: Sequence[Sequence[str]] | ProfileSet,
     *,
     limit: int = 10,
     floor: float = 0.0,
@@ -356,15 +356,17 @@ def rank_profiles(
 
     `exclude[i]` holds ids profile i was already sent; `candidates` limits the papers considered.
     Ties go to the newer paper, then the smaller arXiv id. A profile's result never depends on
-    the other profiles, so shards of profiles can be ranked in separate processes.
+    the other profiles, so shards of profiles can be ranked in separate processes. `profiles`
+    may be compiled already, to rank the same profiles twice (digest.blend does).
     """
-    results: list[list[Match]] = [[] for _ in profiles]
-    if not profiles or limit <= 0 or not len(index):
+    results: list[list[Match]] = [[] for _ in range(len(profiles))]
+    if not len(profiles) or limit <= 0 or not len(index):
         return results
     if exclude is not None and len(exclude) != len(profiles):
         raise ValueError("exclude needs one entry per profile")
+    compiled = profiles if isinstance(profiles, ProfileSet) else ProfileSet.compile(profiles)
     ranker = Ranker(
-        index, ProfileSet.compile(profiles), floor=floor, candidates=candidates, norm=norm,
+        index, compiled, floor=floor, candidates=candidates, norm=norm,
         paper_weights=paper_weights,
     )
     # Chunks of a few thousand profiles keep each product in cache and its temporaries small.
