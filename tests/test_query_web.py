@@ -59,3 +59,30 @@ def test_preview_applies_negatives_authors_and_categories(web: Settings) -> None
     assert "A survey of speech synthesis evaluation" not in page
     by_author = client.get("/preview/fragment", params={"keywords": "author:alan TURING"}).text
     assert "Voice cloning from three seconds of audio" in by_author
+
+
+def test_the_manage_page_explains_malformed_terms_and_saves_trending_only(web: Settings) -> None:
+    from digest.db import session_scope
+    from subscribers.models import SubscriberCreate
+    from subscribers.service import add_subscriber
+    from subscribers.tokens import Purpose, make_token
+    from tests.test_web_signup import csrf_of
+
+    with session_scope(web.sqlalchemy_url) as session:
+        sid = add_subscriber(session=session, confirmed=True, subscriber_create=SubscriberCreate(
+            email="ada@example.org", keywords=["voice cloning"])).id or 0
+    client = client_for(web)
+    token = make_token(keys=web.signing_keys(), purpose=Purpose.manage, subscriber_id=sid)
+    manage = f"/manage/{token}"
+    page = client.get(manage).text
+    assert 'name="trending" value="yes"' in page
+    form = {"csrf": csrf_of(page), "frequency": "daily", "monthly": "yes", "timezone": "UTC",
+            "send_hour": "7"}
+    bad = client.post(manage, data=form | {"keywords": "voice cloning\nauthor:"})
+    assert bad.status_code == 400 and "author: needs a name" in unescape(bad.text)
+    saved = client.post(manage, data=form | {"keywords": "", "trending": "yes"},
+                        follow_redirects=False)
+    assert saved.status_code == 303
+    with session_scope(web.sqlalchemy_url) as session:
+        subscriber = session.get(Subscriber, sid)
+        assert subscriber is not None and subscriber.trending_only and subscriber.keywords == []
