@@ -177,3 +177,25 @@ def test_feedback_links_are_safe_against_scanners_and_forgery(
     ]:
         assert client.post(url, data=data).status_code == 404
         assert client.get(url, params=data).status_code == 404
+
+
+def test_votes_are_exported_and_erased_with_the_subscriber(
+    stocked: tuple[Settings, list[int]]
+) -> None:
+    from subscribers.feedback import Vote, record_vote
+    from subscribers.privacy import erase, export_data
+
+    settings, (critic, _, _) = stocked
+    with session_scope(settings.sqlalchemy_url) as session:
+        assert record_vote(session=session, subscriber_id=critic, arxiv_id="2603.00011",
+                           vote=Vote.less)
+        assert not record_vote(session=session, subscriber_id=critic, arxiv_id="2603.00011",
+                               vote=Vote.less)  # idempotent
+        subscriber = session.get(Subscriber, critic)
+        assert subscriber is not None
+        exported = export_data(session=session, subscriber=subscriber)
+        assert [(v["arxiv_id"], v["vote"]) for v in exported["feedback"]] == [
+            ("2603.00011", "less")]
+        assert erase(session=session, subscriber_id=critic)
+    with session_scope(settings.sqlalchemy_url) as session:
+        assert session.exec(select(FeedbackVote)).all() == []
