@@ -192,9 +192,17 @@ class Lexicon:
         self, texts: Iterable[str], *, max_long_forms: int = 4, min_support: int = MIN_SUPPORT
     ) -> Lexicon:
         """A copy that also knows the acronyms at least `min_support` of these texts define."""
+        return self.with_definitions(map(mine_acronyms, texts), max_long_forms=max_long_forms,
+                                     min_support=min_support)
+
+    def with_definitions(
+        self, per_text: Iterable[list[tuple[str, Terms]]], *, max_long_forms: int = 4,
+        min_support: int = MIN_SUPPORT,
+    ) -> Lexicon:
+        """with_mined, from each text's mine_acronyms() result."""
         counts: Counter[tuple[str, Terms]] = Counter()
-        for text in texts:
-            counts.update(set(mine_acronyms(text)))  # support counts papers, not mentions
+        for found in per_text:
+            counts.update(set(found))  # support counts papers, not mentions
         merged = Lexicon(
             {acronym: set(forms) for acronym, forms in self.expansions.items()},
             {long_form: set(acronyms) for long_form, acronyms in self.contractions.items()},
@@ -212,6 +220,14 @@ class Lexicon:
             # it may stand for its long form but the long form never expands to it.
             merged.add(acronym, long_form, both_ways=len(acronym) > 2)
         return merged
+
+    def foreign(self, definitions: Iterable[tuple[str, Terms]]) -> set[str]:
+        """Acronyms a text defines as something this lexicon does not know them as.
+
+        A paper's own "test-time scaling (TTS)" means its TTS tokens are not text-to-speech.
+        """
+        return {acronym for acronym, long_form in definitions
+                if acronym in self.expansions and long_form not in self.expansions[acronym]}
 
     def forms(self, keyword: Terms) -> list[Terms]:
         """The keyword itself, then spellings with acronyms expanded, then long forms contracted."""

@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from digest.analysis import MIN_SUPPORT, Lexicon, Terms, analyze
+from digest.analysis import mine_acronyms as mine_definitions
 from digest.query import FILTER_MARK, FilterIndex
 
 
@@ -100,18 +101,23 @@ class PaperIndex:
         self.position = {arxiv_id: number for number, arxiv_id in enumerate(self.ids)}
         self.weights = weights or Weights()
         lexicon = lexicon or Lexicon.shipped()
-        texts = (f"{paper.title}. {paper.abstract}" for paper in docs)
+        definitions = [mine_definitions(f"{paper.title}. {paper.abstract}") for paper in docs]
         if mine_acronyms:
-            lexicon = lexicon.with_mined(texts, min_support=min_support)
+            lexicon = lexicon.with_definitions(definitions, min_support=min_support)
         self.lexicon = lexicon
         self.vocabulary: dict[str, int] = {}
         self.filters = FilterIndex(docs)  # author: and cat: terms
 
-        def term_ids(text: str) -> list[int]:
-            return [self.vocabulary.setdefault(t, len(self.vocabulary)) for t in analyze(text)]
+        def term_ids(text: str, foreign: set[str]) -> list[int]:
+            # An acronym the paper defines otherwise gets a private term no keyword reaches.
+            terms = analyze(text)
+            if foreign:
+                terms = [t + FILTER_MARK if t in foreign else t for t in terms]
+            return [self.vocabulary.setdefault(t, len(self.vocabulary)) for t in terms]
 
-        titles = [term_ids(paper.title) for paper in docs]
-        abstracts = [term_ids(paper.abstract) for paper in docs]
+        foreign = [lexicon.foreign(found) for found in definitions]
+        titles = [term_ids(paper.title, f) for paper, f in zip(docs, foreign, strict=True)]
+        abstracts = [term_ids(paper.abstract, f) for paper, f in zip(docs, foreign, strict=True)]
         self.title = FieldIndex(titles, len(self.vocabulary))
         self.abstract = FieldIndex(abstracts, len(self.vocabulary))
         newest_first = sorted(

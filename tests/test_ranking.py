@@ -150,9 +150,8 @@ def test_acronyms_are_mined_from_the_papers_themselves() -> None:
         "4444.00002",
         "4444.00005",
     }
-    # Known limitation: 4444.00007's own "TTS" (test-time scaling) also matches text-to-speech,
-    # since acronym occurrences are not disambiguated per paper.
-    assert set(ids(rank_keywords(index, ["text-to-speech"]))) >= {
+    # 4444.00007 defines its own "TTS" (test-time scaling): its TTS is not text-to-speech.
+    assert set(ids(rank_keywords(index, ["text-to-speech"]))) == {
         "4444.00003", "4444.00004", "4444.00006"
     }
     assert "4444.00003" not in ids(rank_keywords(index, ["test-time scaling"]))
@@ -166,8 +165,15 @@ def test_mined_meanings_never_override_curated_ones() -> None:
     papers = with_filler(
         paper("5555.00001", "Scaling reasoning", "We study test-time scaling (TTS) of LLMs."),
         paper("5555.00002", "Test-time scaling for math", "More compute at test time."),
+        paper("5555.00003", "TTS for reasoning models",
+              "Test-time scaling (TTS) spends compute at inference; TTS helps small models."),
+        paper("5555.00004", "Fast TTS", "A TTS model for phones."),
     )
-    assert "5555.00002" not in ids(rank_keywords(PaperIndex(papers), ["TTS"]))
+    index = PaperIndex(papers)
+    assert "5555.00002" not in ids(rank_keywords(index, ["TTS"]))
+    # A paper that defines TTS as something else: its own "TTS" is not text-to-speech.
+    assert ids(rank_keywords(index, ["TTS"])) == ["5555.00004"]
+    assert ids(rank_keywords(index, ["text to speech"])) == ["5555.00004"]
 
 
 def test_the_title_counts_more_than_the_abstract() -> None:
