@@ -151,7 +151,8 @@ def loop_baseline(ranker: Ranker, count: int, limit: int, floor: float) -> float
         rows = dense[profiles.keyword_ids[profiles.indptr[row]:profiles.indptr[row + 1]]]
         total, best = rows.sum(axis=0), rows.max(axis=0, initial=0.0)
         hits = np.flatnonzero((total > 0) & (best >= floor))
-        quantized = np.rint(total[hits] / SCORE_RESOLUTION)
+        norm = (rows[:, hits] ** ranker.norm).sum(axis=0) ** (1 / ranker.norm)  # as Ranker
+        quantized = np.rint(norm / SCORE_RESOLUTION)
         hits[np.lexsort((tie[hits], -quantized))][:limit].tolist()
     return time.perf_counter() - started
 

@@ -40,8 +40,9 @@ import Stemmer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from digest.analysis import Lexicon  # noqa: E402
 from digest.papers import PaperIn  # noqa: E402
-from digest.ranking import PaperIndex, rank_keywords  # noqa: E402
+from digest.ranking import KEYWORD_NORM, PaperIndex, Weights, rank_keywords  # noqa: E402
 from digest.sources.arxiv_feed import parse_feed  # noqa: E402
 
 CORPUS = ROOT / "digest" / "data" / "sample_corpus.atom"
@@ -135,15 +136,26 @@ def substring_ranker(papers: Sequence[PaperIn]) -> System:
     return rank
 
 
-def systems(papers: Sequence[PaperIn]) -> dict[str, System]:
-    """The three systems over the same papers."""
+def ours(index: PaperIndex, norm: float = KEYWORD_NORM) -> System:
+    """Our ranker, a profile's keywords combined with a given p-norm."""
+    return lambda kws: [m.arxiv_id for m in rank_keywords(index, list(kws), limit=K, norm=norm)]
+
+
+def systems(papers: Sequence[PaperIn], ablations: bool = False) -> dict[str, System]:
+    """The three systems over the same papers (and variants of ours with --ablations)."""
     index = PaperIndex(papers)
     bm25 = PlainBM25(papers)
-    return {
-        "ours": lambda kws: [m.arxiv_id for m in rank_keywords(index, list(kws), limit=K)],
-        "bm25": lambda kws: bm25.rank(kws),
-        "substring": substring_ranker(papers),
-    }
+    runs = {"ours": ours(index), "bm25": bm25.rank, "substring": substring_ranker(papers)}
+    if ablations:
+        # The aggregation of a profile's keywords: p = 1 is the old sum, large p the max.
+        for norm in (1.0, 2.0, 8.0, 32.0):
+            runs[f"ours_norm_{norm:g}"] = ours(index, norm)
+        # Mined acronyms accepted from a single defining paper (the old rule).
+        single = PaperIndex(papers, lexicon=Lexicon.shipped(), min_support=1)
+        runs["ours_mined_support_1"] = ours(single)
+        runs["ours_no_mining"] = ours(PaperIndex(papers, mine_acronyms=False))
+        runs["ours_k1_1.2"] = ours(PaperIndex(papers, weights=Weights(k1=1.2)))
+    return runs
 
 
 def seed_labels(corpus_ids: Sequence[str]) -> list[tuple[list[str], dict[str, int]]]:
@@ -203,9 +215,10 @@ def main() -> None:
     parser.add_argument("--per-profile", action="store_true", help="also one line per profile")
     parser.add_argument("--pool", action="store_true", help="print the judging pools and stop")
     parser.add_argument("--seed", type=int, default=6, help="random fill of the judging pools")
+    parser.add_argument("--ablations", action="store_true", help="also variants of our ranker")
     args = parser.parse_args()
     papers = load_papers()
-    runs = systems(papers)
+    runs = systems(papers, args.ablations and not args.pool)
     if args.pool:
         print_pool(papers, runs, args.seed)
         return

@@ -16,6 +16,9 @@ Terms = tuple[str, ...]
 
 SYNONYMS_FILE = Path(__file__).parent / "data" / "synonyms.txt"
 MAX_FORMS = 8  # surface forms per keyword; bounds the work a keyword with many acronyms costs
+# A mined pair must be defined by this many papers: one paper's private "test-time scaling
+# (TTS)" or "our proposed method (OPM)" should not become a synonym for everyone.
+MIN_SUPPORT = 2
 MAX_SPAN = 16  # longest long form looked for; a pasted paragraph as a keyword stays cheap
 
 _TOKEN = re.compile(r"[^\W_]+")
@@ -54,10 +57,10 @@ def _acronym_key(token: str) -> str:
 
 
 @cache
-def shipped_pairs() -> tuple[tuple[str, str], ...]:
-    """(acronym, long form) pairs from the shipped synonyms file, as written."""
+def shipped_pairs(path: Path = SYNONYMS_FILE) -> tuple[tuple[str, str], ...]:
+    """(acronym, long form) pairs from a synonyms file (the shipped one by default), as written."""
     pairs = []
-    for line in SYNONYMS_FILE.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0].strip()
         if "=" in line:
             acronym, long_form = (part.strip() for part in line.split("=", 1))
@@ -178,24 +181,36 @@ class Lexicon:
             self.contractions.setdefault(long_form, set()).add(acronym)
 
     @classmethod
-    def shipped(cls) -> Lexicon:
-        """The curated pairs from digest/data/synonyms.txt."""
+    def shipped(cls, path: Path | None = None) -> Lexicon:
+        """The curated pairs of a synonyms file; digest/data/synonyms.txt when none is given."""
         lexicon = cls()
-        for acronym, long_form in shipped_pairs():
+        for acronym, long_form in shipped_pairs(path or SYNONYMS_FILE):
             lexicon.add(term(acronym), analyze_keyword(long_form))
         return lexicon
 
-    def with_mined(self, texts: Iterable[str], *, max_long_forms: int = 4) -> Lexicon:
-        """A copy that also knows the acronyms these texts define."""
+    def with_mined(
+        self, texts: Iterable[str], *, max_long_forms: int = 4, min_support: int = MIN_SUPPORT
+    ) -> Lexicon:
+        """A copy that also knows the acronyms at least `min_support` of these texts define."""
+        return self.with_definitions(map(mine_acronyms, texts), max_long_forms=max_long_forms,
+                                     min_support=min_support)
+
+    def with_definitions(
+        self, per_text: Iterable[list[tuple[str, Terms]]], *, max_long_forms: int = 4,
+        min_support: int = MIN_SUPPORT,
+    ) -> Lexicon:
+        """with_mined, from each text's mine_acronyms() result."""
         counts: Counter[tuple[str, Terms]] = Counter()
-        for text in texts:
-            counts.update(mine_acronyms(text))
+        for found in per_text:
+            counts.update(set(found))  # support counts papers, not mentions
         merged = Lexicon(
             {acronym: set(forms) for acronym, forms in self.expansions.items()},
             {long_form: set(acronyms) for long_form, acronyms in self.contractions.items()},
         )
         per_acronym: Counter[str] = Counter()
-        for (acronym, long_form), _ in counts.most_common():
+        for (acronym, long_form), support in counts.most_common():
+            if support < min_support:
+                break  # most_common: every later pair has less support
             # Curated meanings win: a paper's "test-time scaling (TTS)" must not make every
             # text-to-speech subscriber match test-time scaling.
             if acronym in self.expansions or per_acronym[acronym] >= max_long_forms:
@@ -205,6 +220,14 @@ class Lexicon:
             # it may stand for its long form but the long form never expands to it.
             merged.add(acronym, long_form, both_ways=len(acronym) > 2)
         return merged
+
+    def foreign(self, definitions: Iterable[tuple[str, Terms]]) -> set[str]:
+        """Acronyms a text defines as something this lexicon does not know them as.
+
+        A paper's own "test-time scaling (TTS)" means its TTS tokens are not text-to-speech.
+        """
+        return {acronym for acronym, long_form in definitions
+                if acronym in self.expansions and long_form not in self.expansions[acronym]}
 
     def forms(self, keyword: Terms) -> list[Terms]:
         """The keyword itself, then spellings with acronyms expanded, then long forms contracted."""

@@ -9,6 +9,8 @@ from datetime import date
 from digest.papers import Paper
 from digest.ranking import Match
 
+TRENDING = "Trending today"  # the section of picks chosen by upvotes alone
+
 
 @dataclass(frozen=True)
 class Pick:
@@ -17,6 +19,8 @@ class Pick:
     paper: Paper
     score: float
     matched: tuple[str, ...]  # the subscriber's keywords it matched, best first
+    upvotes: int = 0  # on the day's trending list
+    similar_to: str = ""  # title of a paper the subscriber liked that this one resembles
 
 
 @dataclass(frozen=True)
@@ -45,14 +49,21 @@ class DailyDigest:
 def compose_daily(
     *, day: date, keywords: Sequence[str], matches: Sequence[Match], papers: dict[str, Paper]
 ) -> DailyDigest | None:
-    """Group ranked matches under their best keyword, in profile order; None when empty."""
+    """Group ranked matches under their best keyword, in profile order; None when empty.
+
+    Trending picks that matched no keyword (a trending-only digest) go under TRENDING, last.
+    `papers` should also hold the liked papers named by `similar_to`, for their titles.
+    """
     by_keyword: dict[str, list[Pick]] = {}
     for match in matches:
         paper = papers.get(match.arxiv_id)
-        if paper is None or not match.matched:
+        if paper is None or not (match.matched or match.upvotes):
             continue
-        pick = Pick(paper=paper, score=match.score, matched=match.matched)
-        by_keyword.setdefault(match.matched[0], []).append(pick)
+        liked = papers.get(match.similar_to) if match.similar_to else None
+        pick = Pick(paper=paper, score=match.score, matched=match.matched, upvotes=match.upvotes,
+                    similar_to=liked.title if liked is not None else "")
+        section = match.matched[0] if match.matched else TRENDING
+        by_keyword.setdefault(section, []).append(pick)
     if not by_keyword:
         return None
     order = {keyword: position for position, keyword in enumerate(keywords)}

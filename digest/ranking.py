@@ -15,15 +15,24 @@ from itertools import chain
 import numpy as np
 import scipy.sparse as sp
 
-from digest.analysis import analyze_keyword
+from digest.query import keyword_key
 from digest.scoring import PaperIndex, PaperLike, Weights
 
 __all__ = [
-    "RELEVANCE_FLOOR", "SCORE_RESOLUTION", "Match", "PaperIndex", "PaperLike", "Picks",
+    "KEYWORD_NORM", "RELEVANCE_FLOOR", "SCORE_RESOLUTION", "Match", "PaperIndex",
+    "PaperLike", "Picks",
     "ProfileSet", "Ranker", "Weights", "rank_keywords", "rank_profiles", "select_top",
 ]
 
 RELEVANCE_FLOOR = 1.5  # recommended minimum best-keyword score; calibration: bench/rank.py
+# A profile's score for a paper is the p-norm of its keywords' scores, (sum s_k^p)^(1/p): the
+# best keyword plus a small bonus for the others (a second keyword as strong as the first adds
+# 19%, one at two thirds of it adds 5%). Summing let two passing mentions ("emotion", "prosody"
+# in an abstract) beat a paper with "Emotion" in its title; the plain max ignored that a paper
+# hitting several of the profile's keywords is likelier on topic. Unlike "max + bonus" it is
+# still one sparse product (of S^p), so every profile stays in one pass. p chosen a priori as
+# "close to max"; bench/relevance.py --ablations prints p = 1 (sum), 2, 4, 8 side by side.
+KEYWORD_NORM = 4.0
 SCORE_RESOLUTION = 1e-6  # scores are compared, and reported, to this precision
 
 
@@ -77,6 +86,8 @@ class Match:
     arxiv_id: str
     score: float
     matched: tuple[str, ...]
+    upvotes: int = 0  # on the day's trending list; 0 when not trending (digest.blend)
+    similar_to: str = ""  # arXiv id of a paper the subscriber liked that promoted this one
 
 
 @dataclass(frozen=True)
@@ -86,8 +97,12 @@ class ProfileSet:
     indptr: np.ndarray  # profile i's entries are indptr[i]:indptr[i + 1]
     keyword_ids: np.ndarray  # per entry: index into `keywords`
     label_ids: np.ndarray  # per entry: index into `labels`
-    keywords: list[tuple[str, ...]]  # analyzed, distinct
+    keywords: list[tuple[str, ...]]  # analyzed (or filter keys, digest.query), distinct
     labels: list[str]  # keywords as written, distinct
+    # Negative keywords (-survey, -cat:cs.CV): profile i's are neg_ids[neg_indptr[i]:...[i + 1]],
+    # indexes into `keywords` too, so one score matrix serves both.
+    neg_indptr: np.ndarray | None = None
+    neg_ids: np.ndarray | None = None
 
     @classmethod
     def compile(cls, profiles: Sequence[Sequence[str]]) -> ProfileSet:
@@ -98,15 +113,24 @@ class ProfileSet:
         labels = list(dict.fromkeys(written))  # each distinct keyword as written, analyzed once
         label_index = {raw: number for number, raw in enumerate(labels)}
         keyword_index: dict[tuple[str, ...], int] = {}
-        label_keyword = [
-            keyword_index.setdefault(terms, len(keyword_index)) if terms else -1
-            for terms in map(analyze_keyword, labels)
-        ]  # label id -> keyword id, -1 when it has no words
+        label_keyword = []  # label id -> keyword id, -1 when it has no words
+        negative_label = []
+        for key, negative in map(keyword_key, labels):
+            label_keyword.append(-1 if key is None else
+                                 keyword_index.setdefault(key, len(keyword_index)))
+            negative_label.append(negative)
         lengths = np.fromiter(map(len, profiles), dtype=np.int64, count=len(profiles))
         flat = np.fromiter(map(label_index.__getitem__, written), np.int64, count=len(written))
         rows = np.repeat(np.arange(len(profiles), dtype=np.int64), lengths)
         keyword_ids = np.asarray(label_keyword, dtype=np.int64)[flat]
-        entries = np.flatnonzero(keyword_ids >= 0)
+        is_negative = np.asarray(negative_label, dtype=bool)[flat]
+        neg_indptr = neg_ids = None
+        if is_negative.any():
+            negatives = np.flatnonzero(is_negative & (keyword_ids >= 0))
+            neg_indptr = np.zeros(len(profiles) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(rows[negatives], minlength=len(profiles)), out=neg_indptr[1:])
+            neg_ids = keyword_ids[negatives]
+        entries = np.flatnonzero((keyword_ids >= 0) & ~is_negative)
         _, first = np.unique(
             rows[entries] * max(1, len(keyword_index)) + keyword_ids[entries], return_index=True
         )
@@ -119,6 +143,8 @@ class ProfileSet:
             label_ids=flat[entries].astype(np.int32),
             keywords=list(keyword_index),
             labels=[label.strip() for label in labels],
+            neg_indptr=neg_indptr,
+            neg_ids=neg_ids,
         )
 
     def __len__(self) -> int:
@@ -147,32 +173,45 @@ class Ranker:
         *,
         floor: float = 0.0,
         candidates: Collection[str] | None = None,
+        norm: float = KEYWORD_NORM,
+        paper_weights: np.ndarray | None = None,
     ) -> None:
         self.index = index
         self.profiles = profiles
+        self.norm = norm
         scores = index.keyword_scores(profiles.keywords)
         if candidates is not None:
             allowed = np.zeros(len(index), dtype=bool)
             allowed[[index.position[i] for i in candidates if i in index.position]] = True
             scores.data[~allowed[scores.indices]] = 0.0
             scores.eliminate_zeros()
-        self.scores = scores
+        self.scores = scores  # as BM25F gives them: explanations and contributions read these
         columns = len(index)
         counts = np.diff(scores.indptr)
         self._keys = np.repeat(np.arange(len(counts), dtype=np.int64), counts) * columns
         self._keys += scores.indices
-        self.encoded, self.big = self._encode(scores, floor)
+        # The product runs on S^p, so a row's sum is the p-norm to the p-th power.
+        powered = scores.copy()
+        if paper_weights is not None:
+            # A per-paper factor (recency, digest.blend) scales the p-norm exactly, since
+            # (sum (w s_k)^p)^(1/p) = w (sum s_k^p)^(1/p); the floor still reads raw scores.
+            powered.data = powered.data * paper_weights[powered.indices]
+        powered.data = powered.data ** norm
+        top = float(scores.data.max(initial=0.0))
+        # Scores equal to SCORE_RESOLUTION may be up to p * top^(p-1) times further apart in S^p.
+        self._slack = 2 * SCORE_RESOLUTION * norm * max(top, 1.0) ** (norm - 1.0)
+        strong_hit = scores.data >= floor
+        self.encoded, self.big = self._encode(powered, strong_hit)
         # Each keyword's scores >= floor, best first: the k-th of them bounds a profile's k-th.
-        strong = np.flatnonzero(scores.data >= floor)
+        strong = np.flatnonzero(strong_hit)
         strong_rows = np.repeat(np.arange(len(counts)), counts)[strong]
-        order = np.lexsort((-scores.data[strong], strong_rows))
-        self._strong = np.append(scores.data[strong][order], 0.0)  # never empty
+        order = np.lexsort((-powered.data[strong], strong_rows))
+        self._strong = np.append(powered.data[strong][order], 0.0)  # never empty
         self._strong_count = np.bincount(strong_rows, minlength=len(counts))
         self._strong_start = np.cumsum(self._strong_count) - self._strong_count
 
-    def _encode(self, scores: sp.csr_matrix, floor: float) -> tuple[sp.csr_matrix, float]:
+    def _encode(self, scores: sp.csr_matrix, strong: np.ndarray) -> tuple[sp.csr_matrix, float]:
         """S with big * [s >= floor] added, so one product gives sum and count of strong hits."""
-        strong = scores.data >= floor
         # A paper no keyword scores >= floor on can never be picked: drop its column outright.
         reachable = np.zeros(scores.shape[1], dtype=bool)
         reachable[scores.indices[strong]] = True
@@ -189,6 +228,13 @@ class Ranker:
     ) -> Picks:
         """Top `limit` papers for profiles [start, stop), grouped by profile, best first."""
         sent, sent_per_row = self._excluded(exclude, start, stop)
+        negated = self._negated(start, stop)
+        if negated:
+            # Papers a -keyword matches are handled as if already sent: out, and counted in the
+            # depth of the lower bound so that it stays a bound.
+            extra = [row * len(self.index) + papers for row, papers in negated.items()]
+            sent = np.union1d(sent, np.concatenate(extra))
+            sent_per_row = np.bincount(sent // len(self.index), minlength=stop - start)
         # Most entries are far below their row's limit-th best. Each profile's row is scaled by
         # 1 / (big + its lower bound), so one comparison with 1 drops them (and, through big,
         # papers no keyword scores >= floor on) before anything is gathered or sorted.
@@ -202,6 +248,7 @@ class Ranker:
         if len(sent):
             keep = ~np.isin(rows * len(self.index) + cols, sent)
             rows, cols, values = rows[keep], cols[keep], values[keep]
+        values = np.maximum(values, 0.0) ** (1.0 / self.norm)  # from S^p back to scores
         picked = select_top(rows, cols, values, limit=limit, index=self.index)
         return Picks(picked.profiles + start, picked.papers, picked.scores)
 
@@ -221,7 +268,7 @@ class Ranker:
         bounds = np.zeros(stop - start)
         np.maximum.at(bounds, rows, reach)
         # Slack: an entry that rounds to the same score still competes on the tie-break.
-        return bounds - 2 * SCORE_RESOLUTION
+        return bounds - self._slack
 
     def _excluded(
         self, exclude: Sequence[Collection[str]] | None, start: int, stop: int
@@ -238,6 +285,20 @@ class Ranker:
                     keys.append(row * columns + position[arxiv_id])
                     per_row[row] += 1
         return np.asarray(keys, dtype=np.int64), per_row
+
+    def _negated(self, start: int, stop: int) -> dict[int, np.ndarray]:
+        """Local row -> papers a negative keyword of that profile matches (any score > 0)."""
+        neg_indptr, neg_ids = self.profiles.neg_indptr, self.profiles.neg_ids
+        if neg_indptr is None or neg_ids is None:
+            return {}
+        found = {}
+        indptr, indices = self.scores.indptr, self.scores.indices
+        for row in np.flatnonzero(np.diff(neg_indptr[start:stop + 1])).tolist():
+            ids = neg_ids[neg_indptr[start + row]:neg_indptr[start + row + 1]]
+            found[row] = np.unique(np.concatenate(
+                [indices[indptr[k]:indptr[k + 1]] for k in ids.tolist()]
+            ))
+        return found
 
     def contributions(self, keyword_ids: np.ndarray, papers: np.ndarray) -> np.ndarray:
         """S[keyword, paper] for paired arrays, 0 where the keyword misses the paper."""
@@ -281,26 +342,33 @@ class Ranker:
 
 def rank_profiles(
     index: PaperIndex,
-    profiles: Sequence[Sequence[str]],
+    profiles: Sequence[Sequence[str]] | ProfileSet,
     *,
     limit: int = 10,
     floor: float = 0.0,
     exclude: Sequence[Collection[str]] | None = None,
     candidates: Collection[str] | None = None,
     chunk_size: int = 5000,
+    norm: float = KEYWORD_NORM,
+    paper_weights: np.ndarray | None = None,
 ) -> list[list[Match]]:
     """Per profile, up to `limit` papers best first whose best keyword scores >= floor.
 
     `exclude[i]` holds ids profile i was already sent; `candidates` limits the papers considered.
     Ties go to the newer paper, then the smaller arXiv id. A profile's result never depends on
-    the other profiles, so shards of profiles can be ranked in separate processes.
+    the other profiles, so shards of profiles can be ranked in separate processes. `profiles`
+    may be compiled already, to rank the same profiles twice (digest.blend does).
     """
-    results: list[list[Match]] = [[] for _ in profiles]
-    if not profiles or limit <= 0 or not len(index):
+    results: list[list[Match]] = [[] for _ in range(len(profiles))]
+    if not len(profiles) or limit <= 0 or not len(index):
         return results
     if exclude is not None and len(exclude) != len(profiles):
         raise ValueError("exclude needs one entry per profile")
-    ranker = Ranker(index, ProfileSet.compile(profiles), floor=floor, candidates=candidates)
+    compiled = profiles if isinstance(profiles, ProfileSet) else ProfileSet.compile(profiles)
+    ranker = Ranker(
+        index, compiled, floor=floor, candidates=candidates, norm=norm,
+        paper_weights=paper_weights,
+    )
     # Chunks of a few thousand profiles keep each product in cache and its temporaries small.
     for start in range(0, len(profiles), chunk_size):
         picks = ranker.picks(start, min(start + chunk_size, len(profiles)), limit=limit,
@@ -320,10 +388,11 @@ def rank_keywords(
     floor: float = 0.0,
     exclude: Collection[str] | None = None,
     candidates: Collection[str] | None = None,
+    norm: float = KEYWORD_NORM,
 ) -> list[Match]:
     """One profile's ranking; the same code path as rank_profiles."""
     return rank_profiles(
         index, [keywords], limit=limit, floor=floor,
-        exclude=None if exclude is None else [exclude], candidates=candidates,
+        exclude=None if exclude is None else [exclude], candidates=candidates, norm=norm,
     )[0]
 

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
 
     digest_size: int = 10  # papers per daily email
     relevance_floor: float = 1.5  # minimum BM25F score of the best keyword (see ranking.py)
+    synonyms_file: Path | None = None  # acronym = long form pairs; empty: the shipped file
     lookback_days: int = 7  # how far back a daily digest looks for papers not yet sent
 
     clippings_config: Path | None = None  # sections/tags TOML; empty: digest/data/clippings.toml

@@ -44,6 +44,9 @@ class RecipientLinks:
     manage_url: str
     unsubscribe_url: str
     one_click_url: str
+    # {public}/feedback/{one per-subscriber token}; each paper appends /{id}?vote=more|less,
+    # so paper blocks stay the same for everyone. Empty: no feedback links.
+    feedback_url: str = ""
 
 
 # --- templates -------------------------------------------------------------------------------
@@ -232,6 +235,7 @@ class PaperView:
     snippet: str
     snippet_html: Markup
     matched: str
+    reasons: tuple[str, ...] = ()  # "similar to <title>", "trending: N upvotes"
 
 
 @dataclass(frozen=True)
@@ -269,7 +273,18 @@ def paper_view(pick: Pick) -> PaperView:
         snippet=snippet,
         snippet_html=emphasise(snippet, matched),
         matched=", ".join(matched),
+        reasons=reasons_of(pick),
     )
+
+
+def reasons_of(pick: Pick) -> tuple[str, ...]:
+    """Why a pick is here beyond its keywords, as short plain phrases."""
+    reasons = []
+    if pick.similar_to:
+        reasons.append(f"similar to {shorten(clean(pick.similar_to), 80)}")
+    if pick.upvotes:
+        reasons.append(f"trending: {pick.upvotes} upvote{'' if pick.upvotes == 1 else 's'}")
+    return tuple(reasons)
 
 
 def daily_context(
@@ -296,6 +311,7 @@ def daily_context(
         "sections": sections,
         "keywords": ", ".join(k for k in (clean(k) for k in digest.keywords) if k),
         "manage_url": links.manage_url,
+        "feedback_url": links.feedback_url,
         "unsubscribe_url": links.unsubscribe_url,
         "postal_address": clean(postal_address),
     }
@@ -330,6 +346,8 @@ def render_daily(
         raise ValueError("an empty digest is never sent")
     for url in (links.manage_url, links.unsubscribe_url, links.one_click_url):
         _check_link(url)
+    if links.feedback_url:
+        _check_link(links.feedback_url)
     context = daily_context(
         digest, links=links, postal_address=postal_address, service_name=service_name
     )

@@ -34,6 +34,8 @@ class SubscriberBase(SQLModel):
     monthly: bool = True  # wants the monthly clippings issue
     timezone: str = Field(default="UTC", max_length=64)
     send_hour: int = Field(default=7, ge=0, le=23)  # local hour
+    # The day's top trending papers instead of keyword matches (also what no keywords means).
+    trending_only: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
 
 
 class SubscriberCreate(SubscriberBase):
@@ -48,6 +50,7 @@ class SubscriberUpdate(SQLModel):
     monthly: bool
     timezone: str
     send_hour: int = Field(ge=0, le=23)
+    trending_only: bool = False
 
 
 class Subscriber(SubscriberBase, table=True):

@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 
 from digest.db import is_postgres
 from subscribers import ledger
+from subscribers.feedback import FeedbackVote
 from subscribers.models import (
     AccountMail,
     ConsentAction,
@@ -128,6 +129,8 @@ def export_data(*, session: Session, subscriber: Subscriber) -> dict[str, Any]:
     papers = session.exec(select(ledger.SentPaper.arxiv_id).where(
         ledger.SentPaper.subscriber_id == sid).order_by(col(ledger.SentPaper.arxiv_id)))
     changes = session.exec(select(PendingEmail).where(PendingEmail.subscriber_id == sid))
+    votes = session.exec(select(FeedbackVote).where(FeedbackVote.subscriber_id == sid)
+                         .order_by(col(FeedbackVote.created_at)))
     return {
         "subscriber": subscriber.model_dump(mode="json"),
         "consent": [{"action": e.action.value, "channel": e.channel, "at": _iso(e.created_at)}
@@ -138,6 +141,8 @@ def export_data(*, session: Session, subscriber: Subscriber) -> dict[str, Any]:
                     "planned_at": _iso(d.created_at), "sent_at": _iso(d.sent_at)}
                    for d in deliveries],
         "papers_sent": list(papers),
+        "feedback": [{"arxiv_id": v.arxiv_id, "vote": v.vote, "at": _iso(v.created_at)}
+                     for v in votes],
         "exported_at": utcnow().isoformat(),
     }
 

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from digest.db import is_postgres
+from digest.query import QueryError, parse_query, parse_term
 from subscribers import ledger
 from subscribers.models import (
     AccountMail,
@@ -80,6 +81,10 @@ def parse_keywords(raw: str | Sequence[str]) -> list[str]:
             continue
         if len(keyword) > MAX_KEYWORD_LENGTH:
             raise InvalidInput(f"Keep each keyword under {MAX_KEYWORD_LENGTH} characters.")
+        try:
+            parse_term(keyword)  # author:, cat:, -negative and "quotes" must be well formed
+        except QueryError as error:
+            raise InvalidInput(str(error)) from None
         if keyword.lower() not in seen:
             seen.add(keyword.lower())
             keywords.append(keyword)
@@ -104,8 +109,10 @@ def validate_timezone(name: str) -> str:
 def clean_profile(update: SubscriberUpdate) -> SubscriberUpdate:
     """Keywords parsed and required, zone and hour checked: what a profile must satisfy."""
     keywords = parse_keywords(update.keywords)
-    if not keywords:
-        raise InvalidInput("Give at least one keyword.")
+    if not keywords and not update.trending_only:
+        raise InvalidInput("Give at least one keyword, or choose trending papers only.")
+    if keywords and not update.trending_only and not parse_query(keywords).positive:
+        raise InvalidInput("Give at least one keyword that is not a -negative.")
     if not 0 <= update.send_hour <= 23:
         raise InvalidInput("Choose a send hour between 00:00 and 23:00.")
     return update.model_copy(
@@ -162,8 +169,8 @@ def add_subscriber(
     """Add a subscriber (an operator's import is pre-confirmed); refuses a known address."""
     email = normalize_email(subscriber_create.email)
     keywords = parse_keywords(subscriber_create.keywords)
-    if not keywords:
-        raise InvalidInput("Give at least one keyword.")
+    if not keywords and not subscriber_create.trending_only:
+        raise InvalidInput("Give at least one keyword (or choose trending papers only).")
     if session.exec(select(Subscriber).where(Subscriber.email == email)).first():
         raise InvalidInput(f"{email} is already on the list.")
     if is_suppressed(session=session, email=email):

@@ -68,7 +68,12 @@ def realistic_digest() -> DailyDigest:
                 announced_on=date.fromisoformat(row["day"]),
             )
             matched = (keyword.lower(),) + (("speech synthesis",) if index % 2 else ())
-            picks.append(Pick(paper=paper, score=6.0 - index, matched=matched))
+            reasons: dict[str, Any] = {}
+            if index == 0:
+                reasons["upvotes"] = 42 + len(sections)
+            if index == 2 and not sections:
+                reasons["similar_to"] = "A paper this reader liked, with a rather long title"
+            picks.append(Pick(paper=paper, score=6.0 - index, matched=matched, **reasons))
         sections.append(Section(keyword=keyword.lower(), picks=tuple(picks)))
     keywords = tuple(k.lower() for k in KEYWORDS) + ("speech synthesis",)
     return DailyDigest(day=date(2026, 1, 29), keywords=keywords, sections=tuple(sections))
@@ -94,9 +99,11 @@ def test_daily_email_renders_well(browser: Any, width: int) -> None:
             manage_url="https://digest.example.org/manage/t0k3n",
             unsubscribe_url="https://digest.example.org/unsubscribe/t0k3n",
             one_click_url="https://digest.example.org/unsubscribe/t0k3n/one-click",
+            feedback_url="https://digest.example.org/feedback/f33d",
         ),
         postal_address="Paper Digest, 12 Test Lane, 75000 Paris",
     )
+    assert "trending: 42 upvotes" in message.text and "similar to A paper this" in message.text
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "daily.html").write_text(message.html, encoding="utf-8")
     page = browser.new_page(viewport={"width": width, "height": 900})
@@ -121,5 +128,8 @@ def test_daily_email_renders_well(browser: Any, width: int) -> None:
         assert page.get_by_role("heading", name="8 new papers for you today").is_visible()
         for name in ("Manage preferences", "Unsubscribe"):
             assert page.get_by_role("link", name=name, exact=True).is_visible()
+        for name in ("More like this", "Less like this"):
+            links = page.get_by_role("link", name=name, exact=True)
+            assert links.count() == 8 and links.first.is_visible()
     finally:
         page.close()

@@ -9,7 +9,14 @@ from datetime import date
 import pytest
 
 from digest.analysis import Lexicon, analyze, analyze_keyword, mine_acronyms
-from digest.ranking import SCORE_RESOLUTION, Match, PaperIndex, rank_keywords, rank_profiles
+from digest.ranking import (
+    KEYWORD_NORM,
+    SCORE_RESOLUTION,
+    Match,
+    PaperIndex,
+    rank_keywords,
+    rank_profiles,
+)
 from tests.ranking_corpus import SimplePaper, load_corpus, load_seed
 
 DAY = date(2026, 1, 28)
@@ -131,15 +138,26 @@ def test_acronyms_are_mined_from_the_papers_themselves() -> None:
         ),
         paper("4444.00003", "Zero-shot TTS in real time", "Our TTS is fast."),
         paper("4444.00004", "Speech synthesis", "A text-to-speech (TTS) system."),
+        paper("4444.00005", "Streaming ASR", "Dynamic chunk attention (DCA) again."),
+        paper("4444.00006", "Voices", "Expressive text-to-speech (TTS)."),
+        paper("4444.00007", "Reasoning", "Test-time scaling (TTS) of language models."),
     )
-    # An empty lexicon: everything below comes from the papers' own definitions.
+    # An empty lexicon: everything below comes from the papers' own definitions, each made by
+    # two papers (MIN_SUPPORT); the single "test-time scaling (TTS)" teaches nothing.
     index = PaperIndex(papers, lexicon=Lexicon())
     assert set(ids(rank_keywords(index, ["dynamic chunk attention"]))) == {
         "4444.00001",
         "4444.00002",
+        "4444.00005",
     }
-    assert set(ids(rank_keywords(index, ["text-to-speech"]))) == {"4444.00003", "4444.00004"}
-    without_definition = PaperIndex(papers[:1] + papers[4:], lexicon=Lexicon())
+    # 4444.00007 defines its own "TTS" (test-time scaling): its TTS is not text-to-speech.
+    assert set(ids(rank_keywords(index, ["text-to-speech"]))) == {
+        "4444.00003", "4444.00004", "4444.00006"
+    }
+    assert "4444.00003" not in ids(rank_keywords(index, ["test-time scaling"]))
+    once = PaperIndex(papers[:4] + papers[5:], lexicon=Lexicon())  # DCA defined by one paper
+    assert set(ids(rank_keywords(once, ["dynamic chunk attention"]))) == {"4444.00002"}
+    without_definition = PaperIndex(papers[:1] + papers[7:], lexicon=Lexicon())
     assert rank_keywords(without_definition, ["dynamic chunk attention"]) == []
 
 
@@ -147,8 +165,15 @@ def test_mined_meanings_never_override_curated_ones() -> None:
     papers = with_filler(
         paper("5555.00001", "Scaling reasoning", "We study test-time scaling (TTS) of LLMs."),
         paper("5555.00002", "Test-time scaling for math", "More compute at test time."),
+        paper("5555.00003", "TTS for reasoning models",
+              "Test-time scaling (TTS) spends compute at inference; TTS helps small models."),
+        paper("5555.00004", "Fast TTS", "A TTS model for phones."),
     )
-    assert "5555.00002" not in ids(rank_keywords(PaperIndex(papers), ["TTS"]))
+    index = PaperIndex(papers)
+    assert "5555.00002" not in ids(rank_keywords(index, ["TTS"]))
+    # A paper that defines TTS as something else: its own "TTS" is not text-to-speech.
+    assert ids(rank_keywords(index, ["TTS"])) == ["5555.00004"]
+    assert ids(rank_keywords(index, ["text to speech"])) == ["5555.00004"]
 
 
 def test_the_title_counts_more_than_the_abstract() -> None:
@@ -180,7 +205,8 @@ def test_picks_carry_the_keywords_that_matched_best_first(index: PaperIndex) -> 
         contributions = {k: scores[n, column] for n, k in enumerate(profile) if scores[n, column]}
         assert set(match.matched) == set(contributions)
         assert list(match.matched) == sorted(contributions, key=lambda k: -contributions[k])
-        assert match.score == pytest.approx(sum(contributions.values()), abs=2 * SCORE_RESOLUTION)
+        expected = sum(c ** KEYWORD_NORM for c in contributions.values()) ** (1 / KEYWORD_NORM)
+        assert match.score == pytest.approx(expected, abs=2 * SCORE_RESOLUTION)
     assert any(len(match.matched) >= 2 for match in matches)
     assert all("zzqx unknown" not in match.matched for match in matches)
 
@@ -288,7 +314,7 @@ def naive_rank(
             continue
         if max(c for c, _ in contributions) < floor:
             continue
-        total = sum(c for c, _ in contributions)
+        total = sum(c ** KEYWORD_NORM for c, _ in contributions) ** (1 / KEYWORD_NORM)
         matched = tuple(labels[k] for _, k in sorted(contributions, key=lambda c: (-c[0], c[1])))
         rows.append(
             (round(total / SCORE_RESOLUTION), int(index.tie_rank[column]), arxiv_id, total, matched)
@@ -325,3 +351,18 @@ def test_one_profile_ranks_the_same_alone_or_among_many(
         profiles = crowd[:position] + [mine] + crowd[position:]
         among = rank_profiles(index, profiles, floor=1.0, chunk_size=300)
         assert among[position] == alone
+
+
+def test_a_title_hit_beats_passing_mentions_of_several_keywords() -> None:
+    papers = with_filler(
+        paper("6666.00001", "Emotion control for speech synthesis", "We control it finely."),
+        paper(
+            "6666.00002",
+            "A faster vocoder",
+            "A vocoder. It keeps emotion and prosody of the input, and runs fast on phones.",
+        ),
+    )
+    picks = ids(rank_keywords(PaperIndex(papers), ["emotion", "prosody"]))
+    assert picks[:2] == ["6666.00001", "6666.00002"]
+    summed = ids(rank_keywords(PaperIndex(papers), ["emotion", "prosody"], norm=1.0))
+    assert summed[:2] == ["6666.00002", "6666.00001"]  # the old sum got this backwards

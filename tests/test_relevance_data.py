@@ -43,7 +43,7 @@ def test_judgments_shape() -> None:
         assert tuple(keywords) not in seen
         seen.add(tuple(keywords))
         judgments = profile["judgments"]
-        assert len(judgments) == 30
+        assert len(judgments) >= 30  # the pool, plus papers a later ranker surfaced (.md)
         assert set(judgments) <= known
         assert set(judgments.values()) <= {0, 1, 2}
         # A profile with nothing relevant, or everything, would measure nothing.

@@ -20,6 +20,7 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from digest.analysis import Lexicon
 from digest.db import session_scope
 from digest.papers import latest_announcement, papers_since
 from digest.ranking import PaperIndex, rank_keywords
@@ -201,7 +202,9 @@ def rank(
     with session_scope(settings.sqlalchemy_url) as session:
         papers = papers_since(session=session, since=date.fromisoformat(since) if since else None)
     titles = {paper.arxiv_id: paper.title for paper in papers}
-    matches = rank_keywords(PaperIndex(papers), profile, limit=limit) if papers else []
+    lexicon = Lexicon.shipped(settings.synonyms_file)
+    index = PaperIndex(papers, lexicon=lexicon) if papers else None
+    matches = rank_keywords(index, profile, limit=limit) if index else []
     rows = [
         {
             "arxiv_id": m.arxiv_id,

@@ -4,6 +4,7 @@ from digest.clippings.models import Clip, MonthlyIssue
 from digest.papers import Paper
 from digest.trending import TrendingScore
 from subscribers.events import ProviderEventRecord
+from subscribers.feedback import FeedbackVote
 from subscribers.ledger import Delivery, SentPaper
 from subscribers.models import ConsentEvent, PendingEmail, Subscriber, Suppression
 
@@ -11,6 +12,7 @@ __all__ = [
     "Clip",
     "ConsentEvent",
     "Delivery",
+    "FeedbackVote",
     "MonthlyIssue",
     "Paper",
     "PendingEmail",

@@ -15,11 +15,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from digest.analysis import Lexicon
+from digest.blend import personalise
 from digest.db import session_scope
-from digest.papers import Paper, papers_since
-from digest.ranking import Match, PaperIndex, rank_profiles
+from digest.papers import Paper, papers_by_id, papers_since
+from digest.ranking import Match, PaperIndex
 from digest.settings import Settings
+from digest.trending import trending_on
 from subscribers import ledger
+from subscribers.feedback import ratings_for
 from subscribers.models import Frequency, Status, Subscriber
 from subscribers.service import due_daily
 
@@ -121,12 +125,22 @@ def plan_slot(
         report.nothing_relevant = len(todo)
         return report
     sent = ledger.sent_paper_ids(session=session, subscriber_ids=[s.id or 0 for s in todo])
-    rankings = rank_profiles(
-        PaperIndex(papers),
+    # Relevance, feedback, recency and trending, combined as digest/blend.py documents.
+    ratings = ratings_for(session=session, subscriber_ids=[s.id or 0 for s in todo])
+    window = {paper.arxiv_id for paper in papers}
+    rated = {r.arxiv_id for rs in ratings.values() for r in rs} - window
+    rankings = personalise(
+        papers,
         [s.keywords for s in todo],
+        index=PaperIndex(papers, lexicon=Lexicon.shipped(settings.synonyms_file)),
+        day=slot.day,
         limit=settings.digest_size,
         floor=settings.relevance_floor,
         exclude=[sent.get(s.id or 0, set()) for s in todo],
+        upvotes=trending_on(session=session, day=slot.day),
+        trending_only=[s.trending_only for s in todo],
+        ratings=[ratings.get(s.id or 0, []) for s in todo],
+        rated_papers=dict(papers_by_id(session=session, ids=sorted(rated))) if rated else {},
     )
     planned = []
     for subscriber, matches in zip(todo, rankings, strict=True):
@@ -152,14 +166,21 @@ def plan_slot(
 
 
 def match_json(match: Match) -> dict[str, object]:
-    return {
+    found: dict[str, object] = {
         "arxiv_id": match.arxiv_id,
         "score": round(match.score, 4),
         "matched": list(match.matched),
     }
+    if match.upvotes:
+        found["upvotes"] = match.upvotes
+    if match.similar_to:
+        found["similar_to"] = match.similar_to
+    return found
 
 
 def match_from_json(data: dict[str, object]) -> Match:
     matched = data["matched"]
     assert isinstance(matched, list)
-    return Match(str(data["arxiv_id"]), float(str(data["score"])), tuple(map(str, matched)))
+    return Match(str(data["arxiv_id"]), float(str(data["score"])), tuple(map(str, matched)),
+                 upvotes=int(str(data.get("upvotes", 0))),
+                 similar_to=str(data.get("similar_to", "")))

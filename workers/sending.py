@@ -61,10 +61,12 @@ def recipient_links(settings: Settings, subscriber_id: int) -> RecipientLinks:
     base = settings.public_url.rstrip("/")
     manage = make_token(keys=keys, purpose=Purpose.manage, subscriber_id=subscriber_id)
     leave = make_token(keys=keys, purpose=Purpose.unsubscribe, subscriber_id=subscriber_id)
+    feedback = make_token(keys=keys, purpose=Purpose.feedback, subscriber_id=subscriber_id)
     return RecipientLinks(
         manage_url=f"{base}/manage/{manage}",
         unsubscribe_url=f"{base}/unsubscribe/{leave}",
         one_click_url=f"{base}/unsubscribe/{leave}",
+        feedback_url=f"{base}/feedback/{feedback}",
     )
 
 
@@ -73,7 +75,8 @@ def render_digest(
 ) -> Message | None:
     """The digest a ledger row stands for; None when its papers have vanished."""
     matches = [match_from_json(m) for m in delivery.payload.get("matches", [])]
-    papers = papers_by_id(session=session, ids=[m.arxiv_id for m in matches])
+    ids = [m.arxiv_id for m in matches] + [m.similar_to for m in matches if m.similar_to]
+    papers = papers_by_id(session=session, ids=ids)
     digest = compose_daily(
         day=date.fromisoformat(delivery.payload["day"]),
         keywords=subscriber.keywords,

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from digest.query import QueryError, parse_query, parse_term
 from subscribers.models import Frequency, Subscriber, SubscriberUpdate
 from subscribers.service import (
     MAX_KEYWORD_LENGTH,
@@ -28,6 +29,7 @@ class ProfileFields(BaseModel):
     keywords: str = Field("", max_length=10_000)
     frequency: str = Field("daily", max_length=20)
     monthly: str = Field("", max_length=10)  # "yes" when the box is ticked
+    trending: str = Field("", max_length=10)  # "yes": the day's top trending papers only
     timezone: str = Field("UTC", max_length=64)
     send_hour: str = Field("7", max_length=5)
     csrf: str = Field("", max_length=500)
@@ -67,6 +69,7 @@ def profile_values(fields: ProfileFields) -> dict[str, Any]:
         "monthly": fields.monthly == "yes",
         "timezone": fields.timezone,
         "send_hour": fields.send_hour,
+        "trending_only": fields.trending == "yes",
     }
 
 
@@ -77,12 +80,22 @@ def subscriber_values(subscriber: Subscriber) -> dict[str, Any]:
         "monthly": subscriber.monthly,
         "timezone": subscriber.timezone,
         "send_hour": str(subscriber.send_hour),
+        "trending_only": subscriber.trending_only,
     }
 
 
 def default_values() -> dict[str, Any]:
     return {"keywords": "", "frequency": "daily", "monthly": True, "timezone": "UTC",
-            "send_hour": "7", "email": ""}
+            "send_hour": "7", "email": "", "trending_only": False}
+
+
+def well_formed(keyword: str) -> bool:
+    """Whether a keyword parses (author: with a name, closed quotes, ...)."""
+    try:
+        parse_term(keyword)
+    except QueryError:
+        return False
+    return True
 
 
 def preview_keywords(text: str) -> list[str]:
@@ -91,7 +104,7 @@ def preview_keywords(text: str) -> list[str]:
         return parse_keywords(text)
     except InvalidInput:
         parts = [p for p in re.split(r"[,\n\r;]+", text)
-                 if 0 < len(" ".join(p.split())) <= MAX_KEYWORD_LENGTH]
+                 if 0 < len(" ".join(p.split())) <= MAX_KEYWORD_LENGTH and well_formed(p)]
         return parse_keywords(parts[:MAX_KEYWORDS])
 
 
@@ -101,8 +114,11 @@ def parse_profile(fields: ProfileFields) -> tuple[SubscriberUpdate | None, Error
     keywords: list[str] = []
     try:
         keywords = parse_keywords(with_suggestion(fields.keywords, fields.add))
-        if not keywords:
-            errors["keywords"] = "Give at least one keyword."
+        trending_only = fields.trending == "yes"
+        if not keywords and not trending_only:
+            errors["keywords"] = "Give at least one keyword, or choose trending papers only."
+        elif keywords and not trending_only and not parse_query(keywords).positive:
+            errors["keywords"] = "Give at least one keyword that is not a -negative."
     except InvalidInput as error:
         errors["keywords"] = str(error)
     if fields.frequency not in {f.value for f in Frequency}:
@@ -118,7 +134,7 @@ def parse_profile(fields: ProfileFields) -> tuple[SubscriberUpdate | None, Error
         return None, errors
     return SubscriberUpdate(keywords=keywords, frequency=Frequency(fields.frequency),
                             monthly=fields.monthly == "yes", timezone=fields.timezone,
-                            send_hour=hour), errors
+                            send_hour=hour, trending_only=fields.trending == "yes"), errors
 
 
 def parse_email(raw: str, errors: Errors, field: str = "email") -> str:

@@ -16,9 +16,11 @@ from datetime import date, timedelta
 
 from markupsafe import Markup
 
+from digest.analysis import Lexicon
 from digest.db import session_scope
 from digest.papers import Paper, latest_announcement, papers_since
-from digest.ranking import PaperIndex, rank_keywords
+from digest.query import parse_term
+from digest.ranking import PaperIndex, rank_keywords, rank_profiles
 from digest.settings import Settings
 from emails.render import clean, emphasise, safe_url, short_authors, short_date, shorten
 
@@ -28,6 +30,7 @@ PREVIEW_LIMIT = 10
 SUGGESTIONS = 14
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]*[A-Za-z0-9]|[A-Za-z]")
 SUGGESTION_DAYS = 30  # suggestions look further back than the preview: more to choose from
+UNMATCHED_DAYS = SUGGESTION_DAYS  # a keyword matching nothing this long is likely a typo
 _STOP = frozenset((
     "a", "an", "and", "are", "as", "at", "based", "be", "by", "can", "do", "does", "for",
     "from", "how", "in", "into", "is", "it", "its", "of", "on", "or", "our", "the", "their",
@@ -59,6 +62,7 @@ class Preview:
     until: date | None
     papers_in_window: int
     items: tuple[PreviewItem, ...]
+    unmatched: tuple[str, ...] = ()  # keywords no paper of the last UNMATCHED_DAYS matched
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class _Window:
     index: PaperIndex | None
     suggestions: tuple[str, ...]
     built: float
+    month: PaperIndex | None = None  # the last UNMATCHED_DAYS: is a keyword dead or just quiet?
 
 
 def _acronym(word: str) -> bool:
@@ -126,11 +131,13 @@ class PreviewService:
             since = until - timedelta(days=WINDOW_DAYS - 1) if until else None
             papers = papers_since(session=session, since=since, until=until) if until else []
             start = until - timedelta(days=SUGGESTION_DAYS - 1) if until else None
-            titles = [p.title for p in papers_since(session=session, since=start, until=until)]
+            month = papers_since(session=session, since=start, until=until) if until else []
             session.expunge_all()
-        index = PaperIndex(papers) if papers else None
+        lexicon = Lexicon.shipped(self.settings.synonyms_file)
+        index = PaperIndex(papers, lexicon=lexicon) if papers else None
+        month_index = PaperIndex(month, lexicon=lexicon) if month else None
         return _Window(since, until, {p.arxiv_id: p for p in papers}, index,
-                       suggest_keywords(titles), time.monotonic())
+                       suggest_keywords([p.title for p in month]), time.monotonic(), month_index)
 
     def window(self) -> _Window:
         current = self._window
@@ -171,4 +178,13 @@ class PreviewService:
                 snippet=emphasise(snippet, match.matched),
                 matched=tuple(clean(k) for k in match.matched),
             ))
-        return Preview(window.since, window.until, len(window.papers), tuple(items))
+        return Preview(window.since, window.until, len(window.papers), tuple(items),
+                       self.unmatched(window, keywords))
+
+    def unmatched(self, window: _Window, keywords: Sequence[str]) -> tuple[str, ...]:
+        """Positive keywords that no paper of the last month matches at all (no floor)."""
+        if window.month is None:
+            return ()
+        positive = [k for k in keywords if not parse_term(k).negative]
+        found = rank_profiles(window.month, [[k] for k in positive], limit=1)
+        return tuple(clean(k) for k, hits in zip(positive, found, strict=True) if not hits)
