@@ -34,6 +34,7 @@ from subscribers.ledger import DeliveryStatus
 from subscribers.models import Frequency, Status, SubscriberCreate
 from subscribers.service import InvalidInput, add_subscriber, list_subscribers, parse_keywords
 from workers import jobs, migrate, planning, sending
+from workers.cli_admin import admin_app
 from workers.cli_clips import clip_app
 from workers.demo import run_demo, sample_corpus_path
 
@@ -50,6 +51,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(send_app, name="send")
 app.add_typer(clip_app, name="clip")
+app.add_typer(admin_app, name="admin")
 
 console = Console()
 errors = Console(stderr=True)

@@ -19,8 +19,8 @@ from subscribers.web.pages import state
 
 router = APIRouter(prefix="/admin/api", tags=["admin"],
                    dependencies=[Depends(require_api_token)])
-FIELDS = {"url": str, "note": str, "title": str, "month": str, "highlight": bool,
-          "tags": (list, str)}
+FIELDS: dict[str, type | tuple[type, ...]] = {
+    "url": str, "note": str, "title": str, "month": str, "highlight": bool, "tags": (list, str)}
 
 
 def _error(status: int, message: str) -> JSONResponse:

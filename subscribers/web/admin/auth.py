@@ -203,7 +203,7 @@ def check_csrf(request: Request, token: str) -> None:
     if not state(request).csrf.verify(request, token):
         raise Stop(page(request, "admin/message.html", {
             "title": "Please try again", "text": "This form had expired, or your browser "
-            "blocked the cookie it needs. Go back, reload the page and submit again."},
+            "blocked the cookie it needs. Go back, reload the page and submit again.", "nav": ""},
             status=400, private=True))
 
 

@@ -103,7 +103,7 @@ def deliveries_per_day(*, session: Session, days: int = 30,
 def recent_events(*, session: Session, limit: int = 100) -> list[dict[str, Any]]:
     """The newest provider events with the address they were about (if still on file)."""
     statement = (
-        sa_select(ProviderEventRecord, Subscriber.email)
+        sa_select(ProviderEventRecord, col(Subscriber.email))
         .join(Subscriber, col(ProviderEventRecord.subscriber_id) == col(Subscriber.id),
               isouter=True)
         .order_by(col(ProviderEventRecord.received_at).desc())
