@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import FastAPI
 
 from digest.settings import Settings
 from subscribers.web.admin import api, auth, editor, issues, people
 
-pages = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False,
-                  dependencies=[Depends(auth.require_admin)])
-pages.include_router(people.router)
-pages.include_router(editor.router)
-pages.include_router(issues.router)
-
 
 def install(app: FastAPI, settings: Settings) -> None:
-    """Hash the admin password now (the plain text is not kept) and mount the admin routes."""
+    """Hash the admin password now (the plain text is not kept) and mount the admin routes.
+
+    Every router but the login one depends on auth.require_admin (the API on the token).
+    """
     app.state.admin = auth.admin_state_for(settings)
     app.include_router(auth.login_router)
     app.include_router(api.router)
-    app.include_router(pages)
+    for module in (people, editor, issues):
+        app.include_router(module.router)

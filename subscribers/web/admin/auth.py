@@ -9,6 +9,7 @@ changing the password ends every session; logout revokes the session id in this 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import threading
 from collections import OrderedDict
@@ -48,14 +49,13 @@ class AdminState:
     sessions: URLSafeTimedSerializer
     max_age: int
     secure: bool
+    # Names the configured password in session cookies, so a new password ends old sessions:
+    # an HMAC under the secret key (the cookie is signed, not encrypted) that every web
+    # process computes alike, unlike the hash of a plain password, whose salt is random.
+    fingerprint: str = ""
     login_window: SlidingWindow = field(default_factory=lambda: SlidingWindow(LOGIN_LIMIT))
     _revoked: OrderedDict[str, None] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def fingerprint(self) -> str:
-        digest = self.password.digest if self.password else b""
-        return hashlib.sha256(b"admin-session:" + digest).hexdigest()[:16]
 
     def revoke(self, session_id: str) -> None:
         with self._lock:
@@ -77,6 +77,8 @@ def admin_state_for(settings: Settings) -> AdminState:
         sessions=URLSafeTimedSerializer(list(reversed(keys)), salt="digest.admin-session"),
         max_age=max(60, int(settings.admin_session_hours * 3600)),
         secure=urlsplit(settings.public_url).scheme == "https",
+        fingerprint=hmac.new(keys[0].encode(), b"admin-session:" + settings.admin_password
+                             .encode(), hashlib.sha256).hexdigest()[:16],
     )
 
 

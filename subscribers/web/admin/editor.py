@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
@@ -22,10 +22,11 @@ from digest.clippings.store import (
     update_clip,
 )
 from subscribers.web.admin import clipdata
-from subscribers.web.admin.auth import admin_page, check_csrf
+from subscribers.web.admin.auth import admin_page, check_csrf, require_admin
 from subscribers.web.pages import state
 
-router = APIRouter()
+router = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False,
+                   dependencies=[Depends(require_admin)])
 TEXT_FIELDS = ("url", "title", "note", "tags", "month", "summary", "explainer", "topic", "kind",
                "section", "tags_suggested", "direction", "csrf", "highlight",
                *(f"link_{kind}" for kind in clipdata.EDIT_LINKS))

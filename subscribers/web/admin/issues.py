@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
@@ -23,10 +23,11 @@ from digest.clippings.store import check_month, current_month, months_with_clips
 from emails.monthly import fill_links, monthly_template
 from emails.render import RecipientLinks
 from subscribers.web.admin import sending
-from subscribers.web.admin.auth import CsrfOnly, admin_page, check_csrf
+from subscribers.web.admin.auth import CsrfOnly, admin_page, check_csrf, require_admin
 from subscribers.web.pages import state
 
-router = APIRouter()
+router = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False,
+                   dependencies=[Depends(require_admin)])
 # The rendered email is shown inside our own preview page: it may be framed by us only, and
 # keeps its inline styles (email HTML has no other way to be styled).
 EMAIL_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; "

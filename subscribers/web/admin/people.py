@@ -5,16 +5,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from subscribers.models import Status
 from subscribers.service import list_subscribers
 from subscribers.web.admin import csvio, queries
-from subscribers.web.admin.auth import CsrfOnly, admin_page, check_csrf, logout_response
+from subscribers.web.admin.auth import (
+    CsrfOnly,
+    admin_page,
+    check_csrf,
+    logout_response,
+    require_admin,
+)
 from subscribers.web.pages import state
 
-router = APIRouter()
+router = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False,
+                   dependencies=[Depends(require_admin)])
 MAX_UPLOAD = 60 * 1024  # the app caps every request body at 64 KiB (security.py)
 
 
