@@ -97,7 +97,7 @@ def test_login_sets_a_strict_httponly_cookie_and_logout_revokes_it(admin_env: Se
     client = client_for(admin_env)
     token = csrf_of(client.get("/admin/login").text)
     wrong = client.post("/admin/login", data={"csrf": token, "password": "nope", "next": "/"})
-    assert wrong.status_code == 401 and "not right" in wrong.text
+    assert wrong.status_code == 400 and "not right" in wrong.text
     assert SESSION_COOKIE not in client.cookies
     answer = client.post("/admin/login", data={"csrf": token, "password": PASSWORD,
                                                "next": "/admin/clips?month=2026-04"})
@@ -190,7 +190,7 @@ def test_login_attempts_are_limited_per_ip(admin_env: Settings) -> None:
     token = csrf_of(client.get("/admin/login").text)
     codes = [client.post("/admin/login", data={"csrf": token, "password": f"guess {n}"})
              .status_code for n in range(11)]
-    assert codes[:10] == [401] * 10 and codes[10] == 429
+    assert codes[:10] == [400] * 10 and codes[10] == 429
     # Even the right password waits now.
     assert client.post("/admin/login", data={"csrf": token, "password": PASSWORD}
                        ).status_code == 429

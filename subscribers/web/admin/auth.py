@@ -185,7 +185,7 @@ def login(request: Request, fields: Annotated[LoginFields, Form()]) -> Response:
     if not state(request).csrf.verify(request, fields.csrf):
         return _login_page(request, fields.next, "The form had expired. Please try again.", 400)
     if not check_password(st.password, fields.password):
-        return _login_page(request, fields.next, "That password is not right.", 401)
+        return _login_page(request, fields.next, "That password is not right.", 400)
     response = RedirectResponse(safe_next(fields.next), status_code=303)
     set_session_cookie(response, st)
     return response
