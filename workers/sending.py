@@ -18,6 +18,7 @@ from emails.render import RecipientLinks, render_daily
 from emails.transports.base import PermanentSendError, TransientSendError, Transport
 from subscribers import ledger
 from subscribers.models import Subscriber
+from subscribers.monthly import render_monthly_delivery
 from subscribers.outgoing import render_account_delivery
 from subscribers.tokens import Purpose, make_token
 from workers.planning import match_from_json
@@ -143,6 +144,10 @@ def _render(
         if not subscriber.receives_mail(date.today()):
             return None
         return render_digest(
+            settings=settings, session=session, delivery=delivery, subscriber=subscriber
+        )
+    if delivery.kind == "monthly":  # one by one; workers/broadcast.py batches them on SendGrid
+        return render_monthly_delivery(
             settings=settings, session=session, delivery=delivery, subscriber=subscriber
         )
     return render_account_delivery(

@@ -6,12 +6,14 @@ from sqlmodel import Session
 
 from digest.clippings.issue import IssueError, get_issue
 from digest.clippings.models import IssueStatus
+from subscribers.monthly import plan_monthly
 
 
 def send_issue(*, session: Session, month: str) -> int:
-    """Plan one ledger row per subscriber who opted in; returns how many were planned."""
+    """Plan one ledger row per subscriber who opted in (marks the issue sent); the sender
+    (`digest serve` or the Celery workers) mails them. Returns how many rows were planned."""
     issue = get_issue(session=session, month=month)
     if issue is None or issue.status != IssueStatus.approved:
-        raise IssueError(f"only an approved issue can be sent ({month} is "
-                         f"{issue.status.value if issue else 'not drafted'})")
-    raise IssueError("sending from the admin waits for subscribers/monthly.py (plan_monthly)")
+        state = issue.status.value if issue else "not drafted yet"
+        raise IssueError(f"only an approved issue can be sent (the {month} issue is {state})")
+    return plan_monthly(session=session, issue=issue)
