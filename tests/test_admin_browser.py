@@ -26,6 +26,8 @@ from workers.migrate import upgrade
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).parent / "artifacts" / "admin"
 MONTH = "2026-04"
+# Wide tables scroll inside their own box on a phone; nothing else may stick out.
+ADMIN_OVERFLOWING = OVERFLOWING.replace("'.hp, .skip'", "'.hp, .skip, .table-wrap'")
 PAPERS = [("2604.01111", "Zero-shot speech synthesis with discrete tokens"),
           ("2604.02222", "A full-duplex spoken dialogue model"),
           ("2604.03333", "Scaling laws for LLM pre-training data mixtures")]
@@ -59,7 +61,7 @@ def shot(page: Any, name: str, width: int) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= width, name
-    assert page.evaluate(OVERFLOWING) == [], name
+    assert page.evaluate(ADMIN_OVERFLOWING) == [], name
 
 
 def clips(settings: Settings) -> dict[str, Clip]:
@@ -156,4 +158,31 @@ def test_editor_flow(live: Settings, browser: Any, width: int) -> None:
     page.goto(f"{base}/admin/subscribers")
     assert "/admin/login" in page.url
     assert [p for p in problems if "400 (Bad Request)" not in p] == []  # the wrong password
+    context.close()
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_subscribers_import_and_reports(live: Settings, browser: Any, width: int) -> None:
+    base = live.public_url
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.goto(f"{base}/admin/subscribers")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    assert page.url == f"{base}/admin/subscribers"
+    rows = (f"email,keywords,frequency\nw{width}@example.org,speech synthesis; TTS,weekly\n"
+            "broken-address,tts,daily\nnobody@example.org,,daily\n")
+    page.fill("#text", rows)
+    page.click("#import")
+    report = page.locator("#import-report").inner_text()
+    assert "Imported 1 subscriber." in report and "Line 3:" in report and "Line 4:" in report
+    shot(page, "subscribers-import", width)
+    page.fill("#q", "tts")
+    page.click("form.filters button[type=submit]")
+    assert f"w{width}@example.org" in page.content()
+    for name in ("deliveries", "events"):
+        page.goto(f"{base}/admin/{name}")
+        shot(page, name, width)
+    page.goto(f"{base}/admin")
+    shot(page, "overview", width)
     context.close()

@@ -261,5 +261,18 @@ def test_issue_draft_approve_and_email_preview(settings: Settings) -> None:
     with session_scope(settings.sqlalchemy_url) as session:
         issue = session.exec(select(MonthlyIssue)).one()
         assert issue.status.value == "approved"
+    # Send: one ledger row per subscriber who opted in, the issue marked sent; twice is once.
+    with session_scope(settings.sqlalchemy_url) as session:
+        for email, monthly in [("yes@example.org", True), ("no@example.org", False)]:
+            add_subscriber(session=session, confirmed=True, subscriber_create=SubscriberCreate(
+                email=email, keywords=["tts"], monthly=monthly))
+    assert client.post("/admin/issues/2026-04/send", data={"csrf": token}).status_code == 303
+    again = client.post("/admin/issues/2026-04/send", data={"csrf": token})
+    assert again.status_code == 400 and "only an approved issue can be sent" in again.text
+    with session_scope(settings.sqlalchemy_url) as session:
+        rows = session.exec(select(Delivery).where(Delivery.kind == "monthly")).all()
+        yes = session.exec(select(Subscriber).where(Subscriber.email == "yes@example.org")).one()
+        assert [(r.subscriber_id, r.period) for r in rows] == [(yes.id, "2026-04")]
+        assert session.exec(select(MonthlyIssue)).one().status.value == "sent"
     assert client.get("/admin/issues").status_code == 200
     assert client.get("/admin/issues/2026-13").status_code == 404
