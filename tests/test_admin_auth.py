@@ -29,7 +29,7 @@ from tests.admin_helpers import API_TOKEN, PASSWORD, admin_settings, client_for,
 from workers.cli import app as cli_app
 from workers.migrate import upgrade
 
-SAMPLE = {"clip_id": "1", "month": "2026-04"}
+SAMPLE = {"clip_id": "1", "month": "2026-04", "subscriber_id": "1"}
 PUBLIC = {("GET", "/admin/login"), ("POST", "/admin/login")}
 
 
@@ -242,6 +242,8 @@ def test_precomputed_hash_logs_in_and_a_bad_one_fails_at_startup(settings: Setti
         create_app(admin_settings(settings, admin_password="scrypt$broken"))
     short = CliRunner().invoke(cli_app, ["admin", "hash-password", "--stdin"], input="short\n")
     assert short.exit_code == 1 and "at least 12" in short.output
+    help_text = CliRunner().invoke(cli_app, ["admin", "hash-password", "--help"]).output
+    assert "Example: digest admin hash-password" in help_text
 
 
 def test_no_open_redirect_after_login() -> None:

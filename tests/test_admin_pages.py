@@ -26,7 +26,7 @@ from subscribers.models import (
 )
 from subscribers.service import add_subscriber, unsubscribe
 from subscribers.web.admin.queries import deliveries_per_day
-from tests.admin_helpers import API_TOKEN, admin_settings, client_for, login
+from tests.admin_helpers import API_TOKEN, admin_settings, client_for, csrf_of, login
 from workers.migrate import upgrade
 
 IMPORT = """email,keywords,frequency,monthly,timezone,send_hour
@@ -106,6 +106,21 @@ def test_subscriber_search_by_address_keyword_and_status(settings: Settings) -> 
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
     page = client.get("/admin/subscribers", params={"status": "bogus"}).text
     assert "bob@uni.example" in page  # an unknown status is no filter, not an error
+    # Unsubscribing someone by hand: a POST with the CSRF token, recorded in the consent trail.
+    token = csrf_of(page)
+    with session_scope(settings.sqlalchemy_url) as session:
+        ada = session.exec(select(Subscriber).where(Subscriber.email == "ada@lab.example")).one()
+    assert client.post(f"/admin/subscribers/{ada.id}/unsubscribe", data={"csrf": ""}
+                       ).status_code == 400
+    done = client.post(f"/admin/subscribers/{ada.id}/unsubscribe", data={"csrf": token})
+    assert done.status_code == 303
+    with session_scope(settings.sqlalchemy_url) as session:
+        assert (session.get(Subscriber, ada.id) or Subscriber()).status == Status.unsubscribed
+        trail = session.exec(select(ConsentEvent).where(ConsentEvent.subscriber_id == ada.id)
+                             ).all()
+        assert (trail[-1].action, trail[-1].channel) == (ConsentAction.unsubscribe, "admin")
+    assert client.post("/admin/subscribers/999/unsubscribe", data={"csrf": token}
+                       ).status_code == 404
 
 
 def test_deliveries_per_day_and_events(migrated: Settings) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException
 
 from subscribers.models import Status
-from subscribers.service import list_subscribers
+from subscribers.service import list_subscribers, unsubscribe
 from subscribers.web.admin import csvio, queries
 from subscribers.web.admin.auth import (
     CsrfOnly,
@@ -96,6 +98,19 @@ def _import_result(request: Request, report: csvio.ImportReport, status: int) ->
         "subscribers": found, "total": total, "q": "", "status": "",
         "statuses": [s.value for s in Status], "counts": counts, "report": report,
         "nav": "subscribers"}, status=status)
+
+
+@router.post("/subscribers/{subscriber_id}/unsubscribe")
+def subscriber_unsubscribe(request: Request, subscriber_id: int,
+                           fields: Annotated[CsrfOnly, Form()]) -> Response:
+    """Stop mail to someone who asked by other means (a reply, a support email)."""
+    check_csrf(request, fields.csrf)
+    with state(request).writing() as session:
+        done = unsubscribe(session=session, subscriber_id=subscriber_id, channel="admin")
+        if done is None:
+            raise HTTPException(404)
+        email = done.email
+    return RedirectResponse(f"/admin/subscribers?q={quote(email)}", status_code=303)
 
 
 @router.get("/deliveries", response_class=HTMLResponse)
