@@ -18,6 +18,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("render.py", ["--messages", "2000"]),
     ("signup_load.py", []),
     ("deliver.py", ["--subscribers", "3000"]),
+    ("clips.py", ["--clips", "300", "--pages", "40"]),
 ]
 
 

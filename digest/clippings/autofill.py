@@ -6,7 +6,9 @@ the network.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import arxiv
@@ -19,10 +21,12 @@ from digest.clippings.urls import related_kind, related_links
 from digest.papers import PaperIn, papers_by_id
 from digest.sources.arxiv_api import ApiClient, result_to_paper
 from digest.sources.fetch import FetchError
-from digest.sources.pages import fetch_page
+from digest.sources.pages import PageInfo, fetch_page, page_client
 from digest.text import clean_text
 
 ID_BATCH = 100  # ids per arXiv API request (id_list)
+API_DELAY_SECONDS = 3.0
+PAGE_WORKERS = 8  # pages fetched at once (different sites, so no one site is hammered)
 MAX_ERROR = 300
 
 
@@ -37,16 +41,21 @@ class PaperFacts:
 
 
 def fetch_arxiv_papers(
-    ids: Sequence[str], *, api_url: str, timeout: float, num_retries: int = 1
+    ids: Sequence[str], *, api_url: str, timeout: float, num_retries: int = 0
 ) -> dict[str, PaperIn]:
-    """Papers by version-free id from the arXiv API (id_list); FetchError on a failed request."""
+    """Papers by version-free id from the arXiv API (id_list); FetchError on a failed request.
+
+    No retries by default: an editor is waiting, and a failure is recorded, not fatal.
+    """
     found: dict[str, PaperIn] = {}
     wanted = list(dict.fromkeys(ids))
     for start in range(0, len(wanted), ID_BATCH):
+        if start:
+            time.sleep(API_DELAY_SECONDS)  # arXiv asks for one request per 3 s
         batch = wanted[start:start + ID_BATCH]
         client = ApiClient(
-            api_url=api_url, page_size=len(batch), delay_seconds=3.0, num_retries=num_retries,
-            timeout=timeout,
+            api_url=api_url, page_size=len(batch), delay_seconds=API_DELAY_SECONDS,
+            num_retries=num_retries, timeout=timeout,
         )
         search = arxiv.Search(id_list=batch, max_results=len(batch))
         try:
@@ -131,15 +140,31 @@ def fill_paper(clip: Clip, facts: PaperFacts) -> None:
     clip.autofill_error = None
 
 
-def fill_page(clip: Clip, *, timeout: float) -> None:
+def fetch_pages(urls: Sequence[str], *, timeout: float) -> dict[str, PageInfo | str]:
+    """Each url's page, or the reason it could not be read; fetched a few at a time, so an
+    import of a hundred links waits for the slowest few, not for the sum of them all."""
+    wanted = list(dict.fromkeys(urls))
+
+    if not wanted:
+        return {}
+    with page_client(timeout) as client:
+
+        def one(url: str) -> PageInfo | str:
+            try:
+                return fetch_page(url, timeout=timeout, client=client)
+            except FetchError as error:
+                return str(error)
+
+        if len(wanted) == 1:
+            return {wanted[0]: one(wanted[0])}
+        with ThreadPoolExecutor(max_workers=min(PAGE_WORKERS, len(wanted))) as pool:
+            return dict(zip(wanted, pool.map(one, wanted), strict=True))
+
+
+def fill_page(clip: Clip, page: PageInfo | str) -> None:
     """A non-arXiv link: its page title (and, for OpenReview, the abstract it shows)."""
-    own = related_kind(clip.url)
-    if own and own != "paper":
-        _add_links(clip, {own: clip.url})
-    try:
-        page = fetch_page(clip.url, timeout=timeout)
-    except FetchError as error:
-        _fail(clip, f"{clip.url}: {error}")
+    if isinstance(page, str):
+        _fail(clip, f"{clip.url}: {page}")
         return
     if not page.title:
         _fail(clip, f"{clip.url}: the page has no title")
@@ -163,6 +188,9 @@ def autofill_clips(
     facts, api_error = paper_facts(
         session=session, ids=ids, api_url=api_url, timeout=timeout, fetch=fetch
     ) if ids else ({}, None)
+    pages = fetch_pages(
+        [clip.url for clip in clips if not clip.arxiv_id], timeout=timeout
+    ) if fetch else {}
     for clip in clips:
         if clip.arxiv_id:
             found = facts.get(clip.arxiv_id)
@@ -172,11 +200,13 @@ def autofill_clips(
                 clip.title = clip.title or clip.url
             else:
                 _fail(clip, api_error or f"arXiv has no paper {clip.arxiv_id}")
-        elif fetch:
-            fill_page(clip, timeout=timeout)
+            session.add(clip)
+            continue
+        own = related_kind(clip.url)
+        if own and own != "paper":
+            _add_links(clip, {own: clip.url})  # a repo is its own code link, a Space its demo
+        if fetch:
+            fill_page(clip, pages[clip.url])
         else:
-            own = related_kind(clip.url)
-            if own and own != "paper":
-                _add_links(clip, {own: clip.url})
             clip.title = clip.title or clip.url
         session.add(clip)

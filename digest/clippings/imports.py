@@ -34,6 +34,8 @@ class Row:
     tags: list[str] = field(default_factory=list)
     highlight: bool = False
     saved_at: datetime | None = None
+    month: str = ""  # a CSV's month column
+    section: str = ""  # a CSV's section column: the editor's choice, kept as an override
     error: str = ""  # set when the row could not even be read
 
 
@@ -131,7 +133,8 @@ def _truthy(value: str) -> bool:
 
 
 def parse_csv(text: str) -> list[Row]:
-    """Rows of a CSV with a header naming a url column (title, note, tags, highlight optional)."""
+    """Rows of a CSV with a header naming a url column (title, note, tags, highlight, month,
+    section optional)."""
     try:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:4096], ",;\t")
     except csv.Error:
@@ -161,6 +164,8 @@ def parse_csv(text: str) -> list[Row]:
             note=cell(record, "note") or cell(record, "notes"),
             tags=[t.strip() for t in re.split(r"[,;|]", cell(record, "tags")) if t.strip()],
             highlight=_truthy(cell(record, "highlight")) or cell(record, "kind") == "highlight",
+            month=cell(record, "month"),
+            section=cell(record, "section")[:80],
         )
         if len(record) > len(header):
             row.error = f"{len(record)} fields, the header has {len(header)}"
@@ -208,7 +213,9 @@ def import_clips(
         if row.error:
             report.errors.append((row.line, row.error))
             continue
-        row_month = month or (row.saved_at.strftime("%Y-%m") if row.saved_at else None)
+        row_month = month or row.month or (
+            row.saved_at.strftime("%Y-%m") if row.saved_at else None
+        )
         savepoint = session.begin_nested()
         try:
             result = add_clip(
@@ -216,6 +223,9 @@ def import_clips(
                 highlight=row.highlight, source=source, month=row_month,
                 title=row.title or None, saved_at=row.saved_at,
             )
+            if row.section and result.clip.section is None:
+                result.clip.section = row.section
+                session.add(result.clip)
             savepoint.commit()
         except ValueError as error:
             savepoint.rollback()

@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
+from importlib import resources
 
 from digest.clippings.config import ClippingsConfig, Profile, load_clippings_config
 from digest.clippings.models import Clip, ClipKind
-from digest.ranking import PaperIndex, rank_profiles
+from digest.ranking import PaperIndex, PaperLike, rank_profiles
+from digest.sources.arxiv_feed import parse_feed
 
 __all__ = [
     "ClipDoc", "Suggestion", "apply_suggestion", "load_clippings_config", "score_profiles",
@@ -52,17 +55,34 @@ def clip_doc(clip: Clip) -> ClipDoc:
     return ClipDoc(arxiv_id=clip.key, title=title, abstract=body)
 
 
+@cache
+def background_docs() -> tuple[PaperLike, ...]:
+    """The bundled sample corpus (337 arXiv papers): steady word statistics for scoring."""
+    data = (resources.files("digest") / "data" / "sample_corpus.atom").read_bytes()
+    return tuple(parse_feed(data, source="sample").papers)
+
+
 def score_profiles(
-    docs: Sequence[ClipDoc], profiles: Sequence[Profile]
+    docs: Sequence[ClipDoc],
+    profiles: Sequence[Profile],
+    *,
+    background: Sequence[PaperLike] = (),
+    index: PaperIndex | None = None,
 ) -> list[dict[str, tuple[float, tuple[str, ...]]]]:
-    """Per document: profile name -> (summed keyword score, matched keywords best first)."""
+    """Per document: profile name -> (summed keyword score, matched keywords best first).
+
+    `background` papers join the collection only for its statistics (document frequencies,
+    lengths), so a score means the same with 3 clips in a month as with 300. An `index` built
+    over docs + background can be passed in to score several profile sets with one index.
+    """
     results: list[dict[str, tuple[float, tuple[str, ...]]]] = [{} for _ in docs]
     usable = [profile for profile in profiles if profile.keywords]
     if not docs or not usable:
         return results
-    index = PaperIndex(docs)
+    index = index or PaperIndex([*docs, *background])
     position = {doc.arxiv_id: number for number, doc in enumerate(docs)}
-    ranked = rank_profiles(index, [list(p.keywords) for p in usable], limit=len(index))
+    ranked = rank_profiles(index, [list(p.keywords) for p in usable], limit=len(docs),
+                           candidates=set(position))
     for profile, matches in zip(usable, ranked, strict=True):
         for match in matches:
             score = match.score * profile.weight
@@ -110,9 +130,10 @@ def suggest(
 ) -> list[Suggestion]:
     """One Suggestion per clip, scored together (the month's clips are the collection)."""
     docs = [clip_doc(clip) for clip in clips]
-    section_scores = score_profiles(docs, config.sections)
-    tag_scores = score_profiles(docs, config.tags)
-    topic_scores = score_profiles(docs, config.topics)
+    index = PaperIndex([*docs, *background_docs()]) if docs else None
+    section_scores = score_profiles(docs, config.sections, index=index)
+    tag_scores = score_profiles(docs, config.tags, index=index)
+    topic_scores = score_profiles(docs, config.topics, index=index)
     section_order = config.section_names
     tag_order = config.tag_names
     topic_order = [profile.name for profile in config.topics]

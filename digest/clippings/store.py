@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from digest.clippings.models import AutofillState, Clip, ClipKind
@@ -105,17 +106,7 @@ def add_clip(
         select(Clip).where(Clip.month == month, Clip.key == target.key)
     ).first()
     if existing is not None:
-        existing.note = _merge_note(existing.note, note)
-        if given_tags:
-            existing.tags = clean_tags([*(existing.tags or []), *given_tags])
-        if highlight:
-            existing.kind = ClipKind.highlight
-        if title and (not existing.title or existing.title == existing.url):
-            existing.title = title
-        _touch(existing)
-        session.add(existing)
-        session.flush()
-        return AddResult(clip=existing, created=False)
+        return AddResult(clip=_merge(existing, note, given_tags, highlight, title), created=False)
     clip = Clip(
         month=month,
         key=target.key,
@@ -130,9 +121,36 @@ def add_clip(
     )
     if saved_at is not None:
         clip.saved_at = saved_at
-    session.add(clip)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(clip)
+            session.flush()
+    except IntegrityError:
+        # Saved at the same moment elsewhere (a double-clicked bookmarklet): merge into it.
+        existing = session.exec(
+            select(Clip).where(Clip.month == month, Clip.key == target.key)
+        ).first()
+        if existing is None:
+            raise
+        return AddResult(clip=_merge(existing, note, given_tags, highlight, title), created=False)
     return AddResult(clip=clip, created=True)
+
+
+def _merge(clip: Clip, note: str, tags: list[str], highlight: bool, title: str) -> Clip:
+    """A second save of the same thing: its note and tags join the first; nothing is lost."""
+    clip.note = _merge_note(clip.note, note)
+    if tags:
+        clip.tags = clean_tags([*(clip.tags or []), *tags])
+    if highlight:
+        clip.kind = ClipKind.highlight
+    if title and (not clip.title or clip.title == clip.url):
+        clip.title = title
+    _touch(clip)
+    clip_session = Session.object_session(clip)
+    if clip_session is not None:
+        clip_session.add(clip)
+        clip_session.flush()
+    return clip
 
 
 def get_clip(*, session: Session, clip_id: int) -> Clip:
@@ -155,8 +173,8 @@ def _checked_change(name: str, value: Any) -> Any:
     if name == "tags":
         return None if value is None else clean_tags(value)
     if name == "section":
-        if value is None:
-            return None  # back to the suggestion
+        if value is None or value == "":
+            return None  # back to the suggestion (an emptied form field means the same)
         if not isinstance(value, str) or len(value.strip()) > 80:
             raise ValueError("section must be text of at most 80 characters")
         return value.strip()
@@ -200,8 +218,22 @@ def update_clip(*, session: Session, clip_id: int, changes: dict[str, Any]) -> C
     return clip
 
 
-def list_clips(*, session: Session, month: str) -> list[Clip]:
-    """A month's clips ordered by effective section, then position, then when they were saved."""
+def section_order() -> list[str]:
+    """The configured sections in the issue's order, then 'Also worth a look'."""
+    from digest.clippings.config import load_clippings_config
+    from digest.settings import get_settings
+
+    config = load_clippings_config(get_settings())
+    return [*config.section_names, config.also_section]
+
+
+def list_clips(
+    *, session: Session, month: str, sections: Sequence[str] | None = None
+) -> list[Clip]:
+    """A month's clips by effective section (configured order; others after, by name), then
+    position, then when they were saved."""
+    order = {name: rank for rank, name in enumerate(section_order() if sections is None
+                                                    else sections)}
     clips = list(
         session.exec(
             select(Clip)
@@ -209,7 +241,9 @@ def list_clips(*, session: Session, month: str) -> list[Clip]:
             .order_by(col(Clip.position), col(Clip.saved_at), col(Clip.id))
         )
     )
-    clips.sort(key=lambda clip: clip.effective_section.casefold())  # stable: keeps the rest
+    # Stable sort: within a section the position / saved_at order above is kept.
+    clips.sort(key=lambda clip: (order.get(clip.effective_section, len(order)),
+                                 clip.effective_section.casefold()))
     return clips
 
 

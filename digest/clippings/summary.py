@@ -19,7 +19,8 @@ _ABBREVIATION = re.compile(
     r"\b[A-Z]\.)$"
 )
 _PROPOSES = re.compile(
-    r"\b(?:we|this paper|this work|our|here,? we|in this (?:paper|work))\b.{0,40}?\b(?:propose|"
+    r"\b(?:we|this (?:paper|work|study|research)|our|here,? we|in this (?:paper|work))\b.{0,40}?"
+    r"\b(?:propose|"
     r"present|introduce|develop|design|describe|build|release|show|study|investigate|examine|"
     r"explore|analy[sz]e)",
     re.IGNORECASE,

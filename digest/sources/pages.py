@@ -75,13 +75,24 @@ def parse_page(markup: str, *, url: str) -> PageInfo:
     )
 
 
-def fetch_page(url: str, *, timeout: float, max_bytes: int = MAX_BYTES) -> PageInfo:
+def page_client(timeout: float) -> httpx.Client:
+    """A client for many page fetches (shareable across threads): one TLS setup, kept-alive
+    connections, redirects followed."""
+    return httpx.Client(
+        timeout=timeout, follow_redirects=True,
+        headers={"User-Agent": USER_AGENT, "Accept": "text/html,application/xhtml+xml"},
+    )
+
+
+def fetch_page(
+    url: str, *, timeout: float, max_bytes: int = MAX_BYTES, client: httpx.Client | None = None
+) -> PageInfo:
     """Fetch a page (redirects followed, at most max_bytes read); FetchError says why not."""
+    if client is None:
+        with page_client(timeout) as own:
+            return fetch_page(url, timeout=timeout, max_bytes=max_bytes, client=own)
     try:
-        with httpx.stream(
-            "GET", url, timeout=timeout, follow_redirects=True,
-            headers={"User-Agent": USER_AGENT, "Accept": "text/html,application/xhtml+xml"},
-        ) as response:
+        with client.stream("GET", url) as response:
             if response.is_error:
                 try:
                     phrase = HTTPStatus(response.status_code).phrase
