@@ -15,11 +15,17 @@ from typing import Any
 
 from sqlmodel import Session, col, or_, select
 
-from digest.clippings.issue import IssueError, mark_issue_sent
+from digest.clippings.issue import (
+    IssueError,
+    content_size,
+    issue_content,
+    mark_issue_sent,
+    month_clips,
+)
 from digest.clippings.models import IssueStatus, MonthlyIssue
 from digest.settings import Settings
 from emails.message import Message
-from emails.monthly import fill_links, monthly_template
+from emails.monthly import fill_links, monthly_template, render_monthly
 from emails.render import RecipientLinks
 from subscribers.ledger import Delivery, PlannedDelivery, plan_deliveries
 from subscribers.models import Status, Subscriber, Suppression, email_hash
@@ -124,3 +130,29 @@ def render_monthly_delivery(
     template = issue_template(settings=settings, issue=issue)
     links = recipient_links(settings, subscriber.id or 0)
     return fill_links(template, to=subscriber.email, links=links)
+
+
+def preview_content(*, session: Session, issue: MonthlyIssue) -> dict[str, Any]:
+    """What the issue would show now: a draft from the clips as they are, else its frozen
+    content. Changes nothing."""
+    if issue.status != IssueStatus.draft:
+        return dict(issue.content)
+    clips = month_clips(session=session, month=issue.month)
+    return issue_content(clips=clips, month=issue.month, title=issue.title, intro=issue.intro)
+
+
+def preview_email(*, settings: Settings, session: Session, issue: MonthlyIssue) -> Message:
+    """The issue as a reader would get it, with example links that are not real tokens."""
+    content = preview_content(session=session, issue=issue)
+    if content_size(content) == 0:
+        raise IssueError(f"the {issue.month} issue is empty: nothing to preview")
+    base = settings.public_url.rstrip("/")
+    example = f"{base}/unsubscribe/preview"
+    return render_monthly(
+        content,
+        to="preview@example.org",
+        sender=settings.from_email,
+        links=RecipientLinks(f"{base}/manage/preview", example, example),
+        postal_address=settings.postal_address,
+        archive_url=archive_url(settings, issue.slug),
+    )

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from typer.testing import CliRunner
+
 from digest.db import session_scope
 from digest.settings import Settings
 from tests.monthly_data import MONTH, add_subscribers, sample_clips
 from tests.test_cli import run
+from workers.cli import app
 from workers.migrate import upgrade
 
 KEYS = {"DIGEST_SECRET_KEYS": "test-secret-newest,test-secret-older"}
@@ -65,7 +68,8 @@ def test_draft_preview_approve_send(settings: Settings, var_dir: Path, tmp_path:
     assert reopened.returncode == 1 and "sent" in reopened.stderr
 
 
-def test_monthly_help_has_examples(var_dir: Path) -> None:
+def test_monthly_help_has_examples() -> None:
+    runner = CliRunner()
     for command in ("draft", "preview", "approve", "reopen", "send", "list"):
-        result = run(var_dir, "monthly", command, "--help")
-        assert result.returncode == 0 and "Example: digest monthly" in result.stdout, command
+        result = runner.invoke(app, ["monthly", command, "--help"], terminal_width=200)
+        assert result.exit_code == 0 and "Example: digest monthly" in result.output, command

@@ -20,29 +20,25 @@ from sqlalchemy.exc import SQLAlchemyError
 from digest.clippings.issue import (
     approve_issue,
     check_month,
-    content_size,
     draft_issue,
     get_issue,
-    issue_content,
     list_issues,
-    month_clips,
     reopen_issue,
 )
 from digest.clippings.models import IssueStatus, MonthlyIssue
 from digest.db import session_scope
 from digest.settings import Settings, get_settings
-from emails.monthly import render_monthly
-from emails.render import RecipientLinks
 from emails.transports import make_transport
 from emails.transports.outbox import write_index
 from subscribers import ledger
-from subscribers.monthly import KIND, archive_url, eligible_subscriber_ids, plan_monthly
+from subscribers.monthly import KIND, eligible_subscriber_ids, plan_monthly, preview_email
 from workers import broadcast, migrate
 
 app = typer.Typer(help="The monthly clippings issue.", no_args_is_help=True)
 F = TypeVar("F", bound=Callable[..., Any])
 Month = Annotated[str, typer.Option("--month", help="The issue's month, YYYY-MM.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+GMAIL_CLIPS_AT = 100_000  # bytes of HTML; Gmail hides the rest of a message past ~102 KB
 
 
 def _errors(func: F) -> F:
@@ -139,23 +135,7 @@ def preview(
         issue = get_issue(session=session, month=month)
         if issue is None:
             raise ValueError(f"no issue for {month}: run `digest monthly draft --month {month}`")
-        content = issue.content
-        if issue.status == IssueStatus.draft:
-            clips = month_clips(session=session, month=month)
-            content = issue_content(clips=clips, month=month, title=issue.title, intro=issue.intro)
-        slug = issue.slug
-    if content_size(content) == 0:
-        raise ValueError(f"the {month} issue is empty: nothing to preview")
-    base = settings.public_url.rstrip("/")
-    sample = f"{base}/unsubscribe/preview"  # not a real token: previews are never sent
-    message = render_monthly(
-        content,
-        to="preview@example.org",
-        sender=settings.from_email,
-        links=RecipientLinks(f"{base}/manage/preview", sample, sample),
-        postal_address=settings.postal_address,
-        archive_url=archive_url(settings, slug),
-    )
+        message = preview_email(settings=settings, session=session, issue=issue)
     out.mkdir(parents=True, exist_ok=True)
     html, text = out / f"monthly-{month}.html", out / f"monthly-{month}.txt"
     html.write_text(message.html, encoding="utf-8")
@@ -163,6 +143,10 @@ def preview(
     size = len(message.html.encode())
     data = {"html": str(html), "text": str(text), "html_bytes": size, "subject": message.subject}
     _emit(data, as_json, f"{html}\n{text}\n({size / 1024:.1f} KB of HTML)")
+    if size >= GMAIL_CLIPS_AT:
+        typer.echo(
+            f"warning: {size} bytes of HTML: Gmail clips it; shorten some write-ups", err=True
+        )
 
 
 @app.command("approve")
