@@ -20,8 +20,7 @@ from digest.clippings.issue import (
 )
 from digest.clippings.models import IssueStatus, MonthlyIssue
 from digest.clippings.store import check_month, current_month, months_with_clips
-from emails.monthly import fill_links, monthly_template
-from emails.render import RecipientLinks
+from subscribers.monthly import preview_email
 from subscribers.web.admin import sending
 from subscribers.web.admin.auth import CsrfOnly, admin_page, check_csrf, require_admin
 from subscribers.web.pages import state
@@ -129,7 +128,7 @@ def send(request: Request, month: str, fields: Annotated[CsrfOnly, Form()]) -> R
 def _loaded(request: Request, month: str) -> MonthlyIssue:
     with state(request).reading() as session:
         issue = get_issue(session=session, month=month)
-        if issue is None or not issue.content:
+        if issue is None:
             raise HTTPException(404)
         session.expunge(issue)
     return issue
@@ -148,20 +147,18 @@ def preview(request: Request, month: str) -> Response:
 
 @router.get("/issues/{month}/email", response_class=HTMLResponse)
 def email_html(request: Request, month: str) -> Response:
-    """The issue's email HTML as a subscriber gets it (links point at sample pages)."""
-    issue = _loaded(request, _month(month))
-    settings = state(request).settings
-    base = settings.public_url.rstrip("/")
+    """The email as a reader would get it: a draft shows the clips as they are now, an
+    approved or sent issue its frozen content; links are examples, not real tokens."""
+    month = _month(month)
     try:
-        template = monthly_template(issue.content, sender=settings.from_email,
-                                    postal_address=settings.postal_address,
-                                    archive_url=f"{base}/archive/{issue.slug}")
-    except ValueError as error:
-        return _issue_page(request, issue.month, error=str(error), status=400)
-    sample = RecipientLinks(manage_url=f"{base}/admin/issues/{issue.month}",
-                            unsubscribe_url=f"{base}/admin/issues/{issue.month}",
-                            one_click_url=f"{base}/admin/issues/{issue.month}")
-    message = fill_links(template, to="preview@example.org", links=sample)
+        with state(request).reading() as session:
+            issue = get_issue(session=session, month=month)
+            if issue is None:
+                raise HTTPException(404)
+            message = preview_email(settings=state(request).settings, session=session,
+                                    issue=issue)
+    except IssueError as error:
+        return _issue_page(request, month, error=str(error), status=400)
     return HTMLResponse(message.html, headers={
         "Content-Security-Policy": EMAIL_CSP, "X-Frame-Options": "SAMEORIGIN",
         "Cache-Control": "no-store"})
