@@ -131,6 +131,12 @@ def test_editor_flow(live: Settings, browser: Any, width: int) -> None:
     if width == 375:
         context.close()
         return
+    # The bookmarklet from another site: a SameSite=Strict cookie is not sent on that first
+    # navigation; one same-site refresh later the logged-in editor sees the form.
+    page.set_content(f'<a id="clip" href="{target}">clip</a>')  # an opaque, foreign origin
+    page.click("#clip")
+    page.wait_for_url(target)
+    assert page.input_value("#title") == title
     # Draft, preview, approve (the 1280 px run, after both clips exist).
     page.goto(f"{base}/admin/issues/{MONTH}")
     page.fill("#intro", "This month: speech that talks back.")

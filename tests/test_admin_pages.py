@@ -225,6 +225,20 @@ def test_clip_form_api_edit_and_reorder(settings: Settings) -> None:
         assert (clip.title, clip.section, clip.tags, clip.kind.value, clip.links) == (
             "Renamed <b>", "Multimodal", ["TTS", "Diffusion"], "highlight",
             {"code": "https://github.com/a/b"})
+    # "Use the suggested tags" ticked but other tags typed: the typing wins, never dropped.
+    suggested = client.post(f"/admin/clips/{first}", data={
+        "csrf": token, "title": "Renamed <b>", "kind": "highlight", "section": "Multimodal",
+        "tags_suggested": "1", "tags": "Full-Duplex", "link_code": "https://github.com/a/b"})
+    assert suggested.status_code == 303
+    with session_scope(settings.sqlalchemy_url) as session:
+        clip = session.get(Clip, first)
+        assert clip is not None and clip.tags == ["Full-Duplex"]
+        ticked = {"csrf": token, "title": clip.title, "kind": "highlight", "tags_suggested": "1",
+                  "tags": ", ".join(clip.suggested_tags)}
+    assert client.post(f"/admin/clips/{first}", data=ticked).status_code == 303
+    with session_scope(settings.sqlalchemy_url) as session:
+        clip = session.get(Clip, first)
+        assert clip is not None and clip.tags is None and clip.section is None
     invalid = client.post(f"/admin/clips/{first}", data={
         "csrf": token, "title": "x", "kind": "highlight", "link_code": "not a url"})
     assert invalid.status_code == 400

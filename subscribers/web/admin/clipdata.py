@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from digest.clippings.config import ClippingsConfig
 from digest.clippings.models import Clip, ClipKind
-from digest.clippings.store import LINK_KINDS, list_clips, reorder_clips
+from digest.clippings.store import LINK_KINDS, clean_tags, list_clips, reorder_clips
 
 EDIT_LINKS = ("code", "demo", "project", "weights")
 
@@ -53,14 +53,19 @@ def move(*, session: Session, clip: Clip, direction: str) -> None:
     reorder_clips(session=session, month=clip.month, ordered_ids=[c.id or 0 for c in ordered])
 
 
-def form_changes(form: dict[str, str]) -> dict[str, Any]:
+def form_changes(form: dict[str, str], suggested_tags: Sequence[str] = ()) -> dict[str, Any]:
     """The edit form as update_clip changes; an empty section or 'suggested' tags mean 'take
-    the suggestion' (None), so re-running suggestions keeps working for those fields."""
+    the suggestion' (None), so re-running suggestions keeps working for those fields.
+
+    Tags typed into the box win over the "use the suggested tags" box when they differ from
+    the suggestions: the editor's typing is never silently dropped."""
     changes: dict[str, Any] = {name: form.get(name, "") for name in
                                ("title", "summary", "note", "explainer", "topic")}
     changes["kind"] = form.get("kind", ClipKind.paper.value)
     changes["section"] = form.get("section") or None
-    changes["tags"] = None if form.get("tags_suggested") else form.get("tags", "")
+    typed = clean_tags(form.get("tags", ""))
+    keep_suggested = form.get("tags_suggested") and typed == clean_tags(list(suggested_tags))
+    changes["tags"] = None if keep_suggested else typed
     changes["links"] = {kind: form.get(f"link_{kind}", "").strip() for kind in EDIT_LINKS}
     return changes
 

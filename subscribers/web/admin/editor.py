@@ -135,7 +135,7 @@ async def edit_clip(request: Request, clip_id: int) -> Response:
         try:
             with session.begin_nested():
                 update_clip(session=session, clip_id=clip_id,
-                            changes=clipdata.form_changes(form))
+                            changes=clipdata.form_changes(form, clip.suggested_tags))
         except ValueError as error:
             session.refresh(clip)
             session.expunge(clip)

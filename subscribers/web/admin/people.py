@@ -76,6 +76,9 @@ async def subscribers_import(request: Request, csrf: Annotated[str, Form(max_len
     check_csrf(request, csrf)
     if file is not None and file.filename:
         raw = await file.read(MAX_UPLOAD + 1)
+        if len(raw) > MAX_UPLOAD:
+            error = (1, f"the file is over {MAX_UPLOAD // 1024} KB: split it and import the parts")
+            return _import_result(request, csvio.ImportReport(errors=[error]), 400)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
