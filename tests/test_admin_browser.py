@@ -143,6 +143,10 @@ def test_editor_flow(live: Settings, browser: Any, width: int) -> None:
     page.click("text=Draft the issue")
     assert "done=drafted" in page.url
     shot(page, "issue-draft", width)
+    page.click("text=Preview the web page")
+    assert "speech that talks back" in page.content()
+    shot(page, "issue-web", width)
+    page.go_back()
     page.click("text=Preview the email (375 / 800 px)")
     page.wait_for_load_state("load")
     frames = [f for f in page.frames if f.url.endswith("/email")]

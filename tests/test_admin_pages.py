@@ -280,6 +280,9 @@ def test_issue_draft_approve_and_email_preview(settings: Settings) -> None:
     assert answer.status_code == 303
     page = client.get("/admin/issues/2026-04").text
     assert "draft" in page and "Hello &lt;readers&gt;" in page
+    web = client.get("/admin/issues/2026-04/web")
+    assert web.status_code == 200 and "A speech paper" in web.text
+    assert "Hello &lt;readers&gt;" in web.text
     email = client.get("/admin/issues/2026-04/email")
     assert email.status_code == 200 and "A speech paper" in email.text
     assert "frame-ancestors 'self'" in email.headers["content-security-policy"]

@@ -20,7 +20,8 @@ from digest.clippings.issue import (
 )
 from digest.clippings.models import IssueStatus, MonthlyIssue
 from digest.clippings.store import check_month, current_month, months_with_clips
-from subscribers.monthly import preview_email
+from emails.monthly import issue_view
+from subscribers.monthly import preview_content, preview_email
 from subscribers.web.admin import sending
 from subscribers.web.admin.auth import CsrfOnly, admin_page, check_csrf, require_admin
 from subscribers.web.pages import state
@@ -143,6 +144,20 @@ def preview(request: Request, month: str) -> Response:
     response.headers["Content-Security-Policy"] = PREVIEW_CSP
     response.headers["X-Frame-Options"] = "DENY"
     return response
+
+
+@router.get("/issues/{month}/web", response_class=HTMLResponse)
+def web_preview(request: Request, month: str) -> Response:
+    """The issue as its archive page will show it (a draft: from the clips as they are now)."""
+    month = _month(month)
+    with state(request).reading() as session:
+        issue = get_issue(session=session, month=month)
+        if issue is None:
+            raise HTTPException(404)
+        view = issue_view(preview_content(session=session, issue=issue))
+        session.expunge(issue)
+    return admin_page(request, "admin/issue_web.html", {"issue": issue, "view": view,
+                                                        "nav": "issues"})
 
 
 @router.get("/issues/{month}/email", response_class=HTMLResponse)
