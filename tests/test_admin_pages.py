@@ -54,7 +54,7 @@ def test_csv_import_reports_bad_lines_and_adds_the_good_ones(migrated: Settings)
     report = answer.text.split('id="import-report"')[1].split("</div>")[0]
     assert "Imported 3 subscribers." in report and "Skipped 6 lines" in report
     for line, why in [(3, "not valid"), (4, "no keywords"), (5, "frequency"),
-                      (6, "already on the list"), (7, "Choose a time zone"), (9, "erased")]:
+                      (6, "already on line 2"), (7, "Choose a time zone"), (9, "erased")]:
         assert f"Line {line}: " in report and why in report.split(f"Line {line}: ")[1], line
     with session_scope(settings.sqlalchemy_url) as session:
         added = {s.email: s for s in session.exec(select(Subscriber))}
@@ -74,6 +74,10 @@ def test_csv_import_reports_bad_lines_and_adds_the_good_ones(migrated: Settings)
     assert {r["email"] for r in rows} == set(added)
     frank = next(r for r in rows if r["email"] == "frank@example.org")
     assert frank["keywords"].startswith("'=")
+    # Importing the same file again adds nobody: every row is reported, by line.
+    again = client.post("/admin/subscribers/import", data={"csrf": token, "text": IMPORT})
+    assert "Imported 0 subscribers." in again.text
+    assert "Line 2: ada@example.org is already on the list" in again.text
     # Bad input loses nothing: a header without keywords imports nothing and says why.
     bad = client.post("/admin/subscribers/import", data={"csrf": token,
                                                          "text": "email\nzoe@example.org\n"})
