@@ -312,3 +312,43 @@ def test_issue_draft_approve_and_email_preview(settings: Settings) -> None:
         assert session.exec(select(MonthlyIssue)).one().status.value == "sent"
     assert client.get("/admin/issues").status_code == 200
     assert client.get("/admin/issues/2026-13").status_code == 404
+
+
+BOOKMARKS = """<!DOCTYPE NETSCAPE-Bookmark-file-1>
+<META HTTP-EQUIV="Content-Type" CONTENT="text/html; charset=UTF-8">
+<TITLE>Bookmarks</TITLE>
+<H1>Bookmarks</H1>
+<DL><p>
+    <DT><H3 ADD_DATE="1775000000">Papers</H3>
+    <DL><p>
+        <DT><A HREF="https://arxiv.org/abs/2604.01234v2" ADD_DATE="1775000000" TAGS="TTS">\
+ A speech synthesis paper</A>
+        <DD>Strong zero-shot results
+        <DT><A HREF="https://arxiv.org/pdf/2604.01234" ADD_DATE="1775000000">Same paper, pdf</A>
+        <DT><A HREF="javascript:alert(1)" ADD_DATE="1775000000">Not a link</A>
+        <DT><A HREF="https://github.com/example/codec" ADD_DATE="1775000000">A codec repo</A>
+    </DL><p>
+</DL><p>
+"""
+
+
+def test_import_a_bookmarks_file_from_the_clips_page(settings: Settings) -> None:
+    upgrade(settings)
+    settings = admin_settings(settings)
+    client = client_for(settings)
+    token = login(client)
+    answer = client.post("/admin/clips/import", data={"csrf": token, "month": "2026-04"},
+                         files={"file": ("bookmarks.html", BOOKMARKS.encode(), "text/html")})
+    assert answer.status_code == 200, answer.text
+    report = answer.text.split('id="import-report"')[1].split("</div>")[0]
+    assert "Imported 2 new clips, merged 1 into existing ones." in report
+    assert "Skipped 1 line" in report and "not an http(s) url" in report
+    with session_scope(settings.sqlalchemy_url) as session:
+        clips = {c.key: c for c in session.exec(select(Clip))}
+    assert len(clips) == 2 and "arxiv:2604.01234" in clips
+    assert all(c.month == "2026-04" and c.source == "import" for c in clips.values())
+    assert "A speech synthesis paper" in answer.text  # listed on the page it answered with
+    empty = client.post("/admin/clips/import", data={"csrf": token, "month": "2026-04"})
+    assert empty.status_code == 400 and "choose a file first" in empty.text
+    assert client.post("/admin/clips/import", data={"csrf": "", "month": "2026-04"},
+                       files={"file": ("b.html", b"x", "text/html")}).status_code == 400

@@ -7,9 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.exceptions import HTTPException
 
 from digest.clippings.config import load_clippings_config
+from digest.clippings.imports import ImportReport, import_clips
 from digest.clippings.models import Clip, ClipKind
 from digest.clippings.store import (
     add_clip,
@@ -25,6 +27,7 @@ from subscribers.web.admin import clipdata
 from subscribers.web.admin.auth import admin_page, check_csrf, require_admin
 from subscribers.web.pages import state
 
+MAX_IMPORT = 60 * 1024  # the app caps every request body at 64 KiB (security.py)
 router = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False,
                    dependencies=[Depends(require_admin)])
 TEXT_FIELDS = ("url", "title", "note", "tags", "month", "summary", "explainer", "topic", "kind",
@@ -55,7 +58,11 @@ def _bookmarklet(request: Request) -> str:
 
 @router.get("/clips", response_class=HTMLResponse)
 def clips_page(request: Request, month: str = "", saved: int = 0) -> Response:
-    month = _month(month)
+    return _clips_page(request, _month(month), saved=saved)
+
+
+def _clips_page(request: Request, month: str, *, saved: int = 0,
+                report: ImportReport | None = None, status: int = 200) -> Response:
     config = load_clippings_config(state(request).settings)
     with state(request).reading() as session:
         clips = list_clips(session=session, month=month)
@@ -64,7 +71,35 @@ def clips_page(request: Request, month: str = "", saved: int = 0) -> Response:
     return admin_page(request, "admin/clips.html", {
         "month": month, "months": sorted({*months, month}, reverse=True), "sections": sections,
         "count": len(clips), "bookmarklet": _bookmarklet(request), "saved": saved,
-        "nav": "clips"})
+        "report": report, "nav": "clips"}, status=status)
+
+
+@router.post("/clips/import", response_class=HTMLResponse)
+async def import_file(request: Request) -> Response:
+    """A bookmarks export (Netscape HTML), a CSV with a url column, or one url per line."""
+    form = await request.form()
+    check_csrf(request, str(form.get("csrf") or ""))
+    month = _month(str(form.get("month") or ""))
+    upload = form.get("file")
+    raw = await upload.read(MAX_IMPORT + 1) if isinstance(upload, StarletteUpload) else b""
+    name = (upload.filename or "") if isinstance(upload, StarletteUpload) else ""
+    error = ("choose a file first" if not raw else
+             f"the file is over {MAX_IMPORT // 1024} KB: split it" if len(raw) > MAX_IMPORT
+             else "")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        error = "the file is not UTF-8 text"
+    if error:
+        return _clips_page(request, month, report=ImportReport(format="?", errors=[(1, error)]),
+                           status=400)
+    with state(request).writing() as session:
+        report = import_clips(session=session, text=text, filename=name, source="import",
+                              month=month)
+        enrich_clips(session=session, settings=state(request).settings, clips=report.clips,
+                     fetch=False)
+        report.clips = []  # the page lists the month's clips itself
+    return _clips_page(request, month, report=report)
 
 
 @router.get("/clips/new", response_class=HTMLResponse)
