@@ -193,6 +193,8 @@ def list_command(
     table = Table("id", "section (suggested)", "kind", "title", "tags (suggested)", "hl")
     for clip in clips:
         section = escape(clip.effective_section or "-")
+        if clip.topic:
+            section += f" / {escape(clip.topic)}"  # the group within "Also worth a look"
         if clip.section is not None and clip.section != clip.suggested_section:
             section += f" ({escape(clip.suggested_section or '-')})"
         tags = escape(", ".join(clip.effective_tags) or "-")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import arxiv
 import requests
@@ -73,6 +74,9 @@ def fetch_arxiv_papers(
             raise FetchError(f"arXiv API: HTTP {error.status}") from None
         except requests.Timeout:
             raise FetchError(f"arXiv API: timed out after {timeout:g} s") from None
+        except requests.ConnectionError:
+            host = urlsplit(api_url).netloc or api_url
+            raise FetchError(f"arXiv API: cannot connect to {host}") from None
         except requests.RequestException as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise FetchError(f"arXiv API: {reason[:200]}") from None

@@ -11,17 +11,16 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from digest.clippings.config import load_clippings_config
+from digest.clippings.enrich import EnrichReport, enrich
 from digest.clippings.models import AutofillState, Clip, ClipKind
 from digest.clippings.urls import classify_url
-
-if TYPE_CHECKING:
-    from digest.clippings.enrich import EnrichReport
-    from digest.settings import Settings
+from digest.settings import Settings, get_settings
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 EDITABLE = frozenset(
@@ -220,9 +219,6 @@ def update_clip(*, session: Session, clip_id: int, changes: dict[str, Any]) -> C
 
 def section_order() -> list[str]:
     """The configured sections in the issue's order, then 'Also worth a look'."""
-    from digest.clippings.config import load_clippings_config
-    from digest.settings import get_settings
-
     config = load_clippings_config(get_settings())
     return [*config.section_names, config.also_section]
 
@@ -288,6 +284,4 @@ def enrich_clips(
     *, session: Session, settings: Settings, clips: Sequence[Clip], fetch: bool = True
 ) -> EnrichReport:
     """Autofill (store, arXiv API, page titles) then suggestions; failures recorded, not raised."""
-    from digest.clippings.enrich import enrich
-
     return enrich(session=session, settings=settings, clips=clips, fetch=fetch)
