@@ -18,13 +18,14 @@ from digest.db import session_scope
 from digest.settings import Settings
 from emails.transports.outbox import OutboxTransport
 from emails.transports.sendgrid import SendGridTransport
-from subscribers.ledger import Delivery, DeliveryStatus
-from subscribers.models import Status, Suppression, email_hash
+from subscribers.ledger import Delivery, DeliveryStatus, count_open
+from subscribers.models import Status, Subscriber, Suppression, email_hash
 from subscribers.monthly import plan_monthly
 from subscribers.tokens import Purpose, read_token
 from tests.fake_sendgrid import FakeSendGrid
 from tests.monthly_data import MONTH, add_subscribers, sample_clips
 from workers import broadcast, sending
+from workers.cli_monthly import _due_now
 
 ELIGIBLE = 1203
 
@@ -120,6 +121,9 @@ def test_failed_request_loses_and_doubles_nobody(
         assert (report.sent, report.retried) == (1000, 1100) and report.paused
         statuses = Counter(d.status for d in _ledger(migrated))
         assert statuses == {DeliveryStatus.sent: 1000, DeliveryStatus.planned: 1100}
+        with session_scope(migrated.sqlalchemy_url) as session:  # `send --wait` stops here
+            assert count_open(session=session, kind="monthly", period=MONTH) == 1100
+            assert _due_now(session, MONTH) == 0
         assert broadcast.send_all(settings=migrated, transport=transport).handled == 0
         with session_scope(migrated.sqlalchemy_url) as session:  # the retry time comes
             session.execute(
@@ -127,15 +131,46 @@ def test_failed_request_loses_and_doubles_nobody(
                 .where(col(Delivery.status) == DeliveryStatus.planned)
                 .values(next_attempt_at=Delivery.created_at)
             )
-        fake_sendgrid.fail_next(400)  # a permanent refusal fails its rows for good
         final = broadcast.send_all(settings=migrated, transport=transport)
-        assert (final.sent, final.failed) == (100, 1000)
-    assert [len(a.body["personalizations"]) for a in fake_sendgrid.accepted] == [1000, 100]
+        assert (final.sent, final.failed, final.retried) == (1100, 0, 0)
+    assert [len(a.body["personalizations"]) for a in fake_sendgrid.accepted] == [1000, 1000, 100]
     sent_to = [p["to"][0]["email"] for p in fake_sendgrid.personalizations()]
-    assert len(sent_to) == len(set(sent_to)) == 1100
-    assert set(sent_to) <= set(ids)
-    statuses = Counter(d.status for d in _ledger(migrated))
-    assert statuses == {DeliveryStatus.sent: 1100, DeliveryStatus.failed: 1000}
+    assert len(sent_to) == len(set(sent_to)) == 2100
+    assert set(sent_to) == set(ids)
+    assert {d.status for d in _ledger(migrated)} == {DeliveryStatus.sent}
+
+
+def test_one_refused_address_fails_alone(migrated: Settings, fake_sendgrid: FakeSendGrid) -> None:
+    ids = _approved_issue_with_audience(migrated, 5)
+    with session_scope(migrated.sqlalchemy_url) as session:
+        add_subscribers(session, 1, prefix="broken")
+    with session_scope(migrated.sqlalchemy_url) as session:  # e.g. imported long ago
+        session.execute(
+            update(Subscriber)
+            .where(col(Subscriber.email) == "broken0@example.org")
+            .values(email="not-an-address")
+        )
+    _plan(migrated)
+    fake_sendgrid.fail_next(400)  # SendGrid refuses the batch...
+    fake_sendgrid.fail_next(400, after=2)  # ...and, sent alone, the third address
+    with SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url) as transport:
+        report = broadcast.send_all(settings=migrated, transport=transport)
+    assert (report.sent, report.failed, report.retried) == (4, 2, 0)
+    sent_to = sorted(p["to"][0]["email"] for p in fake_sendgrid.personalizations())
+    assert len(sent_to) == 4 and set(sent_to) < set(ids)
+    errors = sorted(d.last_error or "" for d in _ledger(migrated) if d.status == "failed")
+    assert errors[0].startswith("SendGrid 400") and errors[1] == "not an email address"
+
+
+def test_a_refused_request_stops_after_failures_in_a_row(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    _approved_issue_with_audience(migrated, 30)
+    _plan(migrated)
+    with SendGridTransport("SG.revoked-key", fake_sendgrid.url) as transport:
+        report = broadcast.send_all(settings=migrated, transport=transport)
+    assert (report.sent, report.failed) == (0, 30)
+    assert fake_sendgrid.connections <= 2  # one pool; not thirty tries per address
 
 
 def test_outbox_gets_one_filled_message_each(migrated: Settings) -> None:

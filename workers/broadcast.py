@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, timedelta
 
 from sqlmodel import Session, col, select
@@ -21,8 +22,9 @@ from sqlmodel import Session, col, select
 from digest.clippings.models import IssueStatus, MonthlyIssue
 from digest.db import is_postgres, session_scope
 from digest.settings import Settings
-from emails.monthly import substitutions
-from emails.transports.base import TransientSendError, Transport
+from emails.message import Message
+from emails.monthly import fill_links, substitutions
+from emails.transports.base import SendError, TransientSendError, Transport
 from emails.transports.sendgrid import MAX_PERSONALIZATIONS, BatchSendError, Recipient
 from subscribers import ledger
 from subscribers.models import Subscriber
@@ -116,6 +118,10 @@ def _send_claimed(
             ledger.mark_skipped(session=session, delivery=row, reason="no longer wants the issue")
             report.skipped += 1
             continue
+        if not _plausible(person.email):  # would break the whole request, not just this row
+            ledger.mark_failed(session=session, delivery=row, error="not an email address")
+            report.failed += 1
+            continue
         by_issue.setdefault(issue_id, []).append((row, person))
     for issue_id, batch in by_issue.items():
         issue = session.get(MonthlyIssue, issue_id)
@@ -125,6 +131,12 @@ def _send_claimed(
                 report.skipped += 1
             continue
         _send_one_issue(settings, transport, session, issue, batch, report)
+
+
+def _plausible(address: str) -> bool:
+    """One address with a local part and a domain, nothing a provider library chokes on."""
+    local, _, domain = address.rpartition("@")
+    return bool(local) and "." in domain and not any(c.isspace() or c in "<>,;" for c in address)
 
 
 def _send_one_issue(
@@ -156,23 +168,59 @@ def _send_one_issue(
     if error is None:
         return
     log.warning("monthly batch failed: %s", error)
-    for row, _ in batch[accepted:]:
-        _record_failure(session, row, error, report)
+    rest = batch[accepted:]
+    if not error.transient and len(rest) > 1:
+        # One refused address (a 400 names a field, not a recipient) must not fail a
+        # thousand others: send the rest one by one and let each outcome stand alone.
+        _send_singly(settings, transport, session, template, rest, report)
+        return
+    for row, _ in rest:
+        _record_failure(session, row, error.error, report)
     if error.transient:
         report.paused = f"a monthly batch request failed, retrying later: {error.error}"
 
 
+def _send_singly(
+    settings: Settings,
+    transport: Transport,
+    session: Session,
+    template: Message,
+    rows: Sequence[tuple[ledger.Delivery, Subscriber]],
+    report: sending.SendReport,
+) -> None:
+    """After a refused batch: one message per row, outcomes as in sending.send_one."""
+    failures: list[SendError] = []  # in a row
+    for position, (row, person) in enumerate(rows):
+        if len(failures) >= sending.PAUSE_AFTER_FAILURES_IN_A_ROW:
+            # The same refusal every time: the request, not an address, is at fault.
+            for later, _ in rows[position:]:
+                _record_failure(session, later, failures[-1], report)
+            return
+        links = recipient_links(settings, person.id or 0)
+        message = fill_links(template, to=person.email, links=links)
+        message = replace(message, tags={**message.tags, "delivery_id": str(row.id), "kind": KIND})
+        try:
+            provider_id = transport.send(message)
+        except SendError as failure:
+            failures.append(failure)
+            _record_failure(session, row, failure, report)
+            continue
+        failures.clear()
+        ledger.mark_sent(session=session, delivery=row, provider_message_id=provider_id)
+        report.sent += 1
+
+
 def _record_failure(
-    session: Session, row: ledger.Delivery, error: BatchSendError, report: sending.SendReport
+    session: Session, row: ledger.Delivery, cause: SendError, report: sending.SendReport
 ) -> None:
     """Transient: back to the queue with the usual back-off; permanent: failed for good."""
-    if not error.transient or row.attempts >= sending.MAX_ATTEMPTS:
-        prefix = "" if not error.transient else "gave up: "
-        ledger.mark_failed(session=session, delivery=row, error=f"{prefix}{error.error}")
+    transient = isinstance(cause, TransientSendError)
+    if not transient or row.attempts >= sending.MAX_ATTEMPTS:
+        prefix = "gave up: " if transient else ""
+        ledger.mark_failed(session=session, delivery=row, error=f"{prefix}{cause}")
         report.failed += 1
         return
     delay = sending.RETRY_DELAYS[min(row.attempts, len(sending.RETRY_DELAYS)) - 1]
-    cause = error.error
     if isinstance(cause, TransientSendError) and cause.retry_after:
         delay = timedelta(seconds=cause.retry_after)
     ledger.mark_retry(session=session, delivery=row, error=str(cause), delay=delay)

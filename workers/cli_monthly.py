@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from sqlalchemy import func
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, or_, select
 
 from digest.clippings.issue import (
     approve_issue,
@@ -31,6 +33,7 @@ from digest.settings import Settings, get_settings
 from emails.transports import make_transport
 from emails.transports.outbox import write_index
 from subscribers import ledger
+from subscribers.models import utcnow
 from subscribers.monthly import KIND, eligible_subscriber_ids, plan_monthly, preview_email
 from workers import broadcast, migrate
 
@@ -223,11 +226,30 @@ def _deliver(settings: Settings, month: str) -> dict[str, Any]:
 
     for _ in range(4):
         celery.send_task("digest.send_due")
-    while True:
+    while True:  # until nothing is due now (a retry scheduled for later is not waited for)
         with session_scope(settings.sqlalchemy_url) as session:
-            if not ledger.count_open(session=session, kind=KIND, period=month):
+            if not _due_now(session, month):
                 return {}
         time.sleep(1)
+
+
+def _due_now(session: Session, month: str) -> int:
+    """The month's rows being sent, or waiting and due now."""
+    row = ledger.Delivery
+    query = (
+        select(func.count())
+        .select_from(row)
+        .where(
+            row.kind == KIND,
+            row.period == month,
+            or_(
+                col(row.status) == ledger.DeliveryStatus.sending,
+                (col(row.status) == ledger.DeliveryStatus.planned)
+                & (col(row.next_attempt_at) <= utcnow()),
+            ),
+        )
+    )
+    return int(session.exec(query).one())
 
 
 @app.command("list")
