@@ -302,7 +302,9 @@ def test_issue_draft_approve_and_email_preview(settings: Settings) -> None:
         for email, monthly in [("yes@example.org", True), ("no@example.org", False)]:
             add_subscriber(session=session, confirmed=True, subscriber_create=SubscriberCreate(
                 email=email, keywords=["tts"], monthly=monthly))
-    assert client.post("/admin/issues/2026-04/send", data={"csrf": token}).status_code == 303
+    sent = client.post("/admin/issues/2026-04/send", data={"csrf": token})
+    assert sent.status_code == 303 and sent.headers["location"].endswith("done=sent-1")
+    assert "Sent: 1 deliveries planned." in client.get(sent.headers["location"]).text
     again = client.post("/admin/issues/2026-04/send", data={"csrf": token})
     assert again.status_code == 400 and "only an approved issue can be sent" in again.text
     with session_scope(settings.sqlalchemy_url) as session:

@@ -66,9 +66,22 @@ def _issue_page(request: Request, month: str, *, error: str = "", status: int = 
         "statuses": IssueStatus}, status=status)
 
 
+DONE = {"drafted": "Draft updated from the clips.", "approved": "Approved: the content is "
+        "frozen.", "reopened": "Reopened for editing."}
+
+
+def _done_text(done: str) -> str:
+    """The notice after an action (a fixed text; only the planned count comes from the URL)."""
+    kind, _, count = done.partition("-")
+    if kind == "sent" and count.isdigit():
+        return (f"Sent: {int(count)} deliveries planned. `digest serve` or the workers mail "
+                "them; the issue is now in the archive.")
+    return DONE.get(done, "")
+
+
 @router.get("/issues/{month}", response_class=HTMLResponse)
 def issue_page(request: Request, month: str, done: str = "") -> Response:
-    return _issue_page(request, _month(month), done=done[:20])
+    return _issue_page(request, _month(month), done=_done_text(done[:20]))
 
 
 class DraftFields(BaseModel):
@@ -86,7 +99,7 @@ def _act(request: Request, month: str, done: str, action: str) -> Response:
             elif action == "reopen":
                 reopen_issue(session=session, month=month)
             else:
-                sending.send_issue(session=session, month=month)
+                done = f"sent-{sending.send_issue(session=session, month=month)}"
     except (IssueError, ValueError) as error:
         return _issue_page(request, month, error=str(error), status=400)
     return RedirectResponse(f"/admin/issues/{month}?done={done}", status_code=303)
