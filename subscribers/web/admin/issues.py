@@ -74,8 +74,8 @@ def _done_text(done: str) -> str:
     """The notice after an action (a fixed text; only the planned count comes from the URL)."""
     kind, _, count = done.partition("-")
     if kind == "sent" and count.isdigit():
-        return (f"Sent: {int(count)} deliveries planned. `digest serve` or the workers mail "
-                "them; the issue is now in the archive.")
+        return (f"Sent: {int(count)} deliveries planned. The sender (digest serve or the "
+                "Celery workers) mails them; the issue is now in the archive.")
     return DONE.get(done, "")
 
 
