@@ -20,7 +20,7 @@ from digest.db import session_scope
 from digest.settings import Settings
 from subscribers.web.app import create_app
 from tests.admin_helpers import PASSWORD
-from tests.test_web_browser import OVERFLOWING, free_port
+from tests.test_web_browser import A11Y, OVERFLOWING, free_port
 from workers.migrate import upgrade
 
 pytestmark = pytest.mark.browser
@@ -62,6 +62,7 @@ def shot(page: Any, name: str, width: int) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= width, name
     assert page.evaluate(ADMIN_OVERFLOWING) == [], name
+    assert page.evaluate(A11Y) == [], name  # labelled fields, named buttons, one h1
 
 
 def clips(settings: Settings) -> dict[str, Clip]:

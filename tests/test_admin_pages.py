@@ -265,6 +265,12 @@ def test_clip_form_api_edit_and_reorder(settings: Settings) -> None:
     assert after[:2] == [made[2], made[1]]
     assert client.post(f"/admin/clips/{first}/move", data={"csrf": token, "direction": "sideways"}
                        ).status_code == 400
+    gone = client.post(f"/admin/clips/{made[1]}/delete", data={"csrf": token})
+    assert gone.status_code == 303
+    with session_scope(settings.sqlalchemy_url) as session:
+        assert session.get(Clip, made[1]) is None
+    assert client.post(f"/admin/clips/{made[1]}/delete", data={"csrf": token}
+                       ).status_code == 404
     assert client.get("/admin/clips/99999").status_code == 404
     assert client.get("/admin/clips", params={"month": "nope"}).status_code == 404
 
