@@ -77,6 +77,13 @@ def test_no_admin_page_or_action_without_login(admin_env: Settings) -> None:
             assert answer.headers["location"].startswith("/admin/login"), (method, path)
         if path.startswith("/admin/api"):
             assert answer.status_code == 401, path
+    # Every path with the other method too: never anything but a refusal.
+    for path in {path for _, path in routes}:
+        for method in ("GET", "POST", "PUT", "DELETE"):
+            if (method, path) in PUBLIC:
+                continue
+            answer = client.request(method, path, data={"csrf": "x"})
+            assert answer.status_code in (303, 401, 404, 405), (method, path)
     # A cross-site arrival (the bookmarklet) hops once, then meets the login.
     hop = client.get("/admin/clips/new?url=https://a.example", headers={
         "sec-fetch-site": "cross-site"})
