@@ -255,6 +255,6 @@ def test_precomputed_hash_logs_in_and_a_bad_one_fails_at_startup(settings: Setti
 
 def test_no_open_redirect_after_login() -> None:
     for target in ["https://evil.example/admin", "//evil.example/admin", "/\\evil.example",
-                   "/admin/login?next=/x", "/elsewhere", "admin"]:
+                   "/admin/login?next=/x", "/elsewhere", "admin", "/admin\r\nSet-Cookie: x=1"]:
         assert safe_next(target) == "/admin", target
     assert safe_next("/admin/clips/new?url=x") == "/admin/clips/new?url=x"

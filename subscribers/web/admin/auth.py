@@ -115,7 +115,7 @@ def safe_next(target: str) -> str:
     """Only our own admin pages are valid places to go after login (no open redirect)."""
     parts = urlsplit(target)
     if (parts.scheme or parts.netloc or "\\" in target or not target.startswith("/admin")
-            or target.startswith("/admin/login")):
+            or target.startswith("/admin/login") or any(ord(c) < 32 for c in target)):
         return "/admin"
     return target
 
