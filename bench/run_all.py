@@ -19,6 +19,7 @@ BENCHMARKS: list[tuple[str, list[str]]] = [
     ("signup_load.py", []),
     ("deliver.py", ["--subscribers", "3000"]),
     ("clips.py", ["--clips", "300", "--pages", "40"]),
+    ("admin.py", ["--subscribers", "5000"]),
 ]
 
 

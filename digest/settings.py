@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     signup_limit_per_ip: int = 20  # signups per IP per 10 minutes, per web process
     confirmations_per_address_per_day: int = 3
 
+    # The admin pages: empty password means no admin at all (every /admin route answers 404).
+    # A plain password is hashed at startup; a `scrypt$...` string (`digest admin
+    # hash-password`) is used as is, so the plain text need not sit in the environment.
+    admin_password: str = ""
+    admin_api_token: str = ""  # Bearer token for POST /admin/api/clips; empty: API off (404)
+    admin_session_hours: float = 12.0  # an admin login lasts this long
+
     digest_size: int = 10  # papers per daily email
     relevance_floor: float = 1.5  # minimum BM25F score of the best keyword (see ranking.py)
     synonyms_file: Path | None = None  # acronym = long form pairs; empty: the shipped file

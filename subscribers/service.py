@@ -164,7 +164,7 @@ def is_suppressed(*, session: Session, email: str) -> bool:
 
 
 def add_subscriber(
-    *, session: Session, subscriber_create: SubscriberCreate, confirmed: bool
+    *, session: Session, subscriber_create: SubscriberCreate, confirmed: bool, channel: str = "cli"
 ) -> Subscriber:
     """Add a subscriber (an operator's import is pre-confirmed); refuses a known address."""
     email = normalize_email(subscriber_create.email)
@@ -194,7 +194,7 @@ def add_subscriber(
             session=session,
             subscriber_id=subscriber.id or 0,
             action=ConsentAction.imported,
-            channel="cli",
+            channel=channel,
         )
     return subscriber
 

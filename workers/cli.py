@@ -35,6 +35,7 @@ from subscribers.ledger import DeliveryStatus
 from subscribers.models import Frequency, Status, SubscriberCreate
 from subscribers.service import InvalidInput, add_subscriber, list_subscribers, parse_keywords
 from workers import jobs, migrate, planning, sending
+from workers.cli_admin import admin_app
 from workers.cli_clips import clip_app
 from workers.cli_monthly import app as monthly_app
 from workers.demo import run_demo, sample_corpus_path
@@ -52,6 +53,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(send_app, name="send")
 app.add_typer(clip_app, name="clip")
+app.add_typer(admin_app, name="admin")
 app.add_typer(monthly_app, name="monthly")
 
 console = Console()
