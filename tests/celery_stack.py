@@ -4,10 +4,8 @@ Seeds a PostgreSQL database with the bundled corpus and thousands of daily subsc
 starts real `celery worker` / `celery beat` processes (and, when a test needs one to kill, a
 private `redis-server`) in their own process groups, so a test can SIGKILL a whole worker.
 
-Leases and retry delays: `workers.sending` fixes them (10 minutes, 1 minute and up). Until
-they are settings, a worker started here gets TEST_SEND_LEASE_SECONDS / TEST_RETRY_SECONDS
-applied to that module before Celery starts (so before the pool forks): the same code path,
-with a clock a test can wait for.
+Leases and retry delays are settings (DIGEST_SEND_LEASE_SECONDS, DIGEST_SEND_RETRY_SECONDS):
+tests shorten them so a crashed worker's rows come back within the test.
 """
 
 from __future__ import annotations
@@ -53,15 +51,9 @@ KEYWORDS = [
     "music generation", "speech quality assessment", "streaming ASR", "diffusion",
 ]  # fmt: skip
 
-# Run as `python -c` in place of the `celery` script: see the module docstring.
+# Run as `python -c` in place of the `celery` script (the venv's interpreter, whatever PATH is).
 _WORKER_SHIM = """
-import os, sys
-from datetime import timedelta
-import workers.sending as sending
-if os.environ.get("TEST_SEND_LEASE_SECONDS"):
-    sending.LEASE = timedelta(seconds=float(os.environ["TEST_SEND_LEASE_SECONDS"]))
-if os.environ.get("TEST_RETRY_SECONDS"):
-    sending.RETRY_DELAYS = [timedelta(seconds=float(os.environ["TEST_RETRY_SECONDS"]))]
+import sys
 from celery.bin.celery import main
 sys.argv[0] = "celery"
 sys.exit(main())
@@ -274,9 +266,9 @@ def stack_env(
         }
     )
     if lease_seconds is not None:
-        env["TEST_SEND_LEASE_SECONDS"] = str(lease_seconds)
+        env["DIGEST_SEND_LEASE_SECONDS"] = str(lease_seconds)
     if retry_seconds is not None:
-        env["TEST_RETRY_SECONDS"] = str(retry_seconds)
+        env["DIGEST_SEND_RETRY_SECONDS"] = str(retry_seconds)
     env.update(extra or {})
     return env
 

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from digest.db import session_scope
 from digest.papers import Paper, papers_since
@@ -21,7 +21,6 @@ from digest.ranking import Match, PaperIndex, rank_profiles
 from digest.settings import Settings
 from subscribers import ledger
 from subscribers.models import Frequency, Status, Subscriber
-from subscribers.service import due_daily
 
 
 @dataclass
@@ -65,16 +64,50 @@ def due_slot(subscriber: Subscriber, now: datetime, lookback_days: int) -> Slot 
 
 
 def plan_daily(*, settings: Settings, day: date, dry_run: bool = False) -> PlanReport:
-    """The operator's path: every active daily subscriber gets `day`'s digest, whatever the hour."""
-    with session_scope(settings.sqlalchemy_url) as session:
-        subscribers = [s for s in due_daily(session=session) if s.receives_mail(day)]
-        slot = Slot("daily", day.isoformat(), day, settings.lookback_days)
-        report = plan_slot(
-            session=session, settings=settings, slot=slot, subscribers=subscribers, dry_run=dry_run
-        )
-        if dry_run:
-            session.rollback()
+    """The operator's path: every active daily subscriber gets `day`'s digest, whatever the hour.
+
+    Subscribers stream in chunks of `plan_chunk_size` (ranked, written and committed chunk by
+    chunk), so memory stays flat however long the list, and senders can start on the first
+    chunk's rows while later ones are ranked.
+    """
+    report = PlanReport()
+    slot = Slot("daily", day.isoformat(), day, settings.lookback_days)
+    window: dict[tuple[date, date], tuple[list[Paper], PaperIndex]] = {}
+    after = 0
+    while True:
+        with session_scope(settings.sqlalchemy_url) as session:
+            chunk = due_daily_chunk(session, after=after, limit=settings.plan_chunk_size)
+            if not chunk:
+                break
+            after = chunk[-1].id or 0
+            report.add(
+                plan_slot(
+                    session=session,
+                    settings=settings,
+                    slot=slot,
+                    subscribers=[s for s in chunk if s.receives_mail(day)],
+                    dry_run=dry_run,
+                    window=window,
+                )
+            )
+            if dry_run:
+                session.rollback()
     return report
+
+
+def due_daily_chunk(session: Session, *, after: int, limit: int) -> list[Subscriber]:
+    """The next `limit` active daily subscribers by id, after id `after` (keyset paging)."""
+    query = (
+        select(Subscriber)
+        .where(
+            Subscriber.status == Status.active,
+            Subscriber.frequency == Frequency.daily,
+            col(Subscriber.id) > after,
+        )
+        .order_by(col(Subscriber.id))
+        .limit(limit)
+    )
+    return list(session.exec(query))
 
 
 def plan_due(*, settings: Settings, now: datetime) -> PlanReport:
@@ -109,20 +142,30 @@ def plan_slot(
     slot: Slot,
     subscribers: Sequence[Subscriber],
     dry_run: bool = False,
+    window: dict[tuple[date, date], tuple[list[Paper], PaperIndex]] | None = None,
 ) -> PlanReport:
-    """Rank the slot's window for these subscribers in one sparse pass; one row per digest."""
+    """Rank the slot's window for these subscribers in one sparse pass; one row per digest.
+
+    `window` keeps the window's papers and their index across calls (chunks of one plan).
+    """
     report = PlanReport(due=len(subscribers))
-    before = ledger.planned_subscriber_ids(session=session, kind=slot.kind, period=slot.period)
+    before = ledger.planned_subscriber_ids(
+        session=session, kind=slot.kind, period=slot.period, among=[s.id or 0 for s in subscribers]
+    )
     report.already_planned = sum(1 for s in subscribers if s.id in before)
     todo = [s for s in subscribers if s.id not in before]
     since = slot.day - timedelta(days=slot.lookback_days - 1)
-    papers = papers_since(session=session, since=since, until=slot.day)
+    window = {} if window is None else window
+    if (since, slot.day) not in window:
+        found = papers_since(session=session, since=since, until=slot.day)
+        window[(since, slot.day)] = (found, PaperIndex(found))
+    papers, index = window[(since, slot.day)]
     if not todo or not papers:
         report.nothing_relevant = len(todo)
         return report
     sent = ledger.sent_paper_ids(session=session, subscriber_ids=[s.id or 0 for s in todo])
     rankings = rank_profiles(
-        PaperIndex(papers),
+        index,
         [s.keywords for s in todo],
         limit=settings.digest_size,
         floor=settings.relevance_floor,

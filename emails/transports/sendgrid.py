@@ -160,6 +160,7 @@ class SendGridTransport:
     """Sends through SendGrid's v3 API; one pooled HTTP client per transport, thread-safe."""
 
     name = "sendgrid"
+    thread_safe = True  # senders may keep several requests in flight through one transport
 
     def __init__(
         self,
