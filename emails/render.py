@@ -10,7 +10,6 @@ from dataclasses import dataclass, fields, replace
 from datetime import date
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, FunctionLoader, StrictUndefined
@@ -125,7 +124,7 @@ def clear_template_caches() -> None:
     if _env.cache is not None:
         _env.cache.clear()
     _wordwrap.cache_clear()
-    _paper_view.cache_clear()
+    _VIEWS.clear()
     _SHARED.clear()
     _FROZEN.clear()
 
@@ -269,8 +268,17 @@ class SectionView:
 
 
 def paper_view(pick: Pick) -> PaperView:
-    """Prepare one pick for display (remembered per paper version and matched keywords)."""
-    return _paper_view(_frozen(pick.paper), pick.matched)
+    """Prepare one pick for display (remembered per paper version and pick)."""
+    key = (_frozen(pick.paper), _fields_key(pick, "paper"))
+    view = _VIEWS.get(key)
+    if view is None:
+        if len(_VIEWS) >= 20_000:
+            _VIEWS.clear()
+        view = _VIEWS[key] = _paper_view(pick)
+    return view
+
+
+_VIEWS: dict[tuple[object, ...], PaperView] = {}
 
 
 _FROZEN: dict[int, _Frozen] = {}
@@ -308,9 +316,9 @@ class _Frozen:
         return isinstance(other, _Frozen) and self.key == other.key
 
 
-@lru_cache(maxsize=20_000)
-def _paper_view(frozen: _Frozen, matched_keywords: tuple[str, ...]) -> PaperView:
-    paper: Any = frozen.paper
+def _paper_view(pick: Pick) -> PaperView:
+    """Prepare one pick for display."""
+    paper = pick.paper
     arxiv_id = clean(paper.arxiv_id)
     quoted = quote(arxiv_id, safe="/.-")
     primary = clean(paper.primary_category)
@@ -321,7 +329,7 @@ def _paper_view(frozen: _Frozen, matched_keywords: tuple[str, ...]) -> PaperView
         chips.append(f"+{len(categories) - MAX_CHIPS}")
     comment = shorten(clean(paper.comment), COMMENT_CHARS)
     snippet = shorten(clean(paper.abstract), SNIPPET_CHARS)
-    matched = tuple(clean(keyword) for keyword in matched_keywords)
+    matched = tuple(clean(keyword) for keyword in pick.matched)
     return PaperView(
         arxiv_id=arxiv_id,
         title=clean(paper.title) or arxiv_id,
