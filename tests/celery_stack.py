@@ -141,13 +141,54 @@ def add_subscribers(settings: Settings, n: int, *, seed: int = 7) -> None:
             session.execute(insert(Subscriber).values(rows[start : start + 2000]))
 
 
-def seed_stack(settings: Settings, subscribers: int) -> date:
-    """Migrate, ingest the bundled corpus, add subscribers; returns the newest announcement day."""
+def pad_papers(settings: Settings, total: int, *, seed: int = 7) -> int:
+    """Grow the stored corpus to `total` papers with reworded copies of the real ones.
+
+    Each copy keeps its source's categories and listing day, drops a title word and keeps a
+    shuffled 60-100% of the abstract's sentences: as many on-topic papers as a busy stretch of
+    speech and audio listings, with the real corpus's vocabulary. Returns papers added.
+    """
+    import re
+
+    from digest.papers import Paper, PaperIn, upsert_papers
+
+    rng = random.Random(seed)
+    with session_scope(settings.sqlalchemy_url) as session:
+        real = list(session.exec(select(Paper).order_by(col(Paper.arxiv_id))))
+        copies = []
+        for number in range(max(0, total - len(real))):
+            source = real[number % len(real)]
+            sentences = re.split(r"(?<=[.!?])\s+", source.abstract)
+            rng.shuffle(sentences)
+            keep = max(1, int(len(sentences) * rng.uniform(0.6, 1.0)))
+            words = source.title.split()
+            if len(words) > 3:
+                del words[rng.randrange(len(words))]
+            arxiv_id = f"9{number // 100000:03d}.{number % 100000:05d}"
+            data = source.model_dump(exclude={"sources", "first_seen_at"})
+            data.update(
+                arxiv_id=arxiv_id,
+                title=" ".join(words),
+                abstract=" ".join(sentences[:keep]),
+                abs_url=f"https://arxiv.org/abs/{arxiv_id}",
+                pdf_url=f"https://arxiv.org/pdf/{arxiv_id}",
+                source="padding",
+            )
+            copies.append(PaperIn(**data))
+        upsert_papers(session=session, papers=copies)
+    return len(copies)
+
+
+def seed_stack(settings: Settings, subscribers: int, *, papers: int | None = None) -> date:
+    """Migrate, ingest the bundled corpus (padded to `papers`), add subscribers; returns the
+    newest announcement day."""
     from workers import jobs, migrate
     from workers.demo import sample_corpus_path
 
     migrate.upgrade(settings)
     jobs.ingest_document(settings=settings, location=str(sample_corpus_path()), source="sample")
+    if papers:
+        pad_papers(settings, papers)
     add_subscribers(settings, subscribers)
     with session_scope(settings.sqlalchemy_url) as session:
         day = latest_announcement(session=session)

@@ -7,7 +7,7 @@ so a retried send renders exactly what was planned.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -63,12 +63,18 @@ def due_slot(subscriber: Subscriber, now: datetime, lookback_days: int) -> Slot 
     return Slot("weekly", f"{year}-W{week:02d}", local.date(), 7)
 
 
-def plan_daily(*, settings: Settings, day: date, dry_run: bool = False) -> PlanReport:
+def plan_daily(
+    *,
+    settings: Settings,
+    day: date,
+    dry_run: bool = False,
+    on_chunk: Callable[[PlanReport], None] | None = None,
+) -> PlanReport:
     """The operator's path: every active daily subscriber gets `day`'s digest, whatever the hour.
 
     Subscribers stream in chunks of `plan_chunk_size` (ranked, written and committed chunk by
     chunk), so memory stays flat however long the list, and senders can start on the first
-    chunk's rows while later ones are ranked.
+    chunk's rows while later ones are ranked: `on_chunk` hears of each committed chunk.
     """
     report = PlanReport()
     slot = Slot("daily", day.isoformat(), day, settings.lookback_days)
@@ -92,6 +98,8 @@ def plan_daily(*, settings: Settings, day: date, dry_run: bool = False) -> PlanR
             )
             if dry_run:
                 session.rollback()
+        if on_chunk is not None:
+            on_chunk(report)
     return report
 
 
