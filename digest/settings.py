@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     lookback_days: int = 7  # how far back a daily digest looks for papers not yet sent
 
     # Delivery throughput (see README "Performance"): rows a sender claims at once, requests it
-    # keeps in flight to the provider (a crash may repeat at most that many per process), how
+    # keeps in flight to the provider (a crash may repeat twice that many per process), how
     # long a claim lasts, and the waits between transient failures (the last one repeats).
     send_batch_size: int = Field(default=200, ge=1)
     send_concurrency: int = Field(default=8, ge=1, le=256)

@@ -403,7 +403,21 @@ _SHARED: dict[tuple[object, ...], Message] = {}
 
 def _fields_key(item: object, skip: str) -> tuple[object, ...]:
     """A dataclass's values except `skip`, as a cache key (new fields join it by themselves)."""
-    return tuple(getattr(item, f.name) for f in fields(item) if f.name != skip)  # type: ignore[arg-type]
+    return tuple(getattr(item, name) for name in _field_names(type(item), item, skip))
+
+
+_NAMES: dict[tuple[type, str], tuple[str, ...]] = {}
+
+
+def _field_names(kind: type, item: object, skip: str) -> tuple[str, ...]:
+    names = _NAMES.get((kind, skip))
+    if names is None:
+        names = _NAMES[(kind, skip)] = tuple(
+            f.name
+            for f in fields(item)  # type: ignore[arg-type]
+            if f.name != skip
+        )
+    return names
 
 
 def _digest_key(digest: DailyDigest, *extra: str) -> tuple[object, ...]:

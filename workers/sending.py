@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from enum import StrEnum
@@ -28,6 +30,8 @@ Progress = Callable[[int], None]
 log = logging.getLogger("digest.sending")
 DIGEST_KINDS = ("daily", "weekly")
 MAX_ATTEMPTS = 8  # transient failures past this become permanent: no endless loop
+# The default claim lease; senders read DIGEST_SEND_LEASE_SECONDS (settings.send_lease_seconds).
+LEASE = timedelta(minutes=10)
 
 
 # A run that fails this many sends in a row stops claiming and says so: a provider outage or
@@ -103,41 +107,57 @@ def send_due(
 ) -> SendReport:
     """Claim due rows batch by batch and hand them to the transport until none is due.
 
-    Each batch goes out in waves of up to `send_concurrency` messages (SendGrid only; other
-    transports one at a time): a wave locks its rows, loads their subscribers and papers in one
-    query each, renders, sends concurrently, and records every outcome in one commit.
+    Rows go out in waves of up to `send_concurrency` messages (SendGrid; other transports one
+    at a time): a wave locks its rows, loads their subscribers and papers in one query each,
+    renders, sends concurrently, and records every outcome in one commit. The next wave is
+    claimed, loaded and rendered while the current one is on the wire.
     """
     report = SendReport()
     lease = timedelta(seconds=settings.send_lease_seconds)
     width = settings.send_concurrency if getattr(transport, "thread_safe", False) else 1
-    failures_in_a_row = 0
+    queue: deque[tuple[int, int]] = deque()
+    papers: dict[str, Paper] = {}  # this run's papers: a day's digests share a few hundred
+    failures = 0
+    in_flight: Wave | None = None
+
+    def settle(wave: Wave) -> None:
+        nonlocal failures
+        for outcome in finish_wave(wave, settings=settings, report=report):
+            if progress:
+                progress(1)
+            if outcome in (Outcome.retried, Outcome.failed):
+                failures += 1
+            elif outcome == Outcome.sent:
+                failures = 0
+
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="send") as pool:
         while True:
-            with session_scope(settings.sqlalchemy_url) as session:
-                claimed = ledger.claim(
-                    session=session, limit=batch_size or settings.send_batch_size, lease=lease
-                )
-            if not claimed:
+            if not queue:
+                with session_scope(settings.sqlalchemy_url) as session:
+                    size = batch_size or settings.send_batch_size
+                    queue.extend(ledger.claim(session=session, limit=size, lease=lease))
+            if not queue:
+                if in_flight is not None:
+                    settle(in_flight)
+                    in_flight = None
+                    continue  # its retries are not due yet, but check once more
                 return report
-            position = 0
-            while position < len(claimed):
-                # Never more in one wave than it takes to reach the pause threshold.
-                size = min(width, PAUSE_AFTER_FAILURES_IN_A_ROW - failures_in_a_row)
-                wave = claimed[position : position + size]
-                position += len(wave)
-                outcomes = send_wave(
-                    settings=settings, transport=transport, claims=wave, report=report, pool=pool
+            # Never more on the wire than it takes to reach the pause threshold.
+            room = PAUSE_AFTER_FAILURES_IN_A_ROW - failures - (in_flight.size if in_flight else 0)
+            wave = None
+            if room > 0:
+                claims = [queue.popleft() for _ in range(min(width, room, len(queue)))]
+                wave = start_wave(
+                    settings=settings, transport=transport, claims=claims, pool=pool, papers=papers
                 )
-                for outcome in outcomes:
-                    if progress:
-                        progress(1)
-                    if outcome in (Outcome.retried, Outcome.failed):
-                        failures_in_a_row += 1
-                    elif outcome == Outcome.sent:
-                        failures_in_a_row = 0
-                if failures_in_a_row >= PAUSE_AFTER_FAILURES_IN_A_ROW:
-                    _pause(settings, report, claimed[position:], failures_in_a_row)
-                    return report
+            if in_flight is not None:
+                settle(in_flight)
+            in_flight = wave
+            if failures >= PAUSE_AFTER_FAILURES_IN_A_ROW:
+                if in_flight is not None:
+                    settle(in_flight)
+                _pause(settings, report, list(queue), failures)
+                return report
 
 
 def _pause(
@@ -161,31 +181,51 @@ class Outcome(StrEnum):
     not_ours = "not ours"  # reclaimed by another sender since we claimed it
 
 
-def send_wave(
+@dataclass
+class Wave:
+    """Claimed rows on their way: their open transaction (holding the row locks) and sends."""
+
+    claims: Sequence[tuple[int, int]]
+    scope: ExitStack
+    session: Session
+    outcomes: dict[int, Outcome]
+    sends: list[tuple[ledger.Delivery, Future[str | SendError]]]
+
+    @property
+    def size(self) -> int:
+        return len(self.sends)
+
+
+def start_wave(
     *,
     settings: Settings,
     transport: Transport,
     claims: Sequence[tuple[int, int]],
-    report: SendReport,
     pool: ThreadPoolExecutor,
-) -> list[Outcome]:
-    """Send these claimed rows (id, attempt) concurrently; one outcome per claim, in order.
+    papers: dict[str, Paper],
+) -> Wave:
+    """Lock these claimed rows (id, attempt), render them, and put their sends on the wire.
 
-    The rows stay locked (PostgreSQL) until their outcomes are committed, so no other sender
-    can reclaim them mid-send even when the lease runs out. A crash before the commit leaves
-    them claimed: after the lease they go out again, so a killed worker repeats at most one
-    wave of messages (the ones the provider accepted before the kill).
+    The rows stay locked (PostgreSQL) until `finish_wave` commits their outcomes, so no other
+    sender can reclaim them mid-send even when the lease runs out. A crash before the commit
+    leaves them claimed: after the lease they go out again, so a killed worker repeats at most
+    the waves it had on the wire (the messages the provider accepted before the kill).
     """
-    with session_scope(settings.sqlalchemy_url) as session:
+    with ExitStack() as scope:
+        session = scope.enter_context(session_scope(settings.sqlalchemy_url))
         rows = ledger.lock_claimed(session=session, claims=claims)
         subscribers = subscribers_by_id(session, [row.subscriber_id for row in rows.values()])
-        wanted = [
+        wanted = {
             str(m["arxiv_id"])
             for row in rows.values()
             if row.kind in DIGEST_KINDS
             for m in row.payload.get("matches", [])
-        ]
-        papers = papers_by_id(session=session, ids=wanted) if wanted else {}
+        }
+        missing = wanted - papers.keys()
+        if missing:
+            if len(papers) > 20_000:
+                papers.clear()
+            papers.update(papers_by_id(session=session, ids=missing))
         outcomes = {did: Outcome.not_ours for did, _ in claims}
         ready: list[tuple[ledger.Delivery, Message]] = []
         for row in rows.values():
@@ -200,13 +240,23 @@ def send_wave(
                 outcomes[row.id or 0] = Outcome.skipped
             else:
                 ready.append((row, _tagged(message, row)))
-        results = list(pool.map(lambda item: _hand_over(transport, item[1]), ready))
-        for (row, _), result in zip(ready, results, strict=True):
-            outcomes[row.id or 0] = _record(session, row, result, settings.send_retry_seconds)
-    for outcome in outcomes.values():
+        # Everything rendered before the first send: a render error sends nothing.
+        sends = [(row, pool.submit(_hand_over, transport, message)) for row, message in ready]
+        return Wave(claims, scope.pop_all(), session, outcomes, sends)
+
+
+def finish_wave(wave: Wave, *, settings: Settings, report: SendReport) -> list[Outcome]:
+    """Wait for a wave's sends, record each outcome and commit; one outcome per claim."""
+    with wave.scope:
+        for row, future in wave.sends:
+            result = future.result()
+            wave.outcomes[row.id or 0] = _record(
+                wave.session, row, result, settings.send_retry_seconds
+            )
+    for outcome in wave.outcomes.values():
         if outcome != Outcome.not_ours:
             setattr(report, outcome.value, getattr(report, outcome.value) + 1)
-    return [outcomes[did] for did, _ in claims]
+    return [wave.outcomes[did] for did, _ in wave.claims]
 
 
 def _hand_over(transport: Transport, message: Message) -> str | SendError:
