@@ -142,3 +142,23 @@ def test_a_run_pauses_itself_when_the_provider_keeps_failing(
     assert all(r.status == ledger.DeliveryStatus.planned for r in rows)  # nothing lost
     untried = [r for r in rows if r.last_error is None]
     assert len(untried) == 4 and all(r.next_attempt_at > datetime.now(UTC) for r in untried)
+
+
+def test_a_timed_run_sends_whole_batches_then_hands_over(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    settings = migrated.model_copy(update={"lookback_days": 30})
+    _stock(settings, *[(f"reader{n}@example.org", ["TTS"], "UTC", 7) for n in range(5)])
+    with session_scope(settings.sqlalchemy_url) as session:
+        day = latest_announcement(session=session)
+    assert day is not None
+    assert planning.plan_daily(settings=settings, day=day).planned == 5
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    first = sending.send_due(settings=settings, transport=transport, batch_size=2, run_for=0)
+    assert (first.sent, first.more) == (2, True)  # one whole batch, then time is up
+    with session_scope(settings.sqlalchemy_url) as session:
+        statuses = sorted(r.status for r in session.exec(select(ledger.Delivery)))
+    assert statuses.count(ledger.DeliveryStatus.planned) == 3  # nothing claimed and left behind
+    rest = sending.send_due(settings=settings, transport=transport, batch_size=2)
+    assert (rest.sent, rest.more) == (3, False)
+    assert len(fake_sendgrid.personalizations()) == 5

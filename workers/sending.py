@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -47,6 +48,7 @@ class SendReport:
     failed: int = 0
     skipped: int = 0
     paused: str | None = None  # why this run stopped early, if it did
+    more: bool = False  # stopped at its time limit with rows perhaps still due
 
     @property
     def handled(self) -> int:
@@ -104,8 +106,10 @@ def send_due(
     transport: Transport,
     batch_size: int | None = None,
     progress: Progress | None = None,
+    run_for: float | None = None,
 ) -> SendReport:
-    """Claim due rows batch by batch and hand them to the transport until none is due.
+    """Claim due rows batch by batch and hand them to the transport until none is due (or,
+    given `run_for`, until that many seconds have passed: then `report.more` is set).
 
     Rows go out in waves of up to `send_concurrency` messages (SendGrid; other transports one
     at a time): a wave locks its rows, loads their subscribers and papers in one query each,
@@ -130,12 +134,22 @@ def send_due(
             elif outcome == Outcome.sent:
                 failures = 0
 
+    deadline = None if run_for is None else time.monotonic() + max(run_for, 0.0)
+    first_batch = True
     with ThreadPoolExecutor(max_workers=width, thread_name_prefix="send") as pool:
         while True:
+            # Time is checked between batches only: every run sends at least one batch.
+            late = deadline is not None and time.monotonic() > deadline
+            if not queue and late and not first_batch:
+                if in_flight is not None:
+                    settle(in_flight)
+                report.more = True
+                return report
             if not queue:
                 with session_scope(settings.sqlalchemy_url) as session:
                     size = batch_size or settings.send_batch_size
                     queue.extend(ledger.claim(session=session, limit=size, lease=lease))
+                first_batch = False
             if not queue:
                 if in_flight is not None:
                     settle(in_flight)
