@@ -289,7 +289,7 @@ def _frozen(paper: object) -> _Frozen:
     loading: a changed paper comes back from the database as a new object)."""
     found = _FROZEN.get(id(paper))
     if found is None or found.paper is not paper:
-        if len(_FROZEN) >= 20_000:
+        if len(_FROZEN) >= 5_000:
             _FROZEN.clear()
         found = _FROZEN[id(paper)] = _Frozen(paper)
     return found
@@ -397,7 +397,7 @@ _PLACEHOLDERS = RecipientLinks(
     unsubscribe_url=f"https://placeholder.invalid/unsubscribe-{_TOKEN}",
     one_click_url=f"https://placeholder.invalid/one-click-{_TOKEN}",
 )
-SHARED_RENDERS = 4096  # distinct digests remembered per process
+SHARED_RENDERS = 1024  # distinct digests remembered per process (about 40 KB each)
 _SHARED: dict[tuple[object, ...], Message] = {}
 
 

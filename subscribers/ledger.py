@@ -9,6 +9,7 @@ rows under a lease, so a crashed worker's rows come back after the lease expires
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -150,9 +151,10 @@ def _insert_returning_keys(
     """Insert ledger rows, skipping existing keys; the keys and ids of the rows inserted."""
     if not rows:
         return {}
-    insert = pg_insert if is_postgres(session) else sqlite_insert
+    if is_postgres(session):
+        return _copy_returning_keys(session, rows)
     statement = (
-        insert(Delivery)
+        sqlite_insert(Delivery)
         .values(rows)
         .on_conflict_do_nothing()
         .returning(
@@ -160,6 +162,42 @@ def _insert_returning_keys(
         )
     )
     return {(sid, kind, period): did for did, sid, kind, period in session.execute(statement)}
+
+
+_DELIVERY_COLUMNS = (
+    "subscriber_id", "kind", "period", "status", "payload", "attempts", "next_attempt_at",
+    "created_at",
+)  # fmt: skip
+
+
+def _copy_returning_keys(
+    session: Session, rows: list[dict[str, Any]]
+) -> dict[tuple[int, str, str], int]:
+    """PostgreSQL: COPY the rows into a temporary table and move them over in one INSERT.
+
+    A 1,000-row multi-VALUES insert spent most of its time compiling and binding parameters
+    (about 0.4 s per 1,000 rows); COPY streams them.
+    """
+    columns = ", ".join(_DELIVERY_COLUMNS)
+    connection = session.connection().connection.driver_connection
+    with connection.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS delivery_load ON COMMIT DELETE ROWS AS "
+            f"SELECT {columns} FROM delivery WITH NO DATA"
+        )
+        with cursor.copy(f"COPY delivery_load ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(
+                    [json.dumps(row[c]) if c == "payload" else row[c] for c in _DELIVERY_COLUMNS]
+                )
+        cursor.execute(
+            f"INSERT INTO delivery ({columns}) SELECT {columns} FROM delivery_load "
+            "ORDER BY subscriber_id ON CONFLICT DO NOTHING "
+            "RETURNING id, subscriber_id, kind, period"
+        )
+        inserted = cursor.fetchall()
+        cursor.execute("DELETE FROM delivery_load")
+    return {(sid, kind, period): did for did, sid, kind, period in inserted}
 
 
 def _existing_keys(session: Session, keys: set[tuple[int, str, str]]) -> set[tuple[int, str, str]]:
