@@ -394,3 +394,26 @@ def count_open(*, session: Session, kind: str, period: str) -> int:
         )
     )
     return int(session.exec(query).one())
+
+
+def claim_kind_batch(
+    *, session: Session, kind: str, limit: int, lease: timedelta
+) -> list[Delivery]:
+    """`claim_batch` restricted to one kind (the monthly sender takes 1,000 rows at a time)."""
+    now = utcnow()
+    query = (
+        select(Delivery)
+        .where(_due(now), col(Delivery.kind) == kind)
+        .order_by(col(Delivery.id))
+        .limit(limit)
+    )
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    rows = list(session.exec(query))
+    for row in rows:
+        row.status = DeliveryStatus.sending
+        row.lease_until = now + lease
+        row.attempts += 1
+        session.add(row)
+    session.flush()
+    return rows

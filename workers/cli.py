@@ -34,6 +34,7 @@ from subscribers.ledger import DeliveryStatus
 from subscribers.models import Frequency, Status, SubscriberCreate
 from subscribers.service import InvalidInput, add_subscriber, list_subscribers, parse_keywords
 from workers import jobs, migrate, planning, sending
+from workers.cli_monthly import app as monthly_app
 from workers.demo import run_demo, sample_corpus_path
 
 app = typer.Typer(
@@ -48,6 +49,7 @@ send_app = typer.Typer(help="Plan and send digests.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(send_app, name="send")
+app.add_typer(monthly_app, name="monthly")
 
 console = Console()
 errors = Console(stderr=True)

@@ -23,6 +23,7 @@ from emails.render import RecipientLinks, render_daily
 from emails.transports.base import SendError, TransientSendError, Transport
 from subscribers import ledger
 from subscribers.models import Subscriber
+from subscribers.monthly import render_monthly_delivery
 from subscribers.outgoing import render_account_delivery
 from subscribers.tokens import Purpose, make_token
 from workers.planning import match_from_json
@@ -327,6 +328,10 @@ def _render(
             delivery=delivery,
             subscriber=subscriber,
             papers=papers,
+        )
+    if delivery.kind == "monthly":  # one by one; workers/broadcast.py batches them on SendGrid
+        return render_monthly_delivery(
+            settings=settings, session=session, delivery=delivery, subscriber=subscriber
         )
     return render_account_delivery(
         settings=settings, delivery=delivery, subscriber=subscriber, session=session

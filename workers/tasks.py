@@ -13,7 +13,7 @@ from typing import Any
 
 from digest.settings import get_settings
 from emails.transports import Transport, make_transport
-from workers import jobs, planning, sending
+from workers import broadcast, jobs, planning
 from workers.celery_app import app
 
 log = logging.getLogger("digest.tasks")
@@ -56,7 +56,8 @@ def send_due() -> dict[str, Any]:
     A run that pauses itself (too many failures in a row) has logged why; the sweeper starts
     sending again once the released rows are due.
     """
-    report = sending.send_due(
+    # Monthly issue rows go 1,000 per request where the transport can (workers/broadcast.py).
+    report = broadcast.send_all(
         settings=get_settings(), transport=process_transport(), run_for=SEND_RUN_SECONDS
     )
     if report.more:

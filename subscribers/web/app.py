@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 
 from digest.db import get_engine
 from digest.settings import Settings
-from subscribers.web import account, signup, unsubscribe, webhooks
+from subscribers.web import account, archive, signup, unsubscribe, webhooks
 from subscribers.web.pages import STATIC, WebLimits, WebState, message_page
 from subscribers.web.preview import PreviewService
 from subscribers.web.security import Csrf, Limit, SecurityHeaders, SlidingWindow
@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, limits: WebLimits | None = None) -> FastAP
     app.include_router(account.router)
     app.include_router(unsubscribe.router)
     app.include_router(webhooks.router)
+    app.include_router(archive.router)
 
     @app.get("/healthz", tags=["health"], summary="Health check for load balancers",
              responses={503: {"description": "The database does not answer"}})
