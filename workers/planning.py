@@ -155,7 +155,20 @@ def plan_slot(
     """Rank the slot's window for these subscribers in one sparse pass; one row per digest.
 
     `window` keeps the window's papers and their index across calls (chunks of one plan).
+    More than `plan_chunk_size` subscribers are ranked and written chunk by chunk, so the
+    ranking's memory stays bounded on the beat path too.
     """
+    window = {} if window is None else window
+    step = settings.plan_chunk_size
+    if len(subscribers) > step:
+        report = PlanReport()
+        for start in range(0, len(subscribers), step):
+            chunk = subscribers[start : start + step]
+            report.add(
+                plan_slot(session=session, settings=settings, slot=slot, subscribers=chunk,
+                          dry_run=dry_run, window=window)
+            )  # fmt: skip
+        return report
     report = PlanReport(due=len(subscribers))
     before = ledger.planned_subscriber_ids(
         session=session, kind=slot.kind, period=slot.period, among=[s.id or 0 for s in subscribers]
@@ -163,7 +176,6 @@ def plan_slot(
     report.already_planned = sum(1 for s in subscribers if s.id in before)
     todo = [s for s in subscribers if s.id not in before]
     since = slot.day - timedelta(days=slot.lookback_days - 1)
-    window = {} if window is None else window
     if (since, slot.day) not in window:
         found = papers_since(session=session, since=since, until=slot.day)
         window[(since, slot.day)] = (found, PaperIndex(found))
