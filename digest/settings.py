@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
@@ -69,7 +69,17 @@ class Settings(BaseSettings):
     clippings_config: Path | None = None  # sections/tags TOML; empty: digest/data/clippings.toml
     clip_fetch_timeout_seconds: float = 5.0  # page title / arXiv lookups when saving a clip
 
+    # Delivery throughput (see README "Performance"): rows a sender claims at once, requests it
+    # keeps in flight to the provider (a crash may repeat twice that many per process), how
+    # long a claim lasts, and the waits between transient failures (the last one repeats).
+    send_batch_size: int = Field(default=200, ge=1)
+    send_concurrency: int = Field(default=8, ge=1, le=256)
+    send_lease_seconds: float = Field(default=600.0, gt=0)
+    send_retry_seconds: Annotated[list[float], NoDecode] = [60.0, 300.0, 1800.0, 7200.0]
+    plan_chunk_size: int = Field(default=20_000, ge=1)  # subscribers ranked and written at once
+
     _split = field_validator("secret_keys", "arxiv_categories", mode="before")(_split_commas)
+    _split_retries = field_validator("send_retry_seconds", mode="before")(_split_commas)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import date
 from functools import cache, lru_cache
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, FunctionLoader, StrictUndefined
+from jinja2.filters import do_wordwrap as _jinja_wordwrap
 from markupsafe import Markup, escape
 from mjml import mjml2html
 
@@ -101,11 +103,33 @@ _env = Environment(
 )
 
 
+@lru_cache(maxsize=20_000)
+def _wordwrap(text: str, width: int, break_long_words: bool, break_on_hyphens: bool) -> str:
+    return str(
+        _jinja_wordwrap(_env, text, width, break_long_words, break_on_hyphens=break_on_hyphens)
+    )
+
+
+def _cached_wordwrap(
+    text: str, width: int = 79, break_long_words: bool = True, break_on_hyphens: bool = True
+) -> str:
+    """Jinja's wordwrap, remembered: the same titles and abstracts wrap for every subscriber
+    (textwrap was about 40% of a digest's render time)."""
+    return _wordwrap(str(text), width, break_long_words, break_on_hyphens)
+
+
+_env.filters["wordwrap"] = _cached_wordwrap
+
+
 def clear_template_caches() -> None:
-    """Forget compiled MJML and Jinja templates (tests; a process normally never needs it)."""
+    """Forget compiled MJML and Jinja templates and every render cache (tests, benchmarks)."""
     compile_mjml.cache_clear()
     if _env.cache is not None:
         _env.cache.clear()
+    _wordwrap.cache_clear()
+    _VIEWS.clear()
+    _SHARED.clear()
+    _FROZEN.clear()
 
 
 def minify_html(html: str) -> str:
@@ -248,6 +272,55 @@ class SectionView:
 
 
 def paper_view(pick: Pick) -> PaperView:
+    """Prepare one pick for display (remembered per paper version and pick)."""
+    key = (_frozen(pick.paper), _fields_key(pick, "paper"))
+    view = _VIEWS.get(key)
+    if view is None:
+        if len(_VIEWS) >= 20_000:
+            _VIEWS.clear()
+        view = _VIEWS[key] = _paper_view(pick)
+    return view
+
+
+_VIEWS: dict[tuple[object, ...], PaperView] = {}
+
+
+_FROZEN: dict[int, _Frozen] = {}
+
+
+def _frozen(paper: object) -> _Frozen:
+    """The paper's cache key, made once per loaded paper object (papers are not edited after
+    loading: a changed paper comes back from the database as a new object)."""
+    found = _FROZEN.get(id(paper))
+    if found is None or found.paper is not paper:
+        if len(_FROZEN) >= 5_000:
+            _FROZEN.clear()
+        found = _FROZEN[id(paper)] = _Frozen(paper)
+    return found
+
+
+class _Frozen:
+    """A paper as a cache key: every public field's value (lists as tuples), so any change to
+    the paper, including fields added later, makes a new key."""
+
+    __slots__ = ("key", "paper")
+
+    def __init__(self, paper: object) -> None:
+        self.paper = paper
+        self.key = tuple(
+            (name, tuple(value) if isinstance(value, list) else value)
+            for name, value in vars(paper).items()
+            if not name.startswith("_")
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Frozen) and self.key == other.key
+
+
+def _paper_view(pick: Pick) -> PaperView:
     """Prepare one pick for display."""
     paper = pick.paper
     arxiv_id = clean(paper.arxiv_id)
@@ -332,6 +405,55 @@ def unsubscribe_headers(one_click_url: str) -> dict[str, str]:
     }
 
 
+# Placeholder links for shared renders: random per process, so no paper title or keyword can
+# contain one (whatever matches is replaced by the recipient's own link).
+_TOKEN = secrets.token_hex(8)
+_PLACEHOLDERS = RecipientLinks(
+    manage_url=f"https://placeholder.invalid/manage-{_TOKEN}",
+    unsubscribe_url=f"https://placeholder.invalid/unsubscribe-{_TOKEN}",
+    one_click_url=f"https://placeholder.invalid/one-click-{_TOKEN}",
+    feedback_url=f"https://placeholder.invalid/feedback-{_TOKEN}",
+)
+_PLACEHOLDERS_NO_FEEDBACK = replace(_PLACEHOLDERS, feedback_url="")
+SHARED_RENDERS = 1024  # distinct digests remembered per process (about 40 KB each)
+_SHARED: dict[tuple[object, ...], Message] = {}
+
+
+def _fields_key(item: object, skip: str) -> tuple[object, ...]:
+    """A dataclass's values except `skip`, as a cache key (new fields join it by themselves)."""
+    return tuple(getattr(item, name) for name in _field_names(type(item), item, skip))
+
+
+_NAMES: dict[tuple[type, str], tuple[str, ...]] = {}
+
+
+def _field_names(kind: type, item: object, skip: str) -> tuple[str, ...]:
+    names = _NAMES.get((kind, skip))
+    if names is None:
+        names = _NAMES[(kind, skip)] = tuple(
+            f.name
+            for f in fields(item)  # type: ignore[arg-type]
+            if f.name != skip
+        )
+    return names
+
+
+def _digest_key(digest: DailyDigest, *extra: str) -> tuple[object, ...]:
+    """Everything a daily digest's content depends on: two subscribers with equal keys get
+    byte-identical emails apart from their own links."""
+    return (
+        _fields_key(digest, "sections"),
+        tuple(
+            (
+                _fields_key(section, "picks"),
+                tuple((_frozen(p.paper), _fields_key(p, "paper")) for p in section.picks),
+            )
+            for section in digest.sections
+        ),
+        extra,
+    )
+
+
 def render_daily(
     digest: DailyDigest,
     *,
@@ -341,20 +463,67 @@ def render_daily(
     postal_address: str,
     service_name: str = "Paper Digest",
 ) -> Message:
-    """Render one subscriber's daily digest into a ready-to-send Message."""
+    """Render one subscriber's daily digest into a ready-to-send Message.
+
+    Subscribers with the same digest share one render (remembered per process): it is made
+    with placeholder links, and each recipient's own links are substituted into a copy.
+    """
     if digest.count == 0:
         raise ValueError("an empty digest is never sent")
     for url in (links.manage_url, links.unsubscribe_url, links.one_click_url):
         _check_link(url)
     if links.feedback_url:
         _check_link(links.feedback_url)
+    # With and without feedback links are two different shared renders.
+    key = (*_digest_key(digest, sender, postal_address, service_name), bool(links.feedback_url))
+    shared = _SHARED.get(key)
+    if shared is None:
+        shared = _render_daily(
+            digest,
+            sender=sender,
+            links=_PLACEHOLDERS if links.feedback_url else _PLACEHOLDERS_NO_FEEDBACK,
+            postal_address=postal_address,
+            service_name=service_name,
+        )
+        if len(_SHARED) >= SHARED_RENDERS:
+            del _SHARED[next(iter(_SHARED))]  # the oldest: a day's digests arrive in waves
+        _SHARED[key] = shared
+    return personalise(shared, to=to, links=links)
+
+
+def personalise(shared: Message, *, to: str, links: RecipientLinks) -> Message:
+    """A copy of a shared render with this recipient's address and links in place."""
+    pairs = [
+        (_PLACEHOLDERS.manage_url, links.manage_url),
+        (_PLACEHOLDERS.unsubscribe_url, links.unsubscribe_url),
+        (_PLACEHOLDERS.one_click_url, links.one_click_url),
+    ]
+    if links.feedback_url:
+        pairs.append((_PLACEHOLDERS.feedback_url, links.feedback_url))
+    html, text, headers = shared.html, shared.text, dict(shared.headers)
+    for placeholder, url in pairs:
+        html = html.replace(placeholder, str(escape(url)))  # as autoescape would have written it
+        text = text.replace(placeholder, url)
+        headers = {name: value.replace(placeholder, url) for name, value in headers.items()}
+    return replace(shared, to=clean(to), html=html, text=text, headers=headers)
+
+
+def _render_daily(
+    digest: DailyDigest,
+    *,
+    sender: str,
+    links: RecipientLinks,
+    postal_address: str,
+    service_name: str,
+) -> Message:
+    """One full render (Jinja over the compiled MJML and the text template); no recipient."""
     context = daily_context(
         digest, links=links, postal_address=postal_address, service_name=service_name
     )
     subject = clean(f"{service_name} · {short_date(digest.day)} · {papers_phrase(digest.count)}")
     context["subject"] = subject
     return Message(
-        to=clean(to),
+        to="",
         subject=subject,
         html=render_template("daily.mjml", context),
         text=render_template("daily.txt.j2", context),

@@ -9,6 +9,7 @@ rows under a lease, so a crashed worker's rows come back after the lease expires
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -111,10 +112,37 @@ def plan_deliveries(*, session: Session, planned: Sequence[PlannedDelivery]) -> 
             if (p.subscriber_id, p.kind, p.period) in ids
             for arxiv_id in p.paper_ids
         ]
-        _insert_ignoring_duplicates(session, SentPaper, sent_rows)
+        _insert_sent_papers(session, sent_rows)
         added += len(ids)
     session.flush()
     return added
+
+
+def _insert_sent_papers(session: Session, rows: list[dict[str, Any]]) -> None:
+    """The planning hot spot (ten rows per digest): COPY on PostgreSQL, multi-row elsewhere.
+
+    COPY cannot skip conflicts, so it fills a temporary table that one INSERT ... ON CONFLICT
+    DO NOTHING moves over (a racing planner may have promised the same paper).
+    """
+    if not rows or not is_postgres(session):
+        _insert_ignoring_duplicates(session, SentPaper, rows)
+        return
+    connection = session.connection().connection.driver_connection
+    with connection.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS sentpaper_load "
+            "(subscriber_id integer, arxiv_id varchar(40), delivery_id integer) "
+            "ON COMMIT DELETE ROWS"
+        )
+        columns = "subscriber_id, arxiv_id, delivery_id"
+        with cursor.copy(f"COPY sentpaper_load ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row((row["subscriber_id"], row["arxiv_id"], row["delivery_id"]))
+        cursor.execute(
+            f"INSERT INTO sentpaper ({columns}) SELECT {columns} FROM sentpaper_load "
+            "ON CONFLICT DO NOTHING"
+        )
+        cursor.execute("DELETE FROM sentpaper_load")
 
 
 def _insert_returning_keys(
@@ -123,9 +151,10 @@ def _insert_returning_keys(
     """Insert ledger rows, skipping existing keys; the keys and ids of the rows inserted."""
     if not rows:
         return {}
-    insert = pg_insert if is_postgres(session) else sqlite_insert
+    if is_postgres(session):
+        return _copy_returning_keys(session, rows)
     statement = (
-        insert(Delivery)
+        sqlite_insert(Delivery)
         .values(rows)
         .on_conflict_do_nothing()
         .returning(
@@ -133,6 +162,42 @@ def _insert_returning_keys(
         )
     )
     return {(sid, kind, period): did for did, sid, kind, period in session.execute(statement)}
+
+
+_DELIVERY_COLUMNS = (
+    "subscriber_id", "kind", "period", "status", "payload", "attempts", "next_attempt_at",
+    "created_at",
+)  # fmt: skip
+
+
+def _copy_returning_keys(
+    session: Session, rows: list[dict[str, Any]]
+) -> dict[tuple[int, str, str], int]:
+    """PostgreSQL: COPY the rows into a temporary table and move them over in one INSERT.
+
+    A 1,000-row multi-VALUES insert spent most of its time compiling and binding parameters
+    (about 0.4 s per 1,000 rows); COPY streams them.
+    """
+    columns = ", ".join(_DELIVERY_COLUMNS)
+    connection = session.connection().connection.driver_connection
+    with connection.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS delivery_load ON COMMIT DELETE ROWS AS "
+            f"SELECT {columns} FROM delivery WITH NO DATA"
+        )
+        with cursor.copy(f"COPY delivery_load ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(
+                    [json.dumps(row[c]) if c == "payload" else row[c] for c in _DELIVERY_COLUMNS]
+                )
+        cursor.execute(
+            f"INSERT INTO delivery ({columns}) SELECT {columns} FROM delivery_load "
+            "ORDER BY subscriber_id ON CONFLICT DO NOTHING "
+            "RETURNING id, subscriber_id, kind, period"
+        )
+        inserted = cursor.fetchall()
+        cursor.execute("DELETE FROM delivery_load")
+    return {(sid, kind, period): did for did, sid, kind, period in inserted}
 
 
 def _existing_keys(session: Session, keys: set[tuple[int, str, str]]) -> set[tuple[int, str, str]]:
@@ -143,10 +208,18 @@ def _existing_keys(session: Session, keys: set[tuple[int, str, str]]) -> set[tup
     return {(sid, kind, period) for sid, kind, period in session.exec(query)} & keys
 
 
-def planned_subscriber_ids(*, session: Session, kind: str, period: str) -> set[int]:
-    """Subscribers who already have a row for this kind and period."""
+def planned_subscriber_ids(
+    *, session: Session, kind: str, period: str, among: Sequence[int] | None = None
+) -> set[int]:
+    """Subscribers who already have a row for this kind and period (of `among`, when given)."""
     query = select(Delivery.subscriber_id).where(Delivery.kind == kind, Delivery.period == period)
-    return set(session.exec(query))
+    if among is None:
+        return set(session.exec(query))
+    found: set[int] = set()
+    for start in range(0, len(among), 5000):
+        chunk = among[start : start + 5000]
+        found.update(session.exec(query.where(col(Delivery.subscriber_id).in_(chunk))))
+    return found
 
 
 def sent_paper_ids(*, session: Session, subscriber_ids: Iterable[int]) -> dict[int, set[str]]:
@@ -190,6 +263,49 @@ def claim_batch(*, session: Session, limit: int, lease: timedelta) -> list[Deliv
         session.add(row)
     session.flush()
     return rows
+
+
+def claim(*, session: Session, limit: int, lease: timedelta) -> list[tuple[int, int]]:
+    """Take up to `limit` due rows under a lease in one statement; (id, attempt) per row.
+
+    The same rows `claim_batch` would take, without loading them: senders re-read each row
+    under a lock when they send it (`lock_claimed`).
+    """
+    now = utcnow()
+    due = select(Delivery.id).where(_due(now)).order_by(col(Delivery.id)).limit(limit)
+    if is_postgres(session):
+        due = due.with_for_update(skip_locked=True)
+    statement = (
+        update(Delivery)
+        .where(col(Delivery.id).in_(due.scalar_subquery()))
+        .values(
+            status=DeliveryStatus.sending,
+            lease_until=now + lease,
+            attempts=col(Delivery.attempts) + 1,
+        )
+        .returning(col(Delivery.id), col(Delivery.attempts))
+    )
+    return sorted((int(did), int(attempt)) for did, attempt in session.execute(statement))
+
+
+def lock_claimed(*, session: Session, claims: Sequence[tuple[int, int]]) -> dict[int, Delivery]:
+    """Lock claimed rows for sending; only those still held by these claims, in claim order.
+
+    A row whose lease ran out and that another sender claimed since (its attempt moved on)
+    belongs to that sender now. Locks are taken in id order, so two senders never deadlock.
+    """
+    attempts = dict(claims)
+    query = select(Delivery).where(col(Delivery.id).in_(attempts)).order_by(col(Delivery.id))
+    if is_postgres(session):
+        query = query.with_for_update()
+    rows = {row.id or 0: row for row in session.exec(query)}
+    return {
+        did: rows[did]
+        for did, attempt in claims
+        if did in rows
+        and rows[did].status == DeliveryStatus.sending
+        and rows[did].attempts == attempt
+    }
 
 
 def mark_sent(*, session: Session, delivery: Delivery, provider_message_id: str) -> None:

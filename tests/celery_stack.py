@@ -4,10 +4,8 @@ Seeds a PostgreSQL database with the bundled corpus and thousands of daily subsc
 starts real `celery worker` / `celery beat` processes (and, when a test needs one to kill, a
 private `redis-server`) in their own process groups, so a test can SIGKILL a whole worker.
 
-Leases and retry delays: `workers.sending` fixes them (10 minutes, 1 minute and up). Until
-they are settings, a worker started here gets TEST_SEND_LEASE_SECONDS / TEST_RETRY_SECONDS
-applied to that module before Celery starts (so before the pool forks): the same code path,
-with a clock a test can wait for.
+Leases and retry delays are settings (DIGEST_SEND_LEASE_SECONDS, DIGEST_SEND_RETRY_SECONDS):
+tests shorten them so a crashed worker's rows come back within the test.
 """
 
 from __future__ import annotations
@@ -53,15 +51,9 @@ KEYWORDS = [
     "music generation", "speech quality assessment", "streaming ASR", "diffusion",
 ]  # fmt: skip
 
-# Run as `python -c` in place of the `celery` script: see the module docstring.
+# Run as `python -c` in place of the `celery` script (the venv's interpreter, whatever PATH is).
 _WORKER_SHIM = """
-import os, sys
-from datetime import timedelta
-import workers.sending as sending
-if os.environ.get("TEST_SEND_LEASE_SECONDS"):
-    sending.LEASE = timedelta(seconds=float(os.environ["TEST_SEND_LEASE_SECONDS"]))
-if os.environ.get("TEST_RETRY_SECONDS"):
-    sending.RETRY_DELAYS = [timedelta(seconds=float(os.environ["TEST_RETRY_SECONDS"]))]
+import sys
 from celery.bin.celery import main
 sys.argv[0] = "celery"
 sys.exit(main())
@@ -149,13 +141,54 @@ def add_subscribers(settings: Settings, n: int, *, seed: int = 7) -> None:
             session.execute(insert(Subscriber).values(rows[start : start + 2000]))
 
 
-def seed_stack(settings: Settings, subscribers: int) -> date:
-    """Migrate, ingest the bundled corpus, add subscribers; returns the newest announcement day."""
+def pad_papers(settings: Settings, total: int, *, seed: int = 7) -> int:
+    """Grow the stored corpus to `total` papers with reworded copies of the real ones.
+
+    Each copy keeps its source's categories and listing day, drops a title word and keeps a
+    shuffled 60-100% of the abstract's sentences: as many on-topic papers as a busy stretch of
+    speech and audio listings, with the real corpus's vocabulary. Returns papers added.
+    """
+    import re
+
+    from digest.papers import Paper, PaperIn, upsert_papers
+
+    rng = random.Random(seed)
+    with session_scope(settings.sqlalchemy_url) as session:
+        real = list(session.exec(select(Paper).order_by(col(Paper.arxiv_id))))
+        copies = []
+        for number in range(max(0, total - len(real))):
+            source = real[number % len(real)]
+            sentences = re.split(r"(?<=[.!?])\s+", source.abstract)
+            rng.shuffle(sentences)
+            keep = max(1, int(len(sentences) * rng.uniform(0.6, 1.0)))
+            words = source.title.split()
+            if len(words) > 3:
+                del words[rng.randrange(len(words))]
+            arxiv_id = f"9{number // 100000:03d}.{number % 100000:05d}"
+            data = source.model_dump(exclude={"sources", "first_seen_at"})
+            data.update(
+                arxiv_id=arxiv_id,
+                title=" ".join(words),
+                abstract=" ".join(sentences[:keep]),
+                abs_url=f"https://arxiv.org/abs/{arxiv_id}",
+                pdf_url=f"https://arxiv.org/pdf/{arxiv_id}",
+                source="padding",
+            )
+            copies.append(PaperIn(**data))
+        upsert_papers(session=session, papers=copies)
+    return len(copies)
+
+
+def seed_stack(settings: Settings, subscribers: int, *, papers: int | None = None) -> date:
+    """Migrate, ingest the bundled corpus (padded to `papers`), add subscribers; returns the
+    newest announcement day."""
     from workers import jobs, migrate
     from workers.demo import sample_corpus_path
 
     migrate.upgrade(settings)
     jobs.ingest_document(settings=settings, location=str(sample_corpus_path()), source="sample")
+    if papers:
+        pad_papers(settings, papers)
     add_subscribers(settings, subscribers)
     with session_scope(settings.sqlalchemy_url) as session:
         day = latest_announcement(session=session)
@@ -274,9 +307,9 @@ def stack_env(
         }
     )
     if lease_seconds is not None:
-        env["TEST_SEND_LEASE_SECONDS"] = str(lease_seconds)
+        env["DIGEST_SEND_LEASE_SECONDS"] = str(lease_seconds)
     if retry_seconds is not None:
-        env["TEST_RETRY_SECONDS"] = str(retry_seconds)
+        env["DIGEST_SEND_RETRY_SECONDS"] = str(retry_seconds)
     env.update(extra or {})
     return env
 

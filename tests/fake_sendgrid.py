@@ -235,7 +235,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_POST(self) -> None:  # noqa: N802
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if len(raw) < length:  # the client died mid-request (a killed worker): no request at all
+            self.close_connection = True
+            return
         fake = self.fake
         if self.path.rstrip("/") != "/v3/mail/send":
             self._reply(404, {"errors": [{"field": None, "message": "not found"}]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from digest.db import session_scope
 from digest.papers import latest_announcement
@@ -142,3 +142,49 @@ def test_a_run_pauses_itself_when_the_provider_keeps_failing(
     assert all(r.status == ledger.DeliveryStatus.planned for r in rows)  # nothing lost
     untried = [r for r in rows if r.last_error is None]
     assert len(untried) == 4 and all(r.next_attempt_at > datetime.now(UTC) for r in untried)
+
+
+def test_a_timed_run_sends_whole_batches_then_hands_over(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    settings = migrated.model_copy(update={"lookback_days": 30})
+    _stock(settings, *[(f"reader{n}@example.org", ["TTS"], "UTC", 7) for n in range(5)])
+    with session_scope(settings.sqlalchemy_url) as session:
+        day = latest_announcement(session=session)
+    assert day is not None
+    assert planning.plan_daily(settings=settings, day=day).planned == 5
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    first = sending.send_due(settings=settings, transport=transport, batch_size=2, run_for=0)
+    assert (first.sent, first.more) == (2, True)  # one whole batch, then time is up
+    with session_scope(settings.sqlalchemy_url) as session:
+        statuses = sorted(r.status for r in session.exec(select(ledger.Delivery)))
+    assert statuses.count(ledger.DeliveryStatus.planned) == 3  # nothing claimed and left behind
+    rest = sending.send_due(settings=settings, transport=transport, batch_size=2)
+    assert (rest.sent, rest.more) == (3, False)
+    assert len(fake_sendgrid.personalizations()) == 5
+
+
+def test_planning_in_small_chunks_plans_the_same_digests(migrated: Settings) -> None:
+    settings = migrated.model_copy(update={"lookback_days": 30, "plan_chunk_size": 2})
+    profiles = [["TTS"], ["speech synthesis", "prosody"], ["TTS"], ["audio codec"], ["ASR"]]
+    _stock(settings, *[(f"r{n}@example.org", kw, "UTC", 7) for n, kw in enumerate(profiles)])
+    with session_scope(settings.sqlalchemy_url) as session:
+        day = latest_announcement(session=session)
+    assert day is not None
+    chunks: list[int] = []
+    report = planning.plan_daily(
+        settings=settings, day=day, on_chunk=lambda so_far: chunks.append(so_far.due)
+    )
+    assert chunks == [2, 4, 5]  # three committed chunks, each reported as it lands
+    with session_scope(settings.sqlalchemy_url) as session:
+        small = {r.subscriber_id: r.payload for r in session.exec(select(ledger.Delivery))}
+    assert report.planned == len(small) >= 3
+    # A large slot (the beat path) is split the same way: one subscriber at a time here.
+    one_by_one = settings.model_copy(update={"plan_chunk_size": 1})
+    slot = planning.Slot("daily", day.isoformat(), day, settings.lookback_days)
+    with session_scope(settings.sqlalchemy_url) as session:
+        subscribers = list(session.exec(select(Subscriber).order_by(col(Subscriber.id))))
+        again = planning.plan_slot(
+            session=session, settings=one_by_one, slot=slot, subscribers=subscribers
+        )
+    assert (again.due, again.planned, again.already_planned) == (5, 0, len(small))

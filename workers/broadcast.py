@@ -46,16 +46,24 @@ def can_batch(transport: Transport) -> bool:
 
 
 def send_all(
-    *, settings: Settings, transport: Transport, progress: sending.Progress | None = None
+    *,
+    settings: Settings,
+    transport: Transport,
+    progress: sending.Progress | None = None,
+    run_for: float | None = None,
 ) -> sending.SendReport:
-    """Monthly rows in batches where the transport can, then everything else one by one."""
+    """Monthly rows in batches where the transport can, then everything else one by one
+    (for about `run_for` seconds when given: `report.more` says the rest is left)."""
     report = send_monthly_batches(settings=settings, transport=transport)
     if report.paused:  # the provider is struggling: leave the rest to the next run
         return report
-    rest = sending.send_due(settings=settings, transport=transport, progress=progress)
+    rest = sending.send_due(
+        settings=settings, transport=transport, progress=progress, run_for=run_for
+    )
     for name in ("sent", "retried", "failed", "skipped"):
         setattr(report, name, getattr(report, name) + getattr(rest, name))
     report.paused = report.paused or rest.paused
+    report.more = rest.more
     return report
 
 
@@ -71,7 +79,10 @@ def send_monthly_batches(
             claimed = {
                 row.id or 0: row.attempts
                 for row in ledger.claim_kind_batch(
-                    session=session, kind=KIND, limit=batch_size, lease=sending.LEASE
+                    session=session,
+                    kind=KIND,
+                    limit=batch_size,
+                    lease=timedelta(seconds=settings.send_lease_seconds),
                 )
             }
         if not claimed:
@@ -175,7 +186,7 @@ def _send_one_issue(
         _send_singly(settings, transport, session, template, rest, report)
         return
     for row, _ in rest:
-        _record_failure(session, row, error.error, report)
+        _record_failure(session, row, error.error, report, settings.send_retry_seconds)
     if error.transient:
         report.paused = f"a monthly batch request failed, retrying later: {error.error}"
 
@@ -194,7 +205,7 @@ def _send_singly(
         if len(failures) >= sending.PAUSE_AFTER_FAILURES_IN_A_ROW:
             # The same refusal every time: the request, not an address, is at fault.
             for later, _ in rows[position:]:
-                _record_failure(session, later, failures[-1], report)
+                _record_failure(session, later, failures[-1], report, settings.send_retry_seconds)
             return
         links = recipient_links(settings, person.id or 0)
         message = fill_links(template, to=person.email, links=links)
@@ -203,7 +214,7 @@ def _send_singly(
             provider_id = transport.send(message)
         except SendError as failure:
             failures.append(failure)
-            _record_failure(session, row, failure, report)
+            _record_failure(session, row, failure, report, settings.send_retry_seconds)
             continue
         failures.clear()
         ledger.mark_sent(session=session, delivery=row, provider_message_id=provider_id)
@@ -211,7 +222,11 @@ def _send_singly(
 
 
 def _record_failure(
-    session: Session, row: ledger.Delivery, cause: SendError, report: sending.SendReport
+    session: Session,
+    row: ledger.Delivery,
+    cause: SendError,
+    report: sending.SendReport,
+    retry_seconds: Sequence[float],
 ) -> None:
     """Transient: back to the queue with the usual back-off; permanent: failed for good."""
     transient = isinstance(cause, TransientSendError)
@@ -220,7 +235,7 @@ def _record_failure(
         ledger.mark_failed(session=session, delivery=row, error=f"{prefix}{cause}")
         report.failed += 1
         return
-    delay = sending.RETRY_DELAYS[min(row.attempts, len(sending.RETRY_DELAYS)) - 1]
+    delay = timedelta(seconds=retry_seconds[min(row.attempts, len(retry_seconds)) - 1])
     if isinstance(cause, TransientSendError) and cause.retry_after:
         delay = timedelta(seconds=cause.retry_after)
     ledger.mark_retry(session=session, delivery=row, error=str(cause), delay=delay)

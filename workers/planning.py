@@ -7,13 +7,13 @@ so a retried send renders exactly what was planned.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from digest.analysis import Lexicon
 from digest.blend import personalise
@@ -25,7 +25,6 @@ from digest.trending import trending_on
 from subscribers import ledger
 from subscribers.feedback import ratings_for
 from subscribers.models import Frequency, Status, Subscriber
-from subscribers.service import due_daily
 
 
 @dataclass
@@ -68,17 +67,59 @@ def due_slot(subscriber: Subscriber, now: datetime, lookback_days: int) -> Slot 
     return Slot("weekly", f"{year}-W{week:02d}", local.date(), 7)
 
 
-def plan_daily(*, settings: Settings, day: date, dry_run: bool = False) -> PlanReport:
-    """The operator's path: every active daily subscriber gets `day`'s digest, whatever the hour."""
-    with session_scope(settings.sqlalchemy_url) as session:
-        subscribers = [s for s in due_daily(session=session) if s.receives_mail(day)]
-        slot = Slot("daily", day.isoformat(), day, settings.lookback_days)
-        report = plan_slot(
-            session=session, settings=settings, slot=slot, subscribers=subscribers, dry_run=dry_run
-        )
-        if dry_run:
-            session.rollback()
+def plan_daily(
+    *,
+    settings: Settings,
+    day: date,
+    dry_run: bool = False,
+    on_chunk: Callable[[PlanReport], None] | None = None,
+) -> PlanReport:
+    """The operator's path: every active daily subscriber gets `day`'s digest, whatever the hour.
+
+    Subscribers stream in chunks of `plan_chunk_size` (ranked, written and committed chunk by
+    chunk), so memory stays flat however long the list, and senders can start on the first
+    chunk's rows while later ones are ranked: `on_chunk` hears of each committed chunk.
+    """
+    report = PlanReport()
+    slot = Slot("daily", day.isoformat(), day, settings.lookback_days)
+    window: dict[tuple[date, date], tuple[list[Paper], PaperIndex]] = {}
+    after = 0
+    while True:
+        with session_scope(settings.sqlalchemy_url) as session:
+            chunk = due_daily_chunk(session, after=after, limit=settings.plan_chunk_size)
+            if not chunk:
+                break
+            after = chunk[-1].id or 0
+            report.add(
+                plan_slot(
+                    session=session,
+                    settings=settings,
+                    slot=slot,
+                    subscribers=[s for s in chunk if s.receives_mail(day)],
+                    dry_run=dry_run,
+                    window=window,
+                )
+            )
+            if dry_run:
+                session.rollback()
+        if on_chunk is not None:
+            on_chunk(report)
     return report
+
+
+def due_daily_chunk(session: Session, *, after: int, limit: int) -> list[Subscriber]:
+    """The next `limit` active daily subscribers by id, after id `after` (keyset paging)."""
+    query = (
+        select(Subscriber)
+        .where(
+            Subscriber.status == Status.active,
+            Subscriber.frequency == Frequency.daily,
+            col(Subscriber.id) > after,
+        )
+        .order_by(col(Subscriber.id))
+        .limit(limit)
+    )
+    return list(session.exec(query))
 
 
 def plan_due(*, settings: Settings, now: datetime) -> PlanReport:
@@ -113,26 +154,49 @@ def plan_slot(
     slot: Slot,
     subscribers: Sequence[Subscriber],
     dry_run: bool = False,
+    window: dict[tuple[date, date], tuple[list[Paper], PaperIndex]] | None = None,
 ) -> PlanReport:
-    """Rank the slot's window for these subscribers in one sparse pass; one row per digest."""
+    """Rank the slot's window for these subscribers in one sparse pass; one row per digest.
+
+    `window` keeps the window's papers and their index across calls (chunks of one plan).
+    More than `plan_chunk_size` subscribers are ranked and written chunk by chunk, so the
+    ranking's memory stays bounded on the beat path too.
+    """
+    window = {} if window is None else window
+    step = settings.plan_chunk_size
+    if len(subscribers) > step:
+        report = PlanReport()
+        for start in range(0, len(subscribers), step):
+            chunk = subscribers[start : start + step]
+            report.add(
+                plan_slot(session=session, settings=settings, slot=slot, subscribers=chunk,
+                          dry_run=dry_run, window=window)
+            )  # fmt: skip
+        return report
     report = PlanReport(due=len(subscribers))
-    before = ledger.planned_subscriber_ids(session=session, kind=slot.kind, period=slot.period)
+    before = ledger.planned_subscriber_ids(
+        session=session, kind=slot.kind, period=slot.period, among=[s.id or 0 for s in subscribers]
+    )
     report.already_planned = sum(1 for s in subscribers if s.id in before)
     todo = [s for s in subscribers if s.id not in before]
     since = slot.day - timedelta(days=slot.lookback_days - 1)
-    papers = papers_since(session=session, since=since, until=slot.day)
+    if (since, slot.day) not in window:
+        found = papers_since(session=session, since=since, until=slot.day)
+        lexicon = Lexicon.shipped(settings.synonyms_file)
+        window[(since, slot.day)] = (found, PaperIndex(found, lexicon=lexicon))
+    papers, index = window[(since, slot.day)]
     if not todo or not papers:
         report.nothing_relevant = len(todo)
         return report
     sent = ledger.sent_paper_ids(session=session, subscriber_ids=[s.id or 0 for s in todo])
     # Relevance, feedback, recency and trending, combined as digest/blend.py documents.
     ratings = ratings_for(session=session, subscriber_ids=[s.id or 0 for s in todo])
-    window = {paper.arxiv_id for paper in papers}
-    rated = {r.arxiv_id for rs in ratings.values() for r in rs} - window
+    in_window = {paper.arxiv_id for paper in papers}
+    rated = {r.arxiv_id for rs in ratings.values() for r in rs} - in_window
     rankings = personalise(
         papers,
         [s.keywords for s in todo],
-        index=PaperIndex(papers, lexicon=Lexicon.shipped(settings.synonyms_file)),
+        index=index,
         day=slot.day,
         limit=settings.digest_size,
         floor=settings.relevance_floor,

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from enum import StrEnum
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from digest.daily import compose_daily
 from digest.db import session_scope
-from digest.papers import papers_by_id
+from digest.papers import Paper, papers_by_id
 from digest.settings import Settings
 from emails.message import Message
 from emails.render import RecipientLinks, render_daily
-from emails.transports.base import PermanentSendError, TransientSendError, Transport
+from emails.transports.base import SendError, TransientSendError, Transport
 from subscribers import ledger
 from subscribers.models import Subscriber
 from subscribers.monthly import render_monthly_delivery
@@ -26,14 +31,9 @@ from workers.planning import match_from_json
 Progress = Callable[[int], None]
 log = logging.getLogger("digest.sending")
 DIGEST_KINDS = ("daily", "weekly")
-LEASE = timedelta(minutes=10)
 MAX_ATTEMPTS = 8  # transient failures past this become permanent: no endless loop
-RETRY_DELAYS = [
-    timedelta(minutes=1),
-    timedelta(minutes=5),
-    timedelta(minutes=30),
-    timedelta(hours=2),
-]
+# The default claim lease; senders read DIGEST_SEND_LEASE_SECONDS (settings.send_lease_seconds).
+LEASE = timedelta(minutes=10)
 
 
 # A run that fails this many sends in a row stops claiming and says so: a provider outage or
@@ -49,6 +49,7 @@ class SendReport:
     failed: int = 0
     skipped: int = 0
     paused: str | None = None  # why this run stopped early, if it did
+    more: bool = False  # stopped at its time limit with rows perhaps still due
 
     @property
     def handled(self) -> int:
@@ -71,12 +72,21 @@ def recipient_links(settings: Settings, subscriber_id: int) -> RecipientLinks:
 
 
 def render_digest(
-    *, settings: Settings, session: Session, delivery: ledger.Delivery, subscriber: Subscriber
+    *,
+    settings: Settings,
+    session: Session,
+    delivery: ledger.Delivery,
+    subscriber: Subscriber,
+    papers: dict[str, Paper] | None = None,
 ) -> Message | None:
-    """The digest a ledger row stands for; None when its papers have vanished."""
+    """The digest a ledger row stands for; None when its papers have vanished.
+
+    `papers` may hold them already (a wave loads every row's papers in one query).
+    """
     matches = [match_from_json(m) for m in delivery.payload.get("matches", [])]
-    ids = [m.arxiv_id for m in matches] + [m.similar_to for m in matches if m.similar_to]
-    papers = papers_by_id(session=session, ids=ids)
+    if papers is None:
+        ids = [m.arxiv_id for m in matches] + [m.similar_to for m in matches if m.similar_to]
+        papers = papers_by_id(session=session, ids=ids)
     digest = compose_daily(
         day=date.fromisoformat(delivery.payload["day"]),
         keywords=subscriber.keywords,
@@ -98,56 +108,231 @@ def send_due(
     *,
     settings: Settings,
     transport: Transport,
-    batch_size: int = 50,
+    batch_size: int | None = None,
     progress: Progress | None = None,
+    run_for: float | None = None,
 ) -> SendReport:
-    """Claim due rows batch by batch and hand them to the transport until none is due."""
+    """Claim due rows batch by batch and hand them to the transport until none is due (or,
+    given `run_for`, until that many seconds have passed: then `report.more` is set).
+
+    Rows go out in waves of up to `send_concurrency` messages (SendGrid; other transports one
+    at a time): a wave locks its rows, loads their subscribers and papers in one query each,
+    renders, sends concurrently, and records every outcome in one commit. The next wave is
+    claimed, loaded and rendered while the current one is on the wire.
+    """
     report = SendReport()
-    failures_in_a_row = 0
-    while True:
-        with session_scope(settings.sqlalchemy_url) as session:
-            claimed = [
-                (d.id or 0, d.attempts)
-                for d in ledger.claim_batch(session=session, limit=batch_size, lease=LEASE)
-            ]
-        if not claimed:
-            return report
-        for position, (delivery_id, attempt) in enumerate(claimed):
-            sent_before, errors_before = report.sent, report.retried + report.failed
-            send_one(
-                settings=settings,
-                transport=transport,
-                delivery_id=delivery_id,
-                report=report,
-                attempt=attempt,
-            )
+    lease = timedelta(seconds=settings.send_lease_seconds)
+    width = settings.send_concurrency if getattr(transport, "thread_safe", False) else 1
+    queue: deque[tuple[int, int]] = deque()
+    papers: dict[str, Paper] = {}  # this run's papers: a day's digests share a few hundred
+    failures = 0
+    in_flight: Wave | None = None
+
+    def settle(wave: Wave) -> None:
+        nonlocal failures
+        for outcome in finish_wave(wave, settings=settings, report=report):
             if progress:
                 progress(1)
-            if report.retried + report.failed > errors_before:
-                failures_in_a_row += 1
-            elif report.sent > sent_before:
-                failures_in_a_row = 0
-            if failures_in_a_row >= PAUSE_AFTER_FAILURES_IN_A_ROW:
-                rest = claimed[position + 1 :]
+            if outcome in (Outcome.retried, Outcome.failed):
+                failures += 1
+            elif outcome == Outcome.sent:
+                failures = 0
+
+    deadline = None if run_for is None else time.monotonic() + max(run_for, 0.0)
+    first_batch = True
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="send") as pool:
+        while True:
+            # Time is checked between batches only: every run sends at least one batch.
+            late = deadline is not None and time.monotonic() > deadline
+            if not queue and late and not first_batch:
+                if in_flight is not None:
+                    settle(in_flight)
+                report.more = True
+                return report
+            if not queue:
                 with session_scope(settings.sqlalchemy_url) as session:
-                    ledger.release(session=session, claims=rest, delay=PAUSE_FOR)
-                report.paused = (
-                    f"paused after {failures_in_a_row} failed sends in a row; "
-                    f"{len(rest)} claimed rows released, sending resumes in "
-                    f"{int(PAUSE_FOR.total_seconds() // 60)} minutes (see `digest deliveries`)"
+                    size = batch_size or settings.send_batch_size
+                    queue.extend(ledger.claim(session=session, limit=size, lease=lease))
+                first_batch = False
+            if not queue:
+                if in_flight is not None:
+                    settle(in_flight)
+                    in_flight = None
+                    continue  # its retries are not due yet, but check once more
+                return report
+            # Never more on the wire than it takes to reach the pause threshold.
+            room = PAUSE_AFTER_FAILURES_IN_A_ROW - failures - (in_flight.size if in_flight else 0)
+            wave = None
+            if room > 0:
+                claims = [queue.popleft() for _ in range(min(width, room, len(queue)))]
+                wave = start_wave(
+                    settings=settings, transport=transport, claims=claims, pool=pool, papers=papers
                 )
-                log.warning(report.paused)
+            if in_flight is not None:
+                settle(in_flight)
+            in_flight = wave
+            if failures >= PAUSE_AFTER_FAILURES_IN_A_ROW:
+                if in_flight is not None:
+                    settle(in_flight)
+                _pause(settings, report, list(queue), failures)
                 return report
 
 
+def _pause(
+    settings: Settings, report: SendReport, rest: list[tuple[int, int]], failures: int
+) -> None:
+    with session_scope(settings.sqlalchemy_url) as session:
+        ledger.release(session=session, claims=rest, delay=PAUSE_FOR)
+    report.paused = (
+        f"paused after {failures} failed sends in a row; "
+        f"{len(rest)} claimed rows released, sending resumes in "
+        f"{int(PAUSE_FOR.total_seconds() // 60)} minutes (see `digest deliveries`)"
+    )
+    log.warning(report.paused)
+
+
+class Outcome(StrEnum):
+    sent = "sent"
+    retried = "retried"
+    failed = "failed"
+    skipped = "skipped"
+    not_ours = "not ours"  # reclaimed by another sender since we claimed it
+
+
+@dataclass
+class Wave:
+    """Claimed rows on their way: their open transaction (holding the row locks) and sends."""
+
+    claims: Sequence[tuple[int, int]]
+    scope: ExitStack
+    session: Session
+    outcomes: dict[int, Outcome]
+    sends: list[tuple[ledger.Delivery, Future[str | SendError]]]
+
+    @property
+    def size(self) -> int:
+        return len(self.sends)
+
+
+def start_wave(
+    *,
+    settings: Settings,
+    transport: Transport,
+    claims: Sequence[tuple[int, int]],
+    pool: ThreadPoolExecutor,
+    papers: dict[str, Paper],
+) -> Wave:
+    """Lock these claimed rows (id, attempt), render them, and put their sends on the wire.
+
+    The rows stay locked (PostgreSQL) until `finish_wave` commits their outcomes, so no other
+    sender can reclaim them mid-send even when the lease runs out. A crash before the commit
+    leaves them claimed: after the lease they go out again, so a killed worker repeats at most
+    the waves it had on the wire (the messages the provider accepted before the kill).
+    """
+    with ExitStack() as scope:
+        session = scope.enter_context(session_scope(settings.sqlalchemy_url))
+        rows = ledger.lock_claimed(session=session, claims=claims)
+        subscribers = subscribers_by_id(session, [row.subscriber_id for row in rows.values()])
+        wanted = {
+            str(m[key])
+            for row in rows.values()
+            if row.kind in DIGEST_KINDS
+            for m in row.payload.get("matches", [])
+            for key in ("arxiv_id", "similar_to")  # liked papers named in "similar to"
+            if m.get(key)
+        }
+        missing = wanted - papers.keys()
+        if missing:
+            if len(papers) > 20_000:
+                papers.clear()
+            papers.update(papers_by_id(session=session, ids=missing))
+        outcomes = {did: Outcome.not_ours for did, _ in claims}
+        ready: list[tuple[ledger.Delivery, Message]] = []
+        for row in rows.values():
+            subscriber = subscribers.get(row.subscriber_id)
+            message = _render(settings, session, row, subscriber, papers) if subscriber else None
+            if message is None:
+                ledger.mark_skipped(
+                    session=session,
+                    delivery=row,
+                    reason="no longer applies (subscriber left, paused or papers gone)",
+                )
+                outcomes[row.id or 0] = Outcome.skipped
+            else:
+                ready.append((row, _tagged(message, row)))
+        # Everything rendered before the first send: a render error sends nothing.
+        sends = [(row, pool.submit(_hand_over, transport, message)) for row, message in ready]
+        return Wave(claims, scope.pop_all(), session, outcomes, sends)
+
+
+def finish_wave(wave: Wave, *, settings: Settings, report: SendReport) -> list[Outcome]:
+    """Wait for a wave's sends, record each outcome and commit; one outcome per claim."""
+    with wave.scope:
+        for row, future in wave.sends:
+            result = future.result()
+            wave.outcomes[row.id or 0] = _record(
+                wave.session, row, result, settings.send_retry_seconds
+            )
+    for outcome in wave.outcomes.values():
+        if outcome != Outcome.not_ours:
+            setattr(report, outcome.value, getattr(report, outcome.value) + 1)
+    return [wave.outcomes[did] for did, _ in wave.claims]
+
+
+def _hand_over(transport: Transport, message: Message) -> str | SendError:
+    """The provider's message id, or the error (runs in a pool thread: no database here)."""
+    try:
+        return transport.send(message)
+    except SendError as error:
+        return error
+
+
+def _record(
+    session: Session,
+    delivery: ledger.Delivery,
+    result: str | SendError,
+    retry_seconds: Sequence[float],
+) -> Outcome:
+    """Write one send's outcome into its ledger row."""
+    if isinstance(result, TransientSendError):
+        if delivery.attempts >= MAX_ATTEMPTS:
+            ledger.mark_failed(session=session, delivery=delivery, error=f"gave up: {result}")
+            return Outcome.failed
+        wait = retry_seconds[min(delivery.attempts, len(retry_seconds)) - 1]
+        delay = timedelta(seconds=wait)
+        if result.retry_after:
+            delay = timedelta(seconds=result.retry_after)
+        ledger.mark_retry(session=session, delivery=delivery, error=str(result), delay=delay)
+        return Outcome.retried
+    if isinstance(result, SendError):
+        ledger.mark_failed(session=session, delivery=delivery, error=str(result))
+        return Outcome.failed
+    ledger.mark_sent(session=session, delivery=delivery, provider_message_id=result)
+    return Outcome.sent
+
+
+def subscribers_by_id(session: Session, ids: Sequence[int]) -> dict[int, Subscriber]:
+    """Subscribers by id, in one query."""
+    query = select(Subscriber).where(col(Subscriber.id).in_(set(ids)))
+    return {s.id or 0: s for s in session.exec(query)}
+
+
 def _render(
-    settings: Settings, session: Session, delivery: ledger.Delivery, subscriber: Subscriber
+    settings: Settings,
+    session: Session,
+    delivery: ledger.Delivery,
+    subscriber: Subscriber,
+    papers: dict[str, Paper] | None = None,
 ) -> Message | None:
     if delivery.kind in DIGEST_KINDS:
         if not subscriber.receives_mail(date.today()):
             return None
         return render_digest(
-            settings=settings, session=session, delivery=delivery, subscriber=subscriber
+            settings=settings,
+            session=session,
+            delivery=delivery,
+            subscriber=subscriber,
+            papers=papers,
         )
     if delivery.kind == "monthly":  # one by one; workers/broadcast.py batches them on SendGrid
         return render_monthly_delivery(
@@ -189,26 +374,9 @@ def send_one(
             )
             report.skipped += 1
             return
-        message = _tagged(message, delivery)
-        try:
-            provider_id = transport.send(message)
-        except TransientSendError as error:
-            if delivery.attempts >= MAX_ATTEMPTS:
-                ledger.mark_failed(session=session, delivery=delivery, error=f"gave up: {error}")
-                report.failed += 1
-                return
-            delay = RETRY_DELAYS[min(delivery.attempts, len(RETRY_DELAYS)) - 1]
-            if error.retry_after:
-                delay = timedelta(seconds=error.retry_after)
-            ledger.mark_retry(session=session, delivery=delivery, error=str(error), delay=delay)
-            report.retried += 1
-            return
-        except PermanentSendError as error:
-            ledger.mark_failed(session=session, delivery=delivery, error=str(error))
-            report.failed += 1
-            return
-        ledger.mark_sent(session=session, delivery=delivery, provider_message_id=provider_id)
-        report.sent += 1
+        result = _hand_over(transport, _tagged(message, delivery))
+        outcome = _record(session, delivery, result, settings.send_retry_seconds)
+        setattr(report, outcome.value, getattr(report, outcome.value) + 1)
 
 
 def _tagged(message: Message, delivery: ledger.Delivery) -> Message:

@@ -20,6 +20,9 @@ log = logging.getLogger("digest.tasks")
 
 # Parallel senders started per planning run; each drains the ledger until nothing is due.
 SENDERS_PER_PLAN = 4
+# A send task stops claiming after this long and queues its successor, so a worker asked to
+# stop (deploys, compose's 60 s grace period) never has to kill a long drain mid-way.
+SEND_RUN_SECONDS = 30.0
 
 
 @functools.cache
@@ -54,7 +57,11 @@ def send_due() -> dict[str, Any]:
     sending again once the released rows are due.
     """
     # Monthly issue rows go 1,000 per request where the transport can (workers/broadcast.py).
-    report = broadcast.send_all(settings=get_settings(), transport=process_transport())
+    report = broadcast.send_all(
+        settings=get_settings(), transport=process_transport(), run_for=SEND_RUN_SECONDS
+    )
+    if report.more:
+        send_due.delay()  # a fresh task carries on: a worker can stop within its grace period
     if report.handled:
         log.info(
             "sent %d, retrying %d, failed %d, skipped %d",

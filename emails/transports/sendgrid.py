@@ -111,19 +111,21 @@ class _KeepAliveClient(python_http_client.Client):
             content=request.data,  # type: ignore[arg-type]  # bytes, built by the library
             timeout=timeout or self.timeout,
         )
-        if response.status_code >= 400:
-            headers = email.message.Message()
-            for key, value in response.headers.multi_items():
-                headers[key] = value
-            error = urllib.error.HTTPError(
-                request.full_url,
-                response.status_code,
-                response.reason_phrase,
-                headers,
-                io.BytesIO(response.content),
-            )
-            raise handle_error(error)
+        _raise_for_status(request.full_url, response)
         return _HttpxReply(response)
+
+
+def _raise_for_status(url: str, response: httpx.Response) -> None:
+    """The library's own HTTPError subclasses for 4xx/5xx, as its urllib path would raise."""
+    if response.status_code < 400:
+        return
+    headers = email.message.Message()
+    for key, value in response.headers.multi_items():
+        headers[key] = value
+    error = urllib.error.HTTPError(
+        url, response.status_code, response.reason_phrase, headers, io.BytesIO(response.content)
+    )
+    raise handle_error(error)
 
 
 def provider_errors(body: bytes | str | None) -> str:
@@ -160,6 +162,7 @@ class SendGridTransport:
     """Sends through SendGrid's v3 API; one pooled HTTP client per transport, thread-safe."""
 
     name = "sendgrid"
+    thread_safe = True  # senders may keep several requests in flight through one transport
 
     def __init__(
         self,
@@ -182,6 +185,8 @@ class SendGridTransport:
             pool=self._pool, host=self.api.host, version=3, timeout=timeout
         )
         self.api.reset_request_headers()  # the library's own Authorization and User-Agent
+        self._send_url = f"{self.api.host}/v3/mail/send"
+        self._send_headers = {**self.api.client.request_headers, "Content-Type": "application/json"}
 
     def close(self) -> None:
         """Close the kept-alive connections."""
@@ -278,7 +283,7 @@ class SendGridTransport:
         if self._bucket is not None:
             self._bucket.acquire(recipients)
         try:
-            response = self.api.send(mail.get())
+            response = self._send_body(mail.get())
         except HTTPError as error:
             raise self._classify(error) from error
         except httpx.TimeoutException as error:
@@ -287,6 +292,20 @@ class SendGridTransport:
             raise TransientSendError(f"SendGrid unreachable: {error!r}") from error
         # A 2xx without the id still means accepted: raising would only cause a duplicate.
         return str(response.headers.get("X-Message-Id") or "")
+
+    def _send_body(self, body: dict[str, Any]) -> httpx.Response:
+        """POST a body the library built, with the library's headers, over the kept-alive pool.
+
+        python_http_client's request path builds a urllib opener per call (scanning the whole
+        environment for proxies) and formats the payload into a debug string even with debug
+        logging off: about 1 ms of CPU per message, the largest single cost of a send. The
+        body, the headers and the error classes stay the library's.
+        """
+        response = self._pool.post(
+            self._send_url, content=json.dumps(body).encode(), headers=self._send_headers
+        )
+        _raise_for_status(self._send_url, response)
+        return response
 
     def _classify(self, error: HTTPError) -> SendError:
         """429 waits for the reset, 5xx/408 retry with backoff, other 4xx are final."""
