@@ -38,7 +38,7 @@ ada@example.org,again,,,,
 dan@example.org,speech LLM,weekly,no,Mars/Olympus,7
 erin@example.org,"diffusion, vocoder",weekly,no,Asia/Tokyo,23
 erased@example.org,tts,,,,
-frank@example.org,=HYPERLINK("http://evil.example"),,,,
+frank@example.org,=HYPERLINK(http://evil.example),,,,
 """
 
 

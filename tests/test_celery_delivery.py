@@ -332,7 +332,9 @@ def test_provider_faults_end_delivered_and_a_400_fails_once(make_stack: StackFac
     assert state.statuses == Counter({"sent": planned - 1, "failed": 1})
     (refused,) = failed
     row = state.rows[refused]
-    assert row.attempts == 1 and row.last_error is not None
+    # Faults go to requests in arrival order, so the refused row may have met a 429 or 500
+    # first (attempts > 1); what matters is that the 400 ended it: failed, never tried again.
+    assert row.last_error is not None
     assert row.last_error.startswith("SendGrid 400: simulated 400")
     assert refused not in world.accepted()
     # Every request the provider saw was either accepted or one of the faults we asked for.
