@@ -3,6 +3,7 @@ match a fresh render byte for byte, and never serve a digest whose content chang
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from markupsafe import escape
@@ -86,7 +87,12 @@ def test_subscribers_with_the_same_digest_each_get_their_own_links_through_a_wav
     report = sending.send_due(settings=settings, transport=transport)
     assert (report.sent, report.failed) == (6, 0)
     bodies = [item.body for item in fake_sendgrid.accepted]
-    assert len({b["content"][1]["value"].split("/manage/")[0] for b in bodies}) == 1  # one render
+    # One render: the bodies differ only in each reader's own tokens (feedback, manage ...).
+    heads = {
+        re.sub(r"/feedback/[\w.-]+/", "/feedback/-/", b["content"][1]["value"]).split("/manage/")[0]
+        for b in bodies
+    }
+    assert len(heads) == 1
     keys = settings.signing_keys()
     by_address = {}
     for body in bodies:
