@@ -249,10 +249,16 @@ def count_due(*, session: Session, now: datetime) -> int:
     return int(session.exec(query).one())
 
 
-def claim_batch(*, session: Session, limit: int, lease: timedelta) -> list[Delivery]:
-    """Take up to `limit` due rows under a lease (SKIP LOCKED keeps workers off each other)."""
+def claim_batch(
+    *, session: Session, limit: int, lease: timedelta, kind: str | None = None
+) -> list[Delivery]:
+    """Take up to `limit` due rows (of one kind, when given) under a lease; SKIP LOCKED keeps
+    workers off each other (the monthly sender takes its rows 1,000 at a time)."""
     now = utcnow()
-    query = select(Delivery).where(_due(now)).order_by(col(Delivery.id)).limit(limit)
+    query = select(Delivery).where(_due(now))
+    if kind is not None:
+        query = query.where(col(Delivery.kind) == kind)
+    query = query.order_by(col(Delivery.id)).limit(limit)
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     rows = list(session.exec(query))
@@ -394,26 +400,3 @@ def count_open(*, session: Session, kind: str, period: str) -> int:
         )
     )
     return int(session.exec(query).one())
-
-
-def claim_kind_batch(
-    *, session: Session, kind: str, limit: int, lease: timedelta
-) -> list[Delivery]:
-    """`claim_batch` restricted to one kind (the monthly sender takes 1,000 rows at a time)."""
-    now = utcnow()
-    query = (
-        select(Delivery)
-        .where(_due(now), col(Delivery.kind) == kind)
-        .order_by(col(Delivery.id))
-        .limit(limit)
-    )
-    if is_postgres(session):
-        query = query.with_for_update(skip_locked=True)
-    rows = list(session.exec(query))
-    for row in rows:
-        row.status = DeliveryStatus.sending
-        row.lease_until = now + lease
-        row.attempts += 1
-        session.add(row)
-    session.flush()
-    return rows

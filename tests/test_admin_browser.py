@@ -4,23 +4,20 @@ Screenshots go to tests/artifacts/admin/."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-import uvicorn
 from sqlmodel import select
 
 from digest.clippings.models import Clip, MonthlyIssue
 from digest.db import session_scope
 from digest.settings import Settings
-from subscribers.web.app import create_app
 from tests.admin_helpers import PASSWORD
-from tests.test_web_browser import A11Y, OVERFLOWING, free_port
+from tests.live_server import free_port, serving
+from tests.test_web_browser import A11Y, OVERFLOWING
 from workers.migrate import upgrade
 
 pytestmark = pytest.mark.browser
@@ -44,17 +41,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         admin_password=PASSWORD,
     )
     upgrade(settings)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield settings
-    server.should_exit = True
-    thread.join(10)
+    with serving(settings, port):
+        yield settings
 
 
 def shot(page: Any, name: str, width: int) -> None:

@@ -3,15 +3,11 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from digest.clippings.issue import approve_issue, draft_issue, get_issue
 from digest.clippings.models import Clip, ClipKind
@@ -20,7 +16,7 @@ from digest.settings import Settings
 from emails.monthly import render_monthly
 from emails.render import RecipientLinks
 from subscribers.monthly import plan_monthly
-from subscribers.web.app import create_app
+from tests.live_server import free_port, serving
 from tests.monthly_data import MONTH, clip
 from workers.migrate import upgrade
 
@@ -59,11 +55,6 @@ def full_issue() -> list[Clip]:
     return clips
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
@@ -84,17 +75,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         issue = get_issue(session=session, month=MONTH)
         assert issue is not None
         plan_monthly(session=session, issue=issue)
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield settings
-    server.should_exit = True
-    thread.join(10)
+    with serving(settings, port):
+        yield settings
 
 
 def shot(page: Any, name: str, width: int, part: str) -> None:

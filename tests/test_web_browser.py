@@ -9,9 +9,6 @@ tests/artifacts/web/. Then the same signup with JavaScript off.
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
@@ -20,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlmodel import select
 
 from digest.db import session_scope
 from digest.settings import Settings
 from emails.transports import OutboxTransport
 from subscribers.models import Status, Subscriber
-from subscribers.web.app import create_app
+from tests.live_server import free_port, serving
 from workers import jobs
 from workers.demo import sample_corpus_path
 from workers.migrate import upgrade
@@ -57,11 +53,6 @@ A11Y = """() => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
@@ -77,17 +68,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     )
     upgrade(settings)
     jobs.ingest_document(settings=settings, location=str(sample_corpus_path()), source="sample")
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield settings
-    server.should_exit = True
-    thread.join(10)
+    with serving(settings, port):
+        yield settings
 
 
 def shot(page: Any, name: str, width: int) -> None:

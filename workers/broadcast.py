@@ -78,7 +78,7 @@ def send_monthly_batches(
         with session_scope(settings.sqlalchemy_url) as session:
             claimed = {
                 row.id or 0: row.attempts
-                for row in ledger.claim_kind_batch(
+                for row in ledger.claim_batch(
                     session=session,
                     kind=KIND,
                     limit=batch_size,

@@ -6,28 +6,20 @@ non-zero, never a traceback.
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
 from digest.analysis import Lexicon
 from digest.db import session_scope
 from digest.papers import latest_announcement, papers_since
 from digest.ranking import PaperIndex, rank_keywords
-from digest.settings import Settings, get_settings
-from digest.sources.arxiv_feed import FeedError
-from digest.sources.fetch import FetchError
-from digest.sources.trending import TrendingError
+from digest.settings import Settings
 from emails.transports import make_transport
 from emails.transports.outbox import write_index
 from subscribers import ledger
@@ -38,6 +30,7 @@ from workers import jobs, migrate, planning, sending
 from workers.cli_admin import admin_app
 from workers.cli_clips import clip_app
 from workers.cli_monthly import app as monthly_app
+from workers.cli_support import command_errors, emit_json, ready
 from workers.demo import run_demo, sample_corpus_path
 
 app = typer.Typer(
@@ -58,37 +51,6 @@ app.add_typer(monthly_app, name="monthly")
 
 console = Console()
 errors = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-EXPECTED_ERRORS = (FeedError, FetchError, TrendingError, InvalidInput, ValueError)
-
-
-def command_errors(func: F) -> F:
-    """Turn expected failures into one line on stderr and exit code 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except EXPECTED_ERRORS as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(1) from None
-        except SQLAlchemyError as error:
-            reason = str(error.orig if hasattr(error, "orig") else error).splitlines()[0]
-            typer.echo(f"database error: {reason}", err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def ready() -> Settings:
-    """Settings, with the schema migrated (every command starts here)."""
-    settings = get_settings()
-    migrate.upgrade(settings)
-    return settings
-
-
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 @db_app.command("upgrade")

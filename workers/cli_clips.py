@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -13,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
 from digest.clippings.enrich import EnrichReport, suggest_month
 from digest.clippings.imports import import_clips
@@ -21,42 +17,13 @@ from digest.clippings.models import Clip
 from digest.clippings.sorting import Suggestion
 from digest.clippings.store import add_clip, check_month, current_month, enrich_clips, list_clips
 from digest.db import session_scope
-from digest.settings import Settings, get_settings
-from workers import migrate
+from workers.cli_support import command_errors, emit_json, ready
 
 clip_app = typer.Typer(help="The editor's clippings: links saved through the month.",
                        no_args_is_help=True)
 console = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_FILE = 20 * 1024 * 1024
-
-
-def _errors(func: F) -> F:
-    """Expected failures: one line on stderr and exit code 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ValueError as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(1) from None
-        except SQLAlchemyError as error:
-            reason = str(getattr(error, "orig", error)).splitlines()[0]
-            typer.echo(f"database error: {reason}", err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _ready() -> Settings:
-    settings = get_settings()
-    migrate.upgrade(settings)
-    return settings
-
-
-def _emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
 def clip_json(clip: Clip, suggestion: Suggestion | None = None) -> dict[str, Any]:
@@ -96,7 +63,7 @@ def _print_clip(clip: Clip, created: bool, report: EnrichReport | None) -> None:
 
 
 @clip_app.command("add")
-@_errors
+@command_errors
 def add(
     url: Annotated[str, typer.Argument(help="The link: arXiv, OpenReview, GitHub, HF, any page.")],
     note: Annotated[str, typer.Option(help="Your note about it.")] = "",
@@ -111,7 +78,7 @@ def add(
 
     Example: digest clip add https://arxiv.org/pdf/2604.01234v2 --note "strong baseline" --tags TTS
     """
-    settings = _ready()
+    settings = ready()
     with session_scope(settings.sqlalchemy_url) as session:
         result = add_clip(session=session, url=url, note=note, tags=tags or None,
                           highlight=highlight, month=month, source="cli")
@@ -119,14 +86,14 @@ def add(
                               fetch=fetch)
         clip = result.clip
         if as_json:
-            _emit({"created": result.created, "clip": clip_json(
+            emit_json({"created": result.created, "clip": clip_json(
                 clip, report.suggestions.get(clip.id or -1))})
         else:
             _print_clip(clip, result.created, report)
 
 
 @clip_app.command("import")
-@_errors
+@command_errors
 def import_file(
     file: Annotated[Path, typer.Argument(help="Bookmarks HTML export, CSV with a url column, "
                                          "or one url per line.")],
@@ -152,14 +119,14 @@ def import_file(
         raise ValueError(f"{file}: is a directory, not a file") from None
     except OSError as error:
         raise ValueError(f"{file}: {error.strerror or error}") from None
-    settings = _ready()
+    settings = ready()
     with session_scope(settings.sqlalchemy_url) as session:
         report = import_clips(session=session, text=text, filename=file.name, month=month)
         enriched = enrich_clips(session=session, settings=settings, clips=report.clips,
                                 fetch=fetch)
     failed = sorted(enriched.errors.items())
     if as_json:
-        _emit({"format": report.format, "added": report.added, "merged": report.merged,
+        emit_json({"format": report.format, "added": report.added, "merged": report.merged,
                "errors": [{"line": line, "reason": why} for line, why in report.errors],
                "autofill_failed": [{"id": i, "reason": why} for i, why in failed],
                "clips": [clip.id for clip in report.clips]})
@@ -175,7 +142,7 @@ def import_file(
 
 
 @clip_app.command("list")
-@_errors
+@command_errors
 def list_command(
     month: Annotated[str | None, typer.Option(help="Issue month YYYY-MM (default: now).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -184,11 +151,11 @@ def list_command(
 
     Example: digest clip list --month 2026-04 --json
     """
-    settings = _ready()
+    settings = ready()
     with session_scope(settings.sqlalchemy_url) as session:
         clips = list_clips(session=session, month=month or current_month())
     if as_json:
-        _emit([clip_json(clip) for clip in clips])
+        emit_json([clip_json(clip) for clip in clips])
         return
     table = Table("id", "section (suggested)", "kind", "title", "tags (suggested)", "hl")
     for clip in clips:
@@ -207,7 +174,7 @@ def list_command(
 
 
 @clip_app.command("suggest")
-@_errors
+@command_errors
 def suggest_command(
     month: Annotated[str, typer.Option(help="Issue month YYYY-MM.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -217,12 +184,12 @@ def suggest_command(
     Example: digest clip suggest --month 2026-04
     """
     month = check_month(month)
-    settings = _ready()
+    settings = ready()
     with session_scope(settings.sqlalchemy_url) as session:
         suggestions = suggest_month(session=session, settings=settings, month=month)
         clips = list_clips(session=session, month=month)
     if as_json:
-        _emit([clip_json(clip, suggestions.get(clip.id or -1)) for clip in clips])
+        emit_json([clip_json(clip, suggestions.get(clip.id or -1)) for clip in clips])
         return
     for clip in clips:
         suggestion = suggestions.get(clip.id or -1)

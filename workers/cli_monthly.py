@@ -5,7 +5,6 @@ Every command migrates first, prints one clear line on bad input and exits 1.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
@@ -16,7 +15,6 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from sqlalchemy import func
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, or_, select
 
 from digest.clippings.issue import (
@@ -29,13 +27,14 @@ from digest.clippings.issue import (
 )
 from digest.clippings.models import IssueStatus, MonthlyIssue
 from digest.db import session_scope
-from digest.settings import Settings, get_settings
+from digest.settings import Settings
 from emails.transports import make_transport
 from emails.transports.outbox import write_index
 from subscribers import ledger
 from subscribers.models import utcnow
 from subscribers.monthly import KIND, eligible_subscriber_ids, plan_monthly, preview_email
-from workers import broadcast, migrate
+from workers import broadcast
+from workers.cli_support import command_errors, ready
 
 app = typer.Typer(help="The monthly clippings issue.", no_args_is_help=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,30 +43,10 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 GMAIL_CLIPS_AT = 100_000  # bytes of HTML; Gmail hides the rest of a message past ~102 KB
 
 
-def _errors(func: F) -> F:
-    """Expected failures: one line on stderr, exit code 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (ValueError, OSError) as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(1) from None
-        except SQLAlchemyError as error:
-            reason = str(error.orig if hasattr(error, "orig") else error).splitlines()[0]
-            typer.echo(f"database error: {reason}", err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _ready(month: str | None = None) -> Settings:
     if month is not None:
         check_month(month)  # before touching the database
-    settings = get_settings()
-    migrate.upgrade(settings)
-    return settings
+    return ready()
 
 
 def _summary(issue: MonthlyIssue) -> dict[str, Any]:
@@ -100,7 +79,7 @@ def _line(item: dict[str, Any]) -> str:
 
 
 @app.command("draft")
-@_errors
+@command_errors
 def draft(
     month: Month,
     intro: Annotated[str | None, typer.Option(help="The editor's intro.")] = None,
@@ -122,7 +101,7 @@ def draft(
 
 
 @app.command("preview")
-@_errors
+@command_errors
 def preview(
     month: Month,
     out: Annotated[Path, typer.Option(help="Folder for the preview files.")] = Path("var/preview"),
@@ -153,7 +132,7 @@ def preview(
 
 
 @app.command("approve")
-@_errors
+@command_errors
 def approve(month: Month, as_json: AsJson = False) -> None:
     """Freeze the issue's content as it is now, ready to send (an empty issue is refused).
 
@@ -166,7 +145,7 @@ def approve(month: Month, as_json: AsJson = False) -> None:
 
 
 @app.command("reopen")
-@_errors
+@command_errors
 def reopen(month: Month, as_json: AsJson = False) -> None:
     """Approved back to draft, to edit again (a sent issue stays as it went out).
 
@@ -179,7 +158,7 @@ def reopen(month: Month, as_json: AsJson = False) -> None:
 
 
 @app.command("send")
-@_errors
+@command_errors
 def send(
     month: Month,
     dry_run: Annotated[bool, typer.Option(help="Count the recipients, change nothing.")] = False,
@@ -253,7 +232,7 @@ def _due_now(session: Session, month: str) -> int:
 
 
 @app.command("list")
-@_errors
+@command_errors
 def list_command(as_json: AsJson = False) -> None:
     """Every issue, newest month first, with its status and size.
 
