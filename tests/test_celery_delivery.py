@@ -383,10 +383,11 @@ def test_unsubscribe_while_a_batch_is_in_flight_stops_their_mail(
                 batches.setdefault(lease, []).append((did, sid))
             elif status == "planned":
                 waiting.append((did, sid))
-        # Claimed in a batch but not sent yet; skip the waves at the head of each batch, which
-        # may already be on the wire (that mail was sent before the unsubscribe, legitimately).
-        head = IN_FLIGHT_PER_PROCESS
-        chosen = [pair for batch in batches.values() for pair in batch[head : head + 5]]
+        # Claimed in a batch but not sent yet. Waves keep leaving while this runs, so take the
+        # tail of each batch, far from the waves on the wire or rendered next (that mail may
+        # legitimately go out before the unsubscribe commits).
+        head = 3 * IN_FLIGHT_PER_PROCESS
+        chosen = [pair for batch in batches.values() if len(batch) > head for pair in batch[-5:]]
         chosen += waiting[:5]
         assert len(chosen) >= 10
         session.execute(
