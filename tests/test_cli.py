@@ -118,9 +118,14 @@ def test_subscribers_add_and_list(stocked: Path) -> None:
     assert json.loads(added.stdout)["email"] == "ada@example.org"
     again = run(stocked, "subscribers", "add", "ada@example.org", "--keywords", "tts")
     assert again.returncode == 1 and "already" in again.stderr
+    nothing = run(stocked, "subscribers", "add", "bob@example.org")
+    assert nothing.returncode == 1 and "at least one keyword" in nothing.stderr
+    trending = run(stocked, "subscribers", "add", "cy@example.org", "--trending-only", "--json")
+    assert trending.returncode == 0, trending.stderr
     listed = json.loads(run(stocked, "subscribers", "list", "--json").stdout)
-    assert [(s["email"], s["keywords"]) for s in listed] == [
-        ("ada@example.org", ["tts", "prosody"])
+    assert [(s["email"], s["keywords"], s["trending_only"]) for s in listed] == [
+        ("ada@example.org", ["tts", "prosody"], False),
+        ("cy@example.org", [], True),
     ]
 
 

@@ -191,23 +191,28 @@ def rank(
 @command_errors
 def subscribers_add(
     email: Annotated[str, typer.Argument(help="The subscriber's address.")],
-    keywords: Annotated[str, typer.Option(help="Comma-separated keywords.")],
+    keywords: Annotated[str, typer.Option(help="Comma-separated keywords.")] = "",
     frequency: Annotated[Frequency, typer.Option()] = Frequency.daily,
     timezone: Annotated[str, typer.Option()] = "UTC",
     send_hour: Annotated[int, typer.Option(min=0, max=23)] = 7,
+    trending_only: Annotated[
+        bool, typer.Option("--trending-only", help="The day's top trending papers, no keywords.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Add a confirmed subscriber (an operator's import; the web signup asks for consent).
 
     Example: digest subscribers add ada@example.org --keywords "TTS, speech tokenizer"
+    Example: digest subscribers add alan@example.org --trending-only
     """
     settings = ready()
     create = SubscriberCreate(
         email=email,
-        keywords=parse_keywords(keywords),
+        keywords=parse_keywords(keywords) if keywords.strip() else [],
         frequency=frequency,
         timezone=timezone,
         send_hour=send_hour,
+        trending_only=trending_only,
     )
     with session_scope(settings.sqlalchemy_url) as session:
         subscriber = add_subscriber(session=session, subscriber_create=create, confirmed=True)
