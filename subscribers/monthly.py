@@ -9,10 +9,12 @@ with `still_wants_monthly` at send time.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import date
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy import ColumnElement, and_
 from sqlmodel import Session, col, or_, select
 
 from digest.clippings.issue import (
@@ -53,15 +55,38 @@ def still_wants_monthly(subscriber: Subscriber, today: date, suppressed: set[str
     )
 
 
+def _wants_monthly(today: date) -> ColumnElement[bool]:
+    """`still_wants_monthly` in SQL, but for the suppression list."""
+    return and_(
+        col(Subscriber.status) == Status.active,
+        col(Subscriber.monthly).is_(True),
+        or_(col(Subscriber.paused_until).is_(None), col(Subscriber.paused_until) <= today),
+    )
+
+
+def monthly_addresses(*, session: Session, ids: Collection[int], today: date) -> dict[int, str]:
+    """Of these subscribers, those who still want the issue now: id -> address.
+
+    The batch sender's `still_wants_monthly`: two queries for a thousand recipients instead of
+    a thousand ORM objects and the whole suppression list.
+    """
+    query = select(Subscriber.id, Subscriber.email).where(
+        col(Subscriber.id).in_(list(ids)), _wants_monthly(today)
+    )
+    found = {sid or 0: address for sid, address in session.exec(query)}
+    hashes = {sid: email_hash(address) for sid, address in found.items()}
+    listed = select(Suppression.email_hash).where(
+        col(Suppression.email_hash).in_(set(hashes.values()))
+    )
+    suppressed = set(session.exec(listed))
+    return {sid: found[sid] for sid, digest in hashes.items() if digest not in suppressed}
+
+
 def eligible_subscriber_ids(*, session: Session, today: date) -> list[int]:
     """Every subscriber the issue goes to, in id order."""
     query = (
         select(Subscriber.id, Subscriber.email)
-        .where(
-            Subscriber.status == Status.active,
-            col(Subscriber.monthly).is_(True),
-            or_(col(Subscriber.paused_until).is_(None), col(Subscriber.paused_until) <= today),
-        )
+        .where(_wants_monthly(today))
         .order_by(col(Subscriber.id))
     )
     suppressed = suppressed_hashes(session=session)

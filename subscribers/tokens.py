@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import lru_cache
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 
@@ -29,6 +30,14 @@ class InvalidToken(Exception):
 
 
 def _serializer(keys: list[str], purpose: Purpose) -> URLSafeTimedSerializer:
+    return _cached_serializer(tuple(keys), purpose)
+
+
+@lru_cache(maxsize=64)
+def _cached_serializer(keys: tuple[str, ...], purpose: Purpose) -> URLSafeTimedSerializer:
+    # Built once per (keys, purpose): a monthly issue signs two tokens per recipient, and
+    # building the serializer per call was most of their cost. Keyed on the keys themselves,
+    # so a key rotation in the settings takes effect at once.
     # itsdangerous signs with the last key and verifies with all; settings list newest first.
     return URLSafeTimedSerializer(list(reversed(keys)), salt=f"digest.{purpose.value}")
 

@@ -133,7 +133,9 @@ def test_failed_request_loses_and_doubles_nobody(
             )
         final = broadcast.send_all(settings=migrated, transport=transport)
         assert (final.sent, final.failed, final.retried) == (1100, 0, 0)
-    assert [len(a.body["personalizations"]) for a in fake_sendgrid.accepted] == [1000, 1000, 100]
+    # Two requests of the retry are on the wire at once (PostgreSQL): either may land first.
+    sizes = sorted((len(a.body["personalizations"]) for a in fake_sendgrid.accepted), reverse=True)
+    assert sizes == [1000, 1000, 100]
     sent_to = [p["to"][0]["email"] for p in fake_sendgrid.personalizations()]
     assert len(sent_to) == len(set(sent_to)) == 2100
     assert set(sent_to) == set(ids)
