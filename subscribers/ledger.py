@@ -10,13 +10,25 @@ rows under a lease, so a crashed worker's rows come back after the lease expires
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, ColumnElement, UniqueConstraint, func, or_, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Integer,
+    String,
+    UniqueConstraint,
+    any_,
+    bindparam,
+    func,
+    or_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -320,6 +332,15 @@ def lock_claimed(*, session: Session, claims: Sequence[tuple[int, int]]) -> dict
     }
 
 
+def one_of(session: Session, column: Any, values: Collection[int] | Collection[str]) -> Any:
+    """`column IN (...)`; on PostgreSQL `column = ANY(:array)`: one parameter instead of a
+    thousand, which SQLAlchemy and psycopg would otherwise expand and convert per statement."""
+    if not is_postgres(session):
+        return col(column).in_(list(values))
+    kind = String if values and isinstance(next(iter(values)), str) else Integer
+    return col(column) == any_(bindparam(None, list(values), type_=ARRAY(kind)))
+
+
 class HeldRow(NamedTuple):
     """A claimed row still ours, as `hold_claimed` reads it (no ORM object)."""
 
@@ -335,7 +356,7 @@ def hold_claimed(*, session: Session, claims: Sequence[tuple[int, int]]) -> list
     attempts = dict(claims)
     query = (
         select(Delivery.id, Delivery.subscriber_id, Delivery.attempts, Delivery.payload)
-        .where(col(Delivery.id).in_(attempts), col(Delivery.status) == DeliveryStatus.sending)
+        .where(one_of(session, Delivery.id, attempts), Delivery.status == DeliveryStatus.sending)
         .order_by(col(Delivery.id))
     )
     if is_postgres(session):
@@ -369,7 +390,9 @@ def set_outcome(
         values["next_attempt_at"] = utcnow() + (retry_in or timedelta())
     for start in range(0, len(ids), 5000):
         chunk = list(ids[start : start + 5000])
-        session.execute(update(Delivery).where(col(Delivery.id).in_(chunk)).values(**values))
+        session.execute(
+            update(Delivery).where(one_of(session, Delivery.id, chunk)).values(**values)
+        )
 
 
 def mark_sent(*, session: Session, delivery: Delivery, provider_message_id: str) -> None:

@@ -9,7 +9,7 @@ with `still_wants_monthly` at send time.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import date
 from functools import lru_cache
 from typing import Any
@@ -27,11 +27,20 @@ from digest.clippings.issue import (
 from digest.clippings.models import IssueStatus, MonthlyIssue
 from digest.settings import Settings
 from emails.message import Message
-from emails.monthly import fill_links, monthly_template, render_monthly
+from emails.monthly import (
+    MANAGE_PLACEHOLDER,
+    ONE_CLICK_PLACEHOLDER,
+    UNSUBSCRIBE_PLACEHOLDER,
+    fill_links,
+    monthly_template,
+    render_monthly,
+    substitutions,
+)
 from emails.render import RecipientLinks
-from subscribers.ledger import Delivery, PlannedDelivery, plan_deliveries
+from subscribers.ledger import Delivery, PlannedDelivery, one_of, plan_deliveries
 from subscribers.models import Status, Subscriber, Suppression, email_hash
 from subscribers.outgoing import subscriber_links
+from subscribers.tokens import Purpose, make_tokens
 
 KIND = "monthly"
 
@@ -71,12 +80,12 @@ def monthly_addresses(*, session: Session, ids: Collection[int], today: date) ->
     a thousand ORM objects and the whole suppression list.
     """
     query = select(Subscriber.id, Subscriber.email).where(
-        col(Subscriber.id).in_(list(ids)), _wants_monthly(today)
+        one_of(session, Subscriber.id, ids), _wants_monthly(today)
     )
     found = {sid or 0: address for sid, address in session.exec(query)}
     hashes = {sid: email_hash(address) for sid, address in found.items()}
     listed = select(Suppression.email_hash).where(
-        col(Suppression.email_hash).in_(set(hashes.values()))
+        one_of(session, Suppression.email_hash, set(hashes.values()))
     )
     suppressed = set(session.exec(listed))
     return {sid: found[sid] for sid, digest in hashes.items() if digest not in suppressed}
@@ -119,6 +128,31 @@ def recipient_links(settings: Settings, subscriber_id: int) -> RecipientLinks:
     """The subscriber's own signed manage and unsubscribe links."""
     links = subscriber_links(settings, subscriber_id)
     return RecipientLinks(links.manage_url, links.unsubscribe_url, links.one_click_url)
+
+
+def recipient_substitutions(
+    settings: Settings, subscriber_ids: Sequence[int]
+) -> list[dict[str, str]]:
+    """`substitutions(recipient_links(...))` for many subscribers, in their order.
+
+    The links differ only in their tokens (URL-safe base64 and dots), so the safety check
+    `substitutions` makes on every link is made once on the shape they share.
+    """
+    keys = settings.signing_keys()
+    base = settings.public_url.rstrip("/")
+    manage = make_tokens(keys=keys, purpose=Purpose.manage, subscriber_ids=subscriber_ids)
+    leave = make_tokens(keys=keys, purpose=Purpose.unsubscribe, subscriber_ids=subscriber_ids)
+    sample = f"{base}/unsubscribe/t"
+    substitutions(RecipientLinks(f"{base}/manage/t", sample, sample))  # raises if unsafe
+    values = []
+    for manage_token, leave_token in zip(manage, leave, strict=True):
+        leave_url = f"{base}/unsubscribe/{leave_token}"
+        values.append({
+            MANAGE_PLACEHOLDER: f"{base}/manage/{manage_token}",
+            UNSUBSCRIBE_PLACEHOLDER: leave_url,
+            ONE_CLICK_PLACEHOLDER: leave_url,
+        })  # fmt: skip
+    return values
 
 
 @lru_cache(maxsize=8)

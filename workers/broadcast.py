@@ -32,15 +32,22 @@ from digest.clippings.models import IssueStatus, MonthlyIssue
 from digest.db import session_scope
 from digest.settings import Settings
 from emails.message import Message
-from emails.monthly import fill_links, substitutions
+from emails.monthly import fill_links
 from emails.transports.base import SendError, TransientSendError, Transport
 from emails.transports.sendgrid import MAX_PERSONALIZATIONS, BatchSendError, Recipient
 from subscribers import ledger
 from subscribers.ledger import DeliveryStatus, HeldRow
-from subscribers.monthly import KIND, issue_template, monthly_addresses, recipient_links
+from subscribers.monthly import (
+    KIND,
+    issue_template,
+    monthly_addresses,
+    recipient_links,
+    recipient_substitutions,
+)
 from workers import sending
 
 log = logging.getLogger("digest.broadcast")
+AHEAD = 2  # requests in flight beside the one being recorded (PostgreSQL, thread-safe transport)
 
 
 def can_batch(transport: Transport) -> bool:
@@ -77,9 +84,10 @@ def send_monthly_batches(
     report = sending.SendReport()
     if not can_batch(transport):
         return report
-    # Batches on the wire beside the one being settled. SQLite has one writer: one at a time.
+    # Batches on the wire beside the one being settled: the provider's round trip and its
+    # work on a 1,000-recipient body overlap ours. SQLite has one writer: one at a time.
     postgres = make_url(settings.sqlalchemy_url).get_backend_name() == "postgresql"
-    ahead = 1 if postgres and getattr(transport, "thread_safe", False) else 0
+    ahead = AHEAD if postgres and getattr(transport, "thread_safe", False) else 0
     lease = timedelta(seconds=settings.send_lease_seconds)
     in_flight: deque[_Batch] = deque()
     drained = False
@@ -161,17 +169,18 @@ def _start(
                 _settle(session, ids, DeliveryStatus.skipped, "issue not sent", report)
                 continue
             template = issue_template(settings=settings, issue=issue)
+            links = recipient_substitutions(settings, [row.subscriber_id for row, _ in batch])
             recipients = [
-                Recipient(
-                    email=address,
-                    substitutions=substitutions(recipient_links(settings, row.subscriber_id)),
-                    tags={"delivery_id": str(row.id), "kind": KIND},
-                )
-                for row, address in batch
+                Recipient(email=address, substitutions=values, tags=_tags(row.id))
+                for (row, address), values in zip(batch, links, strict=True)
             ]
             result = pool.submit(_hand_over, transport, template, recipients)
             sends.append(_Send(template, batch, result))
         return _Batch(scope.pop_all(), session, sends)
+
+
+def _tags(delivery_id: int) -> dict[str, str]:
+    return {"delivery_id": str(delivery_id), "kind": KIND}
 
 
 def _settle(
@@ -262,7 +271,7 @@ def _send_singly(
             return
         links = recipient_links(settings, row.subscriber_id)
         message = fill_links(template, to=address, links=links)
-        message = replace(message, tags={**message.tags, "delivery_id": str(row.id), "kind": KIND})
+        message = replace(message, tags={**message.tags, **_tags(row.id)})
         try:
             provider_id = transport.send(message)
         except SendError as failure:

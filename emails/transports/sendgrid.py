@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.message
 import io
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -150,16 +151,19 @@ def _fill(text: str, substitutions: dict[str, str]) -> str:
     return text
 
 
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+
+
 def _personalization_body(person: Recipient, headers: dict[str, str]) -> dict[str, Any]:
     """The JSON `Personalization(...).get()` makes for a batch recipient, built directly.
 
     The library's helper objects (an object per address, header, substitution and custom
     arg, then `.get()`) cost about 0.1 s per 1,000 recipients; a plain address skips them.
     """
-    display, addr = parseaddr(person.email)
-    if addr == person.email and not person.name:
-        to = {"email": addr}
-    else:  # a display name: the library's own quoting rules
+    if not person.name and _PLAIN_ADDRESS.fullmatch(person.email):
+        to = {"email": person.email}  # what parseaddr and To would make of it, 20x faster
+    else:  # a display name or anything unusual: the library's own parsing and quoting
+        display, addr = parseaddr(person.email)
         to = To(addr or person.email, person.name or display or None).get()
     body: dict[str, Any] = {"to": [to]}
     if headers:
