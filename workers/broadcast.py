@@ -161,7 +161,7 @@ def _start(
                 by_issue.setdefault(issue_id, []).append((row, address))
         _settle(session, gone, DeliveryStatus.skipped, "no longer wants the issue", report)
         _settle(session, refused, DeliveryStatus.failed, "not an email address", report)
-        sends: list[_Send] = []
+        built: list[tuple[Message, list[tuple[HeldRow, str]], list[Recipient]]] = []
         for issue_id, batch in by_issue.items():
             issue = session.get(MonthlyIssue, issue_id)
             if issue is None or issue.status != IssueStatus.sent:
@@ -174,8 +174,12 @@ def _start(
                 Recipient(email=address, substitutions=values, tags=_tags(row.id))
                 for (row, address), values in zip(batch, links, strict=True)
             ]
-            result = pool.submit(_hand_over, transport, template, recipients)
-            sends.append(_Send(template, batch, result))
+            built.append((template, batch, recipients))
+        # Everything built before the first request: an error above sends nothing.
+        sends = [
+            _Send(template, batch, pool.submit(_hand_over, transport, template, recipients))
+            for template, batch, recipients in built
+        ]
         return _Batch(scope.pop_all(), session, sends)
 
 
