@@ -249,7 +249,10 @@ def sent_paper_ids(*, session: Session, subscriber_ids: Iterable[int]) -> dict[i
 
 def _due(now: datetime) -> ColumnElement[bool]:
     """Rows a sender should take: planned and their time has come, or their lease ran out."""
-    return or_(
+    # The status IN (...) is implied by the OR, but without it PostgreSQL walks the primary
+    # key past every row already sent (31 ms per claim at 80,000 sent of 100,000; 5 ms with
+    # the status index).
+    return col(Delivery.status).in_([DeliveryStatus.planned, DeliveryStatus.sending]) & or_(
         (col(Delivery.status) == DeliveryStatus.planned) & (col(Delivery.next_attempt_at) <= now),
         (col(Delivery.status) == DeliveryStatus.sending) & (col(Delivery.lease_until) < now),
     )
