@@ -10,13 +10,25 @@ rows under a lease, so a crashed worker's rows come back after the lease expires
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, ColumnElement, UniqueConstraint, func, or_, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Integer,
+    String,
+    UniqueConstraint,
+    any_,
+    bindparam,
+    func,
+    or_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -237,7 +249,10 @@ def sent_paper_ids(*, session: Session, subscriber_ids: Iterable[int]) -> dict[i
 
 def _due(now: datetime) -> ColumnElement[bool]:
     """Rows a sender should take: planned and their time has come, or their lease ran out."""
-    return or_(
+    # The status IN (...) is implied by the OR, but without it PostgreSQL walks the primary
+    # key past every row already sent (31 ms per claim at 80,000 sent of 100,000; 5 ms with
+    # the status index).
+    return col(Delivery.status).in_([DeliveryStatus.planned, DeliveryStatus.sending]) & or_(
         (col(Delivery.status) == DeliveryStatus.planned) & (col(Delivery.next_attempt_at) <= now),
         (col(Delivery.status) == DeliveryStatus.sending) & (col(Delivery.lease_until) < now),
     )
@@ -271,14 +286,20 @@ def claim_batch(
     return rows
 
 
-def claim(*, session: Session, limit: int, lease: timedelta) -> list[tuple[int, int]]:
-    """Take up to `limit` due rows under a lease in one statement; (id, attempt) per row.
+def claim(
+    *, session: Session, limit: int, lease: timedelta, kind: str | None = None
+) -> list[tuple[int, int]]:
+    """Take up to `limit` due rows (of one kind, when given) under a lease in one statement;
+    (id, attempt) per row.
 
     The same rows `claim_batch` would take, without loading them: senders re-read each row
-    under a lock when they send it (`lock_claimed`).
+    under a lock when they send it (`lock_claimed`, `hold_claimed`).
     """
     now = utcnow()
-    due = select(Delivery.id).where(_due(now)).order_by(col(Delivery.id)).limit(limit)
+    due = select(Delivery.id).where(_due(now))
+    if kind is not None:
+        due = due.where(col(Delivery.kind) == kind)
+    due = due.order_by(col(Delivery.id)).limit(limit)
     if is_postgres(session):
         due = due.with_for_update(skip_locked=True)
     statement = (
@@ -312,6 +333,69 @@ def lock_claimed(*, session: Session, claims: Sequence[tuple[int, int]]) -> dict
         and rows[did].status == DeliveryStatus.sending
         and rows[did].attempts == attempt
     }
+
+
+def one_of(session: Session, column: Any, values: Collection[int] | Collection[str]) -> Any:
+    """`column IN (...)`; on PostgreSQL `column = ANY(:array)`: one parameter instead of a
+    thousand, which SQLAlchemy and psycopg would otherwise expand and convert per statement."""
+    if not is_postgres(session):
+        return col(column).in_(list(values))
+    kind = String if values and isinstance(next(iter(values)), str) else Integer
+    return col(column) == any_(bindparam(None, list(values), type_=ARRAY(kind)))
+
+
+class HeldRow(NamedTuple):
+    """A claimed row still ours, as `hold_claimed` reads it (no ORM object)."""
+
+    id: int
+    subscriber_id: int
+    attempts: int
+    payload: dict[str, Any]
+
+
+def hold_claimed(*, session: Session, claims: Sequence[tuple[int, int]]) -> list[HeldRow]:
+    """`lock_claimed` in one core statement, for thousands of rows: in id order, only those
+    still held by these claims (status sending, same attempt), locked on PostgreSQL."""
+    attempts = dict(claims)
+    query = (
+        select(Delivery.id, Delivery.subscriber_id, Delivery.attempts, Delivery.payload)
+        .where(one_of(session, Delivery.id, attempts), Delivery.status == DeliveryStatus.sending)
+        .order_by(col(Delivery.id))
+    )
+    if is_postgres(session):
+        query = query.with_for_update()
+    return [
+        HeldRow(did, sid, attempt, payload or {})
+        for did, sid, attempt, payload in session.execute(query)
+        if attempts.get(did) == attempt
+    ]
+
+
+def set_outcome(
+    *,
+    session: Session,
+    ids: Sequence[int],
+    status: DeliveryStatus,
+    provider_message_id: str | None = None,
+    error: str | None = None,
+    retry_in: timedelta | None = None,
+) -> None:
+    """One UPDATE for many rows: what `mark_sent`, `mark_retry`, `mark_failed` and
+    `mark_skipped` do to one ORM row each."""
+    if not ids:
+        return
+    values: dict[str, Any] = {"status": status, "lease_until": None}
+    if status == DeliveryStatus.sent:
+        values.update(provider_message_id=provider_message_id, sent_at=utcnow(), last_error=None)
+    else:
+        values["last_error"] = (error or "")[:1000]
+    if status == DeliveryStatus.planned:
+        values["next_attempt_at"] = utcnow() + (retry_in or timedelta())
+    for start in range(0, len(ids), 5000):
+        chunk = list(ids[start : start + 5000])
+        session.execute(
+            update(Delivery).where(one_of(session, Delivery.id, chunk)).values(**values)
+        )
 
 
 def mark_sent(*, session: Session, delivery: Delivery, provider_message_id: str) -> None:

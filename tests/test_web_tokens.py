@@ -28,7 +28,7 @@ from subscribers.models import (
     Suppression,
 )
 from subscribers.service import confirm, subscribe, unsubscribe
-from subscribers.tokens import Purpose, make_token
+from subscribers.tokens import InvalidToken, Purpose, make_token, make_tokens, read_token
 from tests.test_web_signup import both, client_for, csrf_of, form_token, rows, web  # noqa: F401
 
 ADA = "ada@example.org"
@@ -130,6 +130,21 @@ def test_older_keys_still_verify_so_rotation_breaks_no_link(web: Settings) -> No
     assert client_for(rotated).get(f"/manage/{old_only}").status_code == 200
     retired = web.model_copy(update={"secret_keys": ["brand-new-key"]})
     assert client_for(retired).get(f"/manage/{old_only}").status_code == 404
+
+
+def test_batch_tokens_are_the_same_tokens_and_bound_to_their_purpose() -> None:
+    keys = ["newest-key", "test-secret-older"]
+    batch = make_tokens(keys=keys, purpose=Purpose.unsubscribe, subscriber_ids=[7, 8, 9])
+    read = [read_token(keys=keys, purpose=Purpose.unsubscribe, token=t) for t in batch]
+    assert read == [(7, ""), (8, ""), (9, "")]
+    # Signed with the newest key: still valid once an even newer key is put in front of it.
+    assert read_token(keys=["newer", *keys], purpose=Purpose.unsubscribe, token=batch[0]) == (7, "")
+    single = make_token(keys=keys, purpose=Purpose.unsubscribe, subscriber_id=7)
+    assert batch[0].split(".")[0] == single.split(".")[0]  # same payload; the stamp may differ
+    with pytest.raises(InvalidToken):
+        read_token(keys=keys, purpose=Purpose.manage, token=batch[0])
+    with pytest.raises(InvalidToken):
+        read_token(keys=["test-secret-older"], purpose=Purpose.unsubscribe, token=batch[0])
 
 
 def test_link_scanners_following_every_link_change_nothing(both: Settings) -> None:  # noqa: F811

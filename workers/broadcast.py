@@ -7,37 +7,47 @@ which renders the same template with the links filled in.
 
 Exactly once: rows are claimed under a lease (SKIP LOCKED on PostgreSQL), re-checked under a
 row lock, and a failed request marks the rows of the chunks SendGrid accepted as sent and
-only the rest for a retry.
+only the rest for a retry. A batch's rows are marked sent only after its own request was
+accepted; on PostgreSQL the next batch is claimed, built and put on the wire while the
+current one is still in flight (each in its own transaction, holding its own row locks).
+
+Rows are read and written with core SQL (one statement per step for a thousand rows), not
+ORM objects: at 100,000 recipients the objects were a third of the time.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import replace
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
-from sqlmodel import Session, col, select
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
 
 from digest.clippings.models import IssueStatus, MonthlyIssue
-from digest.db import is_postgres, session_scope
+from digest.db import session_scope
 from digest.settings import Settings
 from emails.message import Message
-from emails.monthly import fill_links, substitutions
+from emails.monthly import fill_links
 from emails.transports.base import SendError, TransientSendError, Transport
 from emails.transports.sendgrid import MAX_PERSONALIZATIONS, BatchSendError, Recipient
 from subscribers import ledger
-from subscribers.models import Subscriber
+from subscribers.ledger import DeliveryStatus, HeldRow
 from subscribers.monthly import (
     KIND,
     issue_template,
+    monthly_addresses,
     recipient_links,
-    still_wants_monthly,
-    suppressed_hashes,
+    recipient_substitutions,
 )
 from workers import sending
 
 log = logging.getLogger("digest.broadcast")
+AHEAD = 2  # requests in flight beside the one being recorded (PostgreSQL, thread-safe transport)
 
 
 def can_batch(transport: Transport) -> bool:
@@ -74,74 +84,129 @@ def send_monthly_batches(
     report = sending.SendReport()
     if not can_batch(transport):
         return report
-    while True:
-        with session_scope(settings.sqlalchemy_url) as session:
-            claimed = {
-                row.id or 0: row.attempts
-                for row in ledger.claim_batch(
-                    session=session,
-                    kind=KIND,
-                    limit=batch_size,
-                    lease=timedelta(seconds=settings.send_lease_seconds),
-                )
-            }
-        if not claimed:
-            return report
-        with session_scope(settings.sqlalchemy_url) as session:
-            _send_claimed(settings, transport, session, claimed, report)
-        if report.paused:
-            return report
+    # Batches on the wire beside the one being settled: the provider's round trip and its
+    # work on a 1,000-recipient body overlap ours. SQLite has one writer: one at a time.
+    postgres = make_url(settings.sqlalchemy_url).get_backend_name() == "postgresql"
+    ahead = AHEAD if postgres and getattr(transport, "thread_safe", False) else 0
+    lease = timedelta(seconds=settings.send_lease_seconds)
+    in_flight: deque[_Batch] = deque()
+    drained = False
+    with ThreadPoolExecutor(max_workers=ahead + 1, thread_name_prefix="broadcast") as pool:
+        try:
+            while True:
+                if not drained and not report.paused:
+                    batch = _start(settings, transport, pool, batch_size, lease, report)
+                    drained = batch is None
+                    if batch is not None:
+                        in_flight.append(batch)
+                        if len(in_flight) <= ahead:
+                            continue
+                if not in_flight:
+                    return report
+                _finish(settings, transport, in_flight.popleft(), report)
+        finally:
+            # After an error: what the provider accepted is still recorded as sent.
+            while in_flight:
+                _finish(settings, transport, in_flight.popleft(), report)
 
 
-def _held_rows(session: Session, claimed: dict[int, int]) -> list[ledger.Delivery]:
-    """The claimed rows still ours (locked on PostgreSQL until the outcome is recorded)."""
-    query = select(ledger.Delivery).where(col(ledger.Delivery.id).in_(list(claimed)))
-    if is_postgres(session):
-        query = query.with_for_update()
-    return [
-        row
-        for row in session.exec(query.order_by(col(ledger.Delivery.id)))
-        if row.status == ledger.DeliveryStatus.sending and claimed.get(row.id or 0) == row.attempts
-    ]
+@dataclass
+class _Send:
+    """One issue's recipients of a batch, and their request on the wire."""
+
+    template: Message
+    rows: list[tuple[HeldRow, str]]  # row, address
+    result: Future[list[str] | BatchSendError]
 
 
-def _send_claimed(
+@dataclass
+class _Batch:
+    """A claim being sent: its open transaction (holding the row locks) and its requests."""
+
+    scope: ExitStack
+    session: Session
+    sends: list[_Send]
+
+
+def _start(
     settings: Settings,
     transport: Transport,
+    pool: ThreadPoolExecutor,
+    batch_size: int,
+    lease: timedelta,
+    report: sending.SendReport,
+) -> _Batch | None:
+    """Claim a batch, re-check it under row locks, build its requests and send them."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        claims = ledger.claim(session=session, limit=batch_size, lease=lease, kind=KIND)
+    if not claims:
+        return None
+    with ExitStack() as scope:
+        session = scope.enter_context(session_scope(settings.sqlalchemy_url))
+        rows = ledger.hold_claimed(session=session, claims=claims)
+        addresses = monthly_addresses(
+            session=session, ids={row.subscriber_id for row in rows}, today=date.today()
+        )
+        gone: list[int] = []
+        refused: list[int] = []
+        by_issue: dict[int, list[tuple[HeldRow, str]]] = {}
+        for row in rows:
+            address = addresses.get(row.subscriber_id)
+            if address is None:
+                gone.append(row.id)
+            elif not _plausible(address):  # would break the whole request, not just this row
+                refused.append(row.id)
+            else:
+                issue_id = int(row.payload.get("issue_id") or 0)
+                by_issue.setdefault(issue_id, []).append((row, address))
+        _settle(session, gone, DeliveryStatus.skipped, "no longer wants the issue", report)
+        _settle(session, refused, DeliveryStatus.failed, "not an email address", report)
+        built: list[tuple[Message, list[tuple[HeldRow, str]], list[Recipient]]] = []
+        for issue_id, batch in by_issue.items():
+            issue = session.get(MonthlyIssue, issue_id)
+            if issue is None or issue.status != IssueStatus.sent:
+                ids = [row.id for row, _ in batch]
+                _settle(session, ids, DeliveryStatus.skipped, "issue not sent", report)
+                continue
+            template = issue_template(settings=settings, issue=issue)
+            links = recipient_substitutions(settings, [row.subscriber_id for row, _ in batch])
+            recipients = [
+                Recipient(email=address, substitutions=values, tags=_tags(row.id))
+                for (row, address), values in zip(batch, links, strict=True)
+            ]
+            built.append((template, batch, recipients))
+        # Everything built before the first request: an error above sends nothing.
+        sends = [
+            _Send(template, batch, pool.submit(_hand_over, transport, template, recipients))
+            for template, batch, recipients in built
+        ]
+        return _Batch(scope.pop_all(), session, sends)
+
+
+def _tags(delivery_id: int) -> dict[str, str]:
+    return {"delivery_id": str(delivery_id), "kind": KIND}
+
+
+def _settle(
     session: Session,
-    claimed: dict[int, int],
+    ids: list[int],
+    status: DeliveryStatus,
+    reason: str,
     report: sending.SendReport,
 ) -> None:
-    rows = _held_rows(session, claimed)
-    people = {
-        person.id: person
-        for person in session.exec(
-            select(Subscriber).where(col(Subscriber.id).in_([r.subscriber_id for r in rows]))
-        )
-    }
-    suppressed = suppressed_hashes(session=session)
-    today = date.today()
-    by_issue: dict[int, list[tuple[ledger.Delivery, Subscriber]]] = {}
-    for row in rows:
-        person = people.get(row.subscriber_id)
-        issue_id = int(row.payload.get("issue_id") or 0)
-        if person is None or not still_wants_monthly(person, today, suppressed):
-            ledger.mark_skipped(session=session, delivery=row, reason="no longer wants the issue")
-            report.skipped += 1
-            continue
-        if not _plausible(person.email):  # would break the whole request, not just this row
-            ledger.mark_failed(session=session, delivery=row, error="not an email address")
-            report.failed += 1
-            continue
-        by_issue.setdefault(issue_id, []).append((row, person))
-    for issue_id, batch in by_issue.items():
-        issue = session.get(MonthlyIssue, issue_id)
-        if issue is None or issue.status != IssueStatus.sent:
-            for row, _ in batch:
-                ledger.mark_skipped(session=session, delivery=row, reason="issue not sent")
-                report.skipped += 1
-            continue
-        _send_one_issue(settings, transport, session, issue, batch, report)
+    """Skip or fail rows that never went out."""
+    ledger.set_outcome(session=session, ids=ids, status=status, error=reason)
+    setattr(report, status.value, getattr(report, status.value) + len(ids))
+
+
+def _hand_over(
+    transport: Transport, template: Message, recipients: list[Recipient]
+) -> list[str] | BatchSendError:
+    """The message ids, or how far the batch got (in a pool thread: no database here)."""
+    try:
+        return transport.send_batch(template, recipients)  # type: ignore[attr-defined]
+    except BatchSendError as failure:
+        return failure
 
 
 def _plausible(address: str) -> bool:
@@ -150,43 +215,44 @@ def _plausible(address: str) -> bool:
     return bool(local) and "." in domain and not any(c.isspace() or c in "<>,;" for c in address)
 
 
-def _send_one_issue(
+def _finish(
+    settings: Settings, transport: Transport, batch: _Batch, report: sending.SendReport
+) -> None:
+    """Wait for a batch's requests, record every outcome and commit (releasing the locks)."""
+    with batch.scope:
+        for send in batch.sends:
+            _record(settings, transport, batch.session, send, report)
+
+
+def _record(
     settings: Settings,
     transport: Transport,
     session: Session,
-    issue: MonthlyIssue,
-    batch: Sequence[tuple[ledger.Delivery, Subscriber]],
+    send: _Send,
     report: sending.SendReport,
 ) -> None:
-    template = issue_template(settings=settings, issue=issue)
-    recipients = [
-        Recipient(
-            email=person.email,
-            substitutions=substitutions(recipient_links(settings, person.id or 0)),
-            tags={"delivery_id": str(row.id), "kind": KIND},
+    result = send.result.result()
+    if isinstance(result, BatchSendError):
+        message_ids, accepted, error = result.message_ids, result.accepted, result
+    else:
+        message_ids, accepted, error = result, len(send.rows), None
+    for request, start in enumerate(range(0, accepted, MAX_PERSONALIZATIONS)):
+        ids = [row.id for row, _ in send.rows[start : start + MAX_PERSONALIZATIONS]]
+        message_id = message_ids[request] if request < len(message_ids) else ""
+        ledger.set_outcome(
+            session=session, ids=ids, status=DeliveryStatus.sent, provider_message_id=message_id
         )
-        for row, person in batch
-    ]
-    try:
-        message_ids = transport.send_batch(template, recipients)  # type: ignore[attr-defined]
-        accepted, error = len(batch), None
-    except BatchSendError as failure:
-        message_ids, accepted, error = failure.message_ids, failure.accepted, failure
-    for index, (row, _) in enumerate(batch[:accepted]):
-        message_id = message_ids[index // MAX_PERSONALIZATIONS] if message_ids else ""
-        ledger.mark_sent(session=session, delivery=row, provider_message_id=message_id)
-        report.sent += 1
+    report.sent += accepted
     if error is None:
         return
     log.warning("monthly batch failed: %s", error)
-    rest = batch[accepted:]
+    rest = send.rows[accepted:]
     if not error.transient and len(rest) > 1:
         # One refused address (a 400 names a field, not a recipient) must not fail a
         # thousand others: send the rest one by one and let each outcome stand alone.
-        _send_singly(settings, transport, session, template, rest, report)
+        _send_singly(settings, transport, session, send.template, rest, report)
         return
-    for row, _ in rest:
-        _record_failure(session, row, error.error, report, settings.send_retry_seconds)
+    _record_failures(session, rest, error.error, report, settings.send_retry_seconds)
     if error.transient:
         report.paused = f"a monthly batch request failed, retrying later: {error.error}"
 
@@ -196,47 +262,65 @@ def _send_singly(
     transport: Transport,
     session: Session,
     template: Message,
-    rows: Sequence[tuple[ledger.Delivery, Subscriber]],
+    rows: Sequence[tuple[HeldRow, str]],
     report: sending.SendReport,
 ) -> None:
     """After a refused batch: one message per row, outcomes as in sending.send_one."""
     failures: list[SendError] = []  # in a row
-    for position, (row, person) in enumerate(rows):
+    for position, (row, address) in enumerate(rows):
         if len(failures) >= sending.PAUSE_AFTER_FAILURES_IN_A_ROW:
             # The same refusal every time: the request, not an address, is at fault.
-            for later, _ in rows[position:]:
-                _record_failure(session, later, failures[-1], report, settings.send_retry_seconds)
+            later = rows[position:]
+            _record_failures(session, later, failures[-1], report, settings.send_retry_seconds)
             return
-        links = recipient_links(settings, person.id or 0)
-        message = fill_links(template, to=person.email, links=links)
-        message = replace(message, tags={**message.tags, "delivery_id": str(row.id), "kind": KIND})
+        links = recipient_links(settings, row.subscriber_id)
+        message = fill_links(template, to=address, links=links)
+        message = replace(message, tags={**message.tags, **_tags(row.id)})
         try:
             provider_id = transport.send(message)
         except SendError as failure:
             failures.append(failure)
-            _record_failure(session, row, failure, report, settings.send_retry_seconds)
+            _record_failures(
+                session, [(row, address)], failure, report, settings.send_retry_seconds
+            )
             continue
         failures.clear()
-        ledger.mark_sent(session=session, delivery=row, provider_message_id=provider_id)
+        ledger.set_outcome(
+            session=session,
+            ids=[row.id],
+            status=DeliveryStatus.sent,
+            provider_message_id=provider_id,
+        )
         report.sent += 1
 
 
-def _record_failure(
+def _record_failures(
     session: Session,
-    row: ledger.Delivery,
+    rows: Sequence[tuple[HeldRow, str]],
     cause: SendError,
     report: sending.SendReport,
     retry_seconds: Sequence[float],
 ) -> None:
     """Transient: back to the queue with the usual back-off; permanent: failed for good."""
     transient = isinstance(cause, TransientSendError)
-    if not transient or row.attempts >= sending.MAX_ATTEMPTS:
-        prefix = "gave up: " if transient else ""
-        ledger.mark_failed(session=session, delivery=row, error=f"{prefix}{cause}")
-        report.failed += 1
-        return
-    delay = timedelta(seconds=retry_seconds[min(row.attempts, len(retry_seconds)) - 1])
-    if isinstance(cause, TransientSendError) and cause.retry_after:
-        delay = timedelta(seconds=cause.retry_after)
-    ledger.mark_retry(session=session, delivery=row, error=str(cause), delay=delay)
-    report.retried += 1
+    given_up: list[int] = []
+    retries: dict[timedelta, list[int]] = {}
+    for row, _ in rows:
+        if not transient or row.attempts >= sending.MAX_ATTEMPTS:
+            given_up.append(row.id)
+            continue
+        delay = timedelta(seconds=retry_seconds[min(row.attempts, len(retry_seconds)) - 1])
+        if isinstance(cause, TransientSendError) and cause.retry_after:
+            delay = timedelta(seconds=cause.retry_after)
+        retries.setdefault(delay, []).append(row.id)
+    prefix = "gave up: " if transient else ""
+    _settle(session, given_up, DeliveryStatus.failed, f"{prefix}{cause}", report)
+    for delay, ids in retries.items():
+        ledger.set_outcome(
+            session=session,
+            ids=ids,
+            status=DeliveryStatus.planned,
+            error=str(cause),
+            retry_in=delay,
+        )
+        report.retried += len(ids)

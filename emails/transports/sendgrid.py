@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.message
 import io
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -150,6 +151,30 @@ def _fill(text: str, substitutions: dict[str, str]) -> str:
     return text
 
 
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+
+
+def _personalization_body(person: Recipient, headers: dict[str, str]) -> dict[str, Any]:
+    """The JSON `Personalization(...).get()` makes for a batch recipient, built directly.
+
+    The library's helper objects (an object per address, header, substitution and custom
+    arg, then `.get()`) cost about 0.1 s per 1,000 recipients; a plain address skips them.
+    """
+    if not person.name and _PLAIN_ADDRESS.fullmatch(person.email):
+        to = {"email": person.email}  # what parseaddr and To would make of it, 20x faster
+    else:  # a display name or anything unusual: the library's own parsing and quoting
+        display, addr = parseaddr(person.email)
+        to = To(addr or person.email, person.name or display or None).get()
+    body: dict[str, Any] = {"to": [to]}
+    if headers:
+        body["headers"] = {k: _fill(v, person.substitutions) for k, v in headers.items()}
+    if person.substitutions:
+        body["substitutions"] = dict(person.substitutions)
+    if person.tags:  # SendGrid rejects non-string custom_args values.
+        body["custom_args"] = {key: str(value) for key, value in person.tags.items()}
+    return body
+
+
 def chunks(
     recipients: Sequence[Recipient], size: int = MAX_PERSONALIZATIONS
 ) -> Iterator[Sequence[Recipient]]:
@@ -213,22 +238,12 @@ class SendGridTransport:
         # `template.to` and `template.tags` are ignored; each recipient brings their own.
         message_ids: list[str] = []
         accepted = 0
+        shared = self._mail(template, [], top_level_headers=False).get()
         for chunk in chunks(recipients):
-            personalizations = [
-                self._personalization(
-                    person.email,
-                    person.name,
-                    person.tags,
-                    headers={
-                        k: _fill(v, person.substitutions) for k, v in template.headers.items()
-                    },
-                    substitutions=person.substitutions,
-                )
-                for person in chunk
-            ]
-            mail = self._mail(template, personalizations, top_level_headers=False)
+            personalizations = [_personalization_body(p, template.headers) for p in chunk]
+            body = {**shared, "personalizations": personalizations}
             try:
-                message_ids.append(self._post(mail, recipients=len(chunk)))
+                message_ids.append(self._post(body, recipients=len(chunk)))
             except SendError as error:
                 raise BatchSendError(error, message_ids=message_ids, accepted=accepted) from error
             accepted += len(chunk)
@@ -278,12 +293,12 @@ class SendGridTransport:
             mail.add_category(Category(category))
         return mail
 
-    def _post(self, mail: Mail, *, recipients: int) -> str:
+    def _post(self, mail: Mail | dict[str, Any], *, recipients: int) -> str:
         """POST one request body, mapping every failure onto Transient or Permanent."""
         if self._bucket is not None:
             self._bucket.acquire(recipients)
         try:
-            response = self._send_body(mail.get())
+            response = self._send_body(mail if isinstance(mail, dict) else mail.get())
         except HTTPError as error:
             raise self._classify(error) from error
         except httpx.TimeoutException as error:
