@@ -15,7 +15,14 @@ from digest.clippings.enrich import EnrichReport, suggest_month
 from digest.clippings.imports import import_clips
 from digest.clippings.models import Clip
 from digest.clippings.sorting import Suggestion
-from digest.clippings.store import add_clip, check_month, current_month, enrich_clips, list_clips
+from digest.clippings.store import (
+    add_clip,
+    check_month,
+    clip_json,
+    current_month,
+    enrich_clips,
+    list_clips,
+)
 from digest.db import session_scope
 from workers.cli_support import command_errors, emit_json, ready
 
@@ -26,20 +33,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_FILE = 20 * 1024 * 1024
 
 
-def clip_json(clip: Clip, suggestion: Suggestion | None = None) -> dict[str, Any]:
-    """A clip as JSON: the editor's values, the suggestions beside them, the effective ones."""
-    data: dict[str, Any] = {
-        "id": clip.id, "month": clip.month, "url": clip.url, "key": clip.key,
-        "kind": clip.kind.value, "source": clip.source, "title": clip.title,
-        "authors": clip.authors, "summary": clip.summary, "note": clip.note,
-        "links": clip.links, "topic": clip.topic, "position": clip.position,
-        "section": clip.section, "suggested_section": clip.suggested_section,
-        "effective_section": clip.effective_section,
-        "tags": clip.tags, "suggested_tags": clip.suggested_tags,
-        "effective_tags": clip.effective_tags, "suggested_highlight": clip.suggested_highlight,
-        "autofill": clip.autofill.value, "autofill_error": clip.autofill_error,
-        "saved_at": clip.saved_at.isoformat(),
-    }
+def clip_with_reasons(clip: Clip, suggestion: Suggestion | None = None) -> dict[str, Any]:
+    """A clip as JSON, with why it was sorted where it was when the suggestion is at hand."""
+    data = clip_json(clip)
     if suggestion is not None:
         data["why"] = {
             "section_scores": suggestion.section_scores,
@@ -86,7 +82,7 @@ def add(
                               fetch=fetch)
         clip = result.clip
         if as_json:
-            emit_json({"created": result.created, "clip": clip_json(
+            emit_json({"created": result.created, "clip": clip_with_reasons(
                 clip, report.suggestions.get(clip.id or -1))})
         else:
             _print_clip(clip, result.created, report)
@@ -189,7 +185,7 @@ def suggest_command(
         suggestions = suggest_month(session=session, settings=settings, month=month)
         clips = list_clips(session=session, month=month)
     if as_json:
-        emit_json([clip_json(clip, suggestions.get(clip.id or -1)) for clip in clips])
+        emit_json([clip_with_reasons(clip, suggestions.get(clip.id or -1)) for clip in clips])
         return
     for clip in clips:
         suggestion = suggestions.get(clip.id or -1)

@@ -285,3 +285,20 @@ def enrich_clips(
 ) -> EnrichReport:
     """Autofill (store, arXiv API, page titles) then suggestions; failures recorded, not raised."""
     return enrich(session=session, settings=settings, clips=clips, fetch=fetch)
+
+
+def clip_json(clip: Clip) -> dict[str, Any]:
+    """A clip as JSON (the CLI's --json, the admin API): the editor's values, the suggestions
+    beside them, and the effective ones."""
+    return {
+        "id": clip.id, "month": clip.month, "url": clip.url, "key": clip.key,
+        "kind": clip.kind.value, "source": clip.source, "title": clip.title,
+        "authors": clip.authors, "summary": clip.summary, "note": clip.note,
+        "explainer": clip.explainer, "links": clip.links, "topic": clip.topic,
+        "position": clip.position, "section": clip.section,
+        "suggested_section": clip.suggested_section,
+        "effective_section": clip.effective_section, "tags": clip.tags,
+        "suggested_tags": clip.suggested_tags, "effective_tags": clip.effective_tags,
+        "suggested_highlight": clip.suggested_highlight, "autofill": clip.autofill.value,
+        "autofill_error": clip.autofill_error, "saved_at": clip.saved_at.isoformat(),
+    }  # fmt: skip

@@ -12,9 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from digest.clippings.store import add_clip, enrich_clips
+from digest.clippings.store import add_clip, clip_json, enrich_clips
 from subscribers.web.admin.auth import require_api_token
-from subscribers.web.admin.clipdata import clip_json
 from subscribers.web.pages import state
 
 router = APIRouter(prefix="/admin/api", tags=["admin"],

@@ -70,21 +70,5 @@ def form_changes(form: dict[str, str], suggested_tags: Sequence[str] = ()) -> di
     return changes
 
 
-def clip_json(clip: Clip) -> dict[str, Any]:
-    """A clip as the API answers it: the editor's values beside the suggestions."""
-    return {
-        "id": clip.id, "month": clip.month, "url": clip.url, "key": clip.key,
-        "kind": clip.kind.value, "source": clip.source, "title": clip.title,
-        "authors": clip.authors, "summary": clip.summary, "note": clip.note,
-        "explainer": clip.explainer, "links": clip.links, "topic": clip.topic,
-        "position": clip.position, "section": clip.section,
-        "suggested_section": clip.suggested_section,
-        "effective_section": clip.effective_section, "tags": clip.tags,
-        "suggested_tags": clip.suggested_tags, "effective_tags": clip.effective_tags,
-        "suggested_highlight": clip.suggested_highlight, "autofill": clip.autofill.value,
-        "saved_at": clip.saved_at.isoformat(),
-    }
-
-
-__all__ = ["EDIT_LINKS", "LINK_KINDS", "clip_json", "form_changes", "move", "section_choices",
+__all__ = ["EDIT_LINKS", "LINK_KINDS", "form_changes", "move", "section_choices",
            "sections_of"]
