@@ -7,6 +7,8 @@ Run by hand or from `make bench`: `python bench/render.py --messages 2000`. Prin
   get their own links substituted;
 - every_digest_distinct: the same messages with the shared renders forgotten before each one
   (worst case: no two subscribers alike; per-paper views and wrapped text stay cached);
+- every_digest_distinct_full_template: as above, but each digest rendered by Jinja over the
+  whole template (the path before paper blocks were stitched from a cache);
 - compile_per_message_baseline: the MJML compiled again for every message.
 """
 
@@ -21,6 +23,7 @@ from digest.daily import compose_daily
 from digest.ranking import PaperIndex, rank_profiles
 from digest.sources.arxiv_feed import parse_feed
 from emails import render
+from emails.message import Message
 from emails.render import RecipientLinks, clear_template_caches, render_daily
 from tests.celery_stack import make_profiles
 
@@ -40,9 +43,12 @@ def digests(count: int) -> list:  # type: ignore[type-arg]
 
 
 def render_all(batch: list, *, compile_each: bool = False,  # type: ignore[type-arg]
-               distinct: bool = False) -> float:
+               distinct: bool = False, full_template: bool = False) -> float:
     """Seconds to render every digest, each with its own links; optionally throwing the
     compiled template (and every cache) or only the shared renders away each time."""
+    stitched = render._render_daily
+    if full_template:  # the whole template through Jinja, as before stitching
+        render._render_daily = _full_template_render  # type: ignore[assignment]
     start = time.perf_counter()
     for number, digest in enumerate(batch):
         links = RecipientLinks(f"https://d.test/manage/m{number}",
@@ -54,7 +60,23 @@ def render_all(batch: list, *, compile_each: bool = False,  # type: ignore[type-
             render._SHARED.clear()
         render_daily(digest, to=f"reader{number}@example.org", sender="Digest <d@example.org>",
                      links=links, postal_address="1 Example Street")
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    render._render_daily = stitched
+    return seconds
+
+
+def _full_template_render(digest, *, sender, links, postal_address, service_name):  # type: ignore[no-untyped-def]
+    """render._render_daily as it was: Jinja over daily.mjml and daily.txt.j2 whole."""
+    context = render.daily_context(digest, links=links, postal_address=postal_address,
+                                   service_name=service_name)
+    subject = render.clean(f"{service_name} · {render.short_date(digest.day)} · "
+                           f"{render.papers_phrase(digest.count)}")
+    context["subject"] = subject
+    return Message(to="", subject=subject, html=render.render_template("daily.mjml", context),
+                   text=render.render_template("daily.txt.j2", context),
+                   sender=render.clean(sender),
+                   headers=render.unsubscribe_headers(links.one_click_url),
+                   tags={"kind": "daily", "day": digest.day.isoformat()}, categories=("daily",))
 
 
 def main() -> None:
@@ -71,6 +93,8 @@ def main() -> None:
     for what, seconds, count in [
         ("shared_renders", render_all(batch), len(batch)),
         ("every_digest_distinct", render_all(batch, distinct=True), len(batch)),
+        ("every_digest_distinct_full_template",
+         render_all(batch, distinct=True, full_template=True), len(batch)),
         ("compile_per_message_baseline",
          render_all(batch[: args.baseline], compile_each=True), min(args.baseline, len(batch))),
     ]:

@@ -19,6 +19,7 @@ from mjml import mjml2html
 
 from digest.daily import DailyDigest, Pick
 from emails.message import Message
+from emails.stitch import split_paper_loop
 
 TEMPLATES = Path(__file__).parent / "templates"
 SNIPPET_CHARS = 280
@@ -82,8 +83,18 @@ def compile_mjml(name: str) -> str:
 
 
 def _load(name: str) -> tuple[str, str | None, Callable[[], bool]]:
-    """Jinja loader: .mjml names come back compiled, anything else as written."""
-    source = compile_mjml(name) if name.endswith(".mjml") else _read(name)
+    """Jinja loader: .mjml names come back compiled, anything else as written.
+
+    "stitch:<name>" is that template with its paper loop's body replaced by a call to
+    paper_block, and "block:<name>" is that body alone (see emails.stitch).
+    """
+    kind, _, base = name.rpartition(":")
+    source = compile_mjml(base) if base.endswith(".mjml") else _read(base)
+    if kind in ("stitch", "block"):
+        call = f'paper_block("{base}", paper, loop.first, loop.index, feedback_url)'
+        source = split_paper_loop(source, call)[0 if kind == "stitch" else 1]
+    elif kind:
+        raise FileNotFoundError(f"no template {name!r}")
     return source, None, lambda: True
 
 
@@ -130,6 +141,7 @@ def clear_template_caches() -> None:
     _VIEWS.clear()
     _SHARED.clear()
     _FROZEN.clear()
+    _BLOCKS.clear()
 
 
 def minify_html(html: str) -> str:
@@ -522,13 +534,36 @@ def _render_daily(
     )
     subject = clean(f"{service_name} · {short_date(digest.day)} · {papers_phrase(digest.count)}")
     context["subject"] = subject
+    context["paper_block"] = paper_block
     return Message(
         to="",
         subject=subject,
-        html=render_template("daily.mjml", context),
-        text=render_template("daily.txt.j2", context),
+        html=render_template("stitch:daily.mjml", context),
+        text=render_template("stitch:daily.txt.j2", context),
         sender=clean(sender),
         headers=unsubscribe_headers(links.one_click_url),
         tags={"kind": "daily", "day": digest.day.isoformat()},
         categories=("daily",),
     )
+
+
+_BLOCKS: dict[tuple[object, ...], tuple[PaperView, Markup]] = {}
+
+
+def paper_block(name: str, view: PaperView, first: bool, index: int, feedback_url: str) -> Markup:
+    """One paper's block of template `name`, rendered once per view, position and feedback
+    link (shared renders only ever pass placeholder links) and then remembered."""
+    # The HTML block only tells first from not-first; the text one numbers the papers.
+    key = (name, id(view), first if name.endswith(".mjml") else index, feedback_url)
+    found = _BLOCKS.get(key)
+    if found is not None and found[0] is view:  # ids are only unique among live objects
+        return found[1]
+    if len(_BLOCKS) >= 40_000:
+        _BLOCKS.clear()
+    block = Markup(  # already escaped by the block's own autoescape (or plain text)
+        _env.get_template(f"block:{name}").render(
+            paper=view, loop={"first": first, "index": index}, feedback_url=feedback_url
+        )
+    )
+    _BLOCKS[key] = (view, block)
+    return block

@@ -1,0 +1,29 @@
+"""Split a digest template's per-paper loop out, so each paper block renders once and digests
+are stitched from remembered blocks (byte-identical to rendering the whole template)."""
+
+from __future__ import annotations
+
+import re
+
+PAPER_LOOP = "{% for paper in section.papers %}"
+_FOR_TAGS = re.compile(r"\{%-?\s*(for|endfor)\b[^%]*%\}")
+# Wrapping the body in block tags keeps Jinja's trim_blocks/lstrip_blocks behaviour at its
+# edges exactly as it was inside the loop (the newline after `{% for %}` is trimmed, etc.).
+_BODY = "{%% if true %%}%s{%% endif %%}"
+
+
+def split_paper_loop(source: str, call: str) -> tuple[str, str]:
+    """(outer, body): the template with the paper loop's body replaced by `{{ call }}`, and
+    that body alone as a template of `paper`, `loop` and the outer variables it uses."""
+    start = source.find(PAPER_LOOP)
+    if start < 0 or source.find(PAPER_LOOP, start + 1) >= 0:
+        raise ValueError("expected exactly one paper loop in the template")
+    body_start = start + len(PAPER_LOOP)
+    depth = 1
+    for match in _FOR_TAGS.finditer(source, body_start):
+        depth += 1 if match.group(1) == "for" else -1
+        if depth == 0:
+            body = source[body_start : match.start()]
+            outer = source[:body_start] + "{{ " + call + " }}" + source[match.start() :]
+            return outer, _BODY % body
+    raise ValueError("the paper loop is never closed")

@@ -1,0 +1,97 @@
+"""Digests stitched from remembered paper blocks equal the plain Jinja render of the whole
+template, byte for byte (hostile text, feedback links on and off, trending, similar_to)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from digest.daily import DailyDigest
+from emails.render import (
+    RecipientLinks,
+    _render_daily,
+    clear_template_caches,
+    daily_context,
+    render_template,
+    short_date,
+)
+from tests.test_render import (
+    HOSTILE_ABSTRACT,
+    HOSTILE_COMMENT,
+    HOSTILE_KEYWORD,
+    HOSTILE_TITLE,
+    make_digest,
+    make_paper,
+)
+
+LINKS = RecipientLinks(
+    manage_url="https://d.test/manage/m1?a=1&b=2",
+    unsubscribe_url="https://d.test/unsubscribe/u1",
+    one_click_url="https://d.test/unsubscribe/u1",
+    feedback_url="https://d.test/feedback/f1",
+)
+
+
+def _with_picks(digest: DailyDigest, **changes: object) -> DailyDigest:
+    """The digest with every other pick changed (trending upvotes, similar_to reasons)."""
+    sections = tuple(
+        replace(
+            section,
+            picks=tuple(
+                replace(pick, **changes) if n % 2 == 0 else pick  # type: ignore[arg-type]
+                for n, pick in enumerate(section.picks)
+            ),
+        )
+        for section in digest.sections
+    )
+    return replace(digest, sections=sections)
+
+
+def _hostile() -> DailyDigest:
+    hostile = make_paper(
+        9,
+        title=HOSTILE_TITLE,
+        abstract=HOSTILE_ABSTRACT,
+        comment=HOSTILE_COMMENT,
+        authors=["<b onmouseover=alert(3)>Mallory</b>", "Eve\u202e"],
+        categories=["cs.SD", "<i>x</i>"],
+    )
+    return make_digest([hostile, make_paper(1), make_paper(2)], keywords=("tts", HOSTILE_KEYWORD))
+
+
+DIGESTS = {
+    "one paper": lambda: make_digest([make_paper(1)]),
+    "five papers": lambda: make_digest([make_paper(n) for n in range(5)]),
+    "hostile": _hostile,
+    "trending": lambda: _with_picks(make_digest([make_paper(n) for n in range(4)]), upvotes=7),
+    "one upvote": lambda: _with_picks(make_digest([make_paper(n) for n in range(3)]), upvotes=1),
+    "similar": lambda: _with_picks(
+        make_digest([make_paper(n) for n in range(4)]), similar_to="<script>x</script> & a title"
+    ),
+    "no comment or authors": lambda: make_digest(
+        [make_paper(1, comment="", authors=[]), make_paper(2, comment="A long note " * 12)]
+    ),
+}
+
+
+@pytest.mark.parametrize("feedback", [True, False], ids=["feedback", "no-feedback"])
+@pytest.mark.parametrize("name", list(DIGESTS))
+def test_stitched_render_equals_the_plain_template_render(name: str, feedback: bool) -> None:
+    clear_template_caches()
+    links = LINKS if feedback else replace(LINKS, feedback_url="")
+    digests = [DIGESTS[name](), DIGESTS["five papers"](), DIGESTS[name]()]  # blocks reused
+    for digest in digests:
+        stitched = _render_daily(
+            digest, sender="D <d@example.org>", links=links, postal_address="1 Lane",
+            service_name="Paper Digest",
+        )  # fmt: skip
+        context = daily_context(
+            digest, links=links, postal_address="1 Lane", service_name="Paper Digest"
+        )
+        context["subject"] = f"Paper Digest · {short_date(digest.day)} · " + (
+            f"{digest.count} new paper" + ("" if digest.count == 1 else "s")
+        )
+        assert stitched.subject == context["subject"]
+        assert stitched.html == render_template("daily.mjml", context)
+        assert stitched.text == render_template("daily.txt.j2", context)
