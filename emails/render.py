@@ -85,13 +85,13 @@ def compile_mjml(name: str) -> str:
 def _load(name: str) -> tuple[str, str | None, Callable[[], bool]]:
     """Jinja loader: .mjml names come back compiled, anything else as written.
 
-    "stitch:<name>" is that template with its paper loop's body replaced by a call to
-    paper_block, and "block:<name>" is that body alone (see emails.stitch).
+    "stitch:<name>" is that template with its paper loop replaced by a call to
+    paper_blocks, and "block:<name>" is that body alone (see emails.stitch).
     """
     kind, _, base = name.rpartition(":")
     source = compile_mjml(base) if base.endswith(".mjml") else _read(base)
     if kind in ("stitch", "block"):
-        call = f'paper_block("{base}", paper, loop.first, loop.index, feedback_url)'
+        call = f'paper_blocks("{base}", section.papers, feedback_url)'
         source = split_paper_loop(source, call)[0 if kind == "stitch" else 1]
     elif kind:
         raise FileNotFoundError(f"no template {name!r}")
@@ -534,7 +534,7 @@ def _render_daily(
     )
     subject = clean(f"{service_name} · {short_date(digest.day)} · {papers_phrase(digest.count)}")
     context["subject"] = subject
-    context["paper_block"] = paper_block
+    context["paper_blocks"] = paper_blocks
     return Message(
         to="",
         subject=subject,
@@ -548,6 +548,16 @@ def _render_daily(
 
 
 _BLOCKS: dict[tuple[object, ...], tuple[PaperView, Markup]] = {}
+
+
+def paper_blocks(name: str, papers: Sequence[PaperView], feedback_url: str) -> Markup:
+    """A section's papers as template `name`'s paper loop would have written them."""
+    return Markup(  # every block is Markup already: no need to escape them again
+        "".join(
+            paper_block(name, view, index == 1, index, feedback_url)
+            for index, view in enumerate(papers, 1)
+        )
+    )
 
 
 def paper_block(name: str, view: PaperView, first: bool, index: int, feedback_url: str) -> Markup:

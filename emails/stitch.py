@@ -13,8 +13,9 @@ _BODY = "{%% if true %%}%s{%% endif %%}"
 
 
 def split_paper_loop(source: str, call: str) -> tuple[str, str]:
-    """(outer, body): the template with the paper loop's body replaced by `{{ call }}`, and
-    that body alone as a template of `paper`, `loop` and the outer variables it uses."""
+    """(outer, body): the template with the whole paper loop replaced by `{{ call }}` (one call
+    per section, cheaper than one per paper), and the loop's body alone as a template of
+    `paper`, `loop` and the outer variables it uses."""
     start = source.find(PAPER_LOOP)
     if start < 0 or source.find(PAPER_LOOP, start + 1) >= 0:
         raise ValueError("expected exactly one paper loop in the template")
@@ -24,6 +25,8 @@ def split_paper_loop(source: str, call: str) -> tuple[str, str]:
         depth += 1 if match.group(1) == "for" else -1
         if depth == 0:
             body = source[body_start : match.start()]
-            outer = source[:body_start] + "{{ " + call + " }}" + source[match.start() :]
+            # Block tags around the call strip whitespace as the loop's own tags did.
+            call = "{% if true %}{{ " + call + " }}{% endif %}"
+            outer = source[:start] + call + source[match.end() :]
             return outer, _BODY % body
     raise ValueError("the paper loop is never closed")
