@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-from digest.daily import compose_daily
-from digest.ranking import PaperIndex, rank_profiles
-from digest.sources.arxiv_feed import parse_feed
-from emails import render
-from emails.message import Message
-from emails.render import RecipientLinks, clear_template_caches, render_daily
-from tests.celery_stack import make_profiles
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/render.py` works
+
+from digest.daily import compose_daily  # noqa: E402
+from digest.ranking import PaperIndex, rank_profiles  # noqa: E402
+from digest.sources.arxiv_feed import parse_feed  # noqa: E402
+from emails import render  # noqa: E402
+from emails.message import Message  # noqa: E402
+from emails.render import RecipientLinks, clear_template_caches, render_daily  # noqa: E402
+from tests.celery_stack import make_profiles  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1] / "digest" / "data" / "sample_corpus.atom"
 
