@@ -102,7 +102,16 @@ class Settings(BaseSettings):
             key_file.parent.mkdir(parents=True, exist_ok=True)
             key_file.write_text(secrets.token_urlsafe(48))
             key_file.chmod(0o600)
-        return [key_file.read_text().strip()]
+        stat = key_file.stat()
+        return [_read_key(str(key_file.resolve()), stat.st_mtime_ns, stat.st_size)]
+
+
+@lru_cache(maxsize=8)
+def _read_key(path: str, mtime_ns: int, size: int) -> str:
+    """The key file's content, read once per version of the file: senders sign three links
+    per email, and reading the file each time was a tenth of a send's CPU. A replaced file
+    (new mtime or size) is read again."""
+    return Path(path).read_text().strip()
 
 
 @lru_cache

@@ -486,21 +486,67 @@ def render_daily(
         _check_link(url)
     if links.feedback_url:
         _check_link(links.feedback_url)
+    shared = shared_daily(
+        digest,
+        sender=sender,
+        postal_address=postal_address,
+        feedback=bool(links.feedback_url),
+        service_name=service_name,
+    )
+    return personalise(shared, to=to, links=links)
+
+
+def shared_daily(
+    digest: DailyDigest,
+    *,
+    sender: str,
+    postal_address: str,
+    feedback: bool,
+    service_name: str = "Paper Digest",
+) -> Message:
+    """The render every subscriber with this digest shares, with placeholder links in place
+    of theirs (`personalise` fills them in, or a provider does from `link_substitutions`).
+
+    Remembered per process: a day's digests arrive in waves, and many are the same.
+    """
+    if digest.count == 0:
+        raise ValueError("an empty digest is never sent")
     # With and without feedback links are two different shared renders.
-    key = (*_digest_key(digest, sender, postal_address, service_name), bool(links.feedback_url))
+    key = (*_digest_key(digest, sender, postal_address, service_name), feedback)
     shared = _SHARED.get(key)
     if shared is None:
         shared = _render_daily(
             digest,
             sender=sender,
-            links=_PLACEHOLDERS if links.feedback_url else _PLACEHOLDERS_NO_FEEDBACK,
+            links=_PLACEHOLDERS if feedback else _PLACEHOLDERS_NO_FEEDBACK,
             postal_address=postal_address,
             service_name=service_name,
         )
         if len(_SHARED) >= SHARED_RENDERS:
-            del _SHARED[next(iter(_SHARED))]  # the oldest: a day's digests arrive in waves
+            del _SHARED[next(iter(_SHARED))]  # the oldest
         _SHARED[key] = shared
-    return personalise(shared, to=to, links=links)
+    return shared
+
+
+def link_substitutions(links: RecipientLinks) -> dict[str, str]:
+    """Placeholder -> this recipient's link, for a provider that fills a shared render per
+    recipient (SendGrid substitutions: the same literal value in subject, text and HTML).
+
+    One value serves both parts only when HTML escaping leaves the link as it is; our links
+    (public URL, path, URL-safe token) always are, and anything else is refused here rather
+    than sent broken.
+    """
+    pairs = {
+        _PLACEHOLDERS.manage_url: links.manage_url,
+        _PLACEHOLDERS.unsubscribe_url: links.unsubscribe_url,
+        _PLACEHOLDERS.one_click_url: links.one_click_url,
+    }
+    if links.feedback_url:
+        pairs[_PLACEHOLDERS.feedback_url] = links.feedback_url
+    for url in pairs.values():
+        if str(escape(_check_link(url))) != url:
+            raise ValueError(f"a link that HTML would escape cannot be substituted: {url[:80]!r}")
+    return pairs
 
 
 def personalise(shared: Message, *, to: str, links: RecipientLinks) -> Message:

@@ -104,6 +104,19 @@ class Accepted:
     headers: dict[str, str]
 
 
+@dataclass(frozen=True)
+class Delivered:
+    """One recipient's message, filled in from an accepted request."""
+
+    to: str
+    subject: str
+    text: str
+    html: str
+    headers: dict[str, str]
+    custom_args: dict[str, str]
+    message_id: str
+
+
 @dataclass
 class Fault:
     """How to answer instead of 202: a status code, or "hang"."""
@@ -152,6 +165,36 @@ class FakeSendGrid:
     def personalizations(self) -> list[dict[str, Any]]:
         """Every accepted personalization (one per recipient as our transport sends them)."""
         return [p for item in self.accepted for p in item.body["personalizations"]]
+
+    def delivered(self) -> list[Delivered]:
+        """Every recipient's message as SendGrid would deliver it: each personalization's
+        substitutions filled into subject and content (literally, as SendGrid does), its
+        own headers over the request's."""
+        found = []
+        for item in self.accepted:
+            body = item.body
+            for person in body["personalizations"]:
+                values = person.get("substitutions") or {}
+
+                def fill(text: str, values: dict[str, str] = values) -> str:
+                    for placeholder, value in values.items():
+                        text = text.replace(placeholder, value)
+                    return text
+
+                parts = {part["type"]: fill(part["value"]) for part in body.get("content", [])}
+                args = {**body.get("custom_args", {}), **person.get("custom_args", {})}
+                found.append(
+                    Delivered(
+                        to=person["to"][0]["email"],
+                        subject=fill(person.get("subject") or body.get("subject", "")),
+                        text=parts.get("text/plain", ""),
+                        html=parts.get("text/html", ""),
+                        headers={**body.get("headers", {}), **person.get("headers", {})},
+                        custom_args=args,
+                        message_id=item.message_id,
+                    )
+                )
+        return found
 
     def fail_next(self, status: int | str, n: int = 1, *, after: int = 0, **fault: Any) -> None:
         """Answer `n` valid requests with `status` (400, 429, 500, "hang"...) after `after` 202s."""

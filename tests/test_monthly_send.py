@@ -16,6 +16,7 @@ from digest.clippings.issue import approve_issue, draft_issue, get_issue
 from digest.clippings.models import IssueStatus
 from digest.db import session_scope
 from digest.settings import Settings
+from emails.transports.base import can_batch
 from emails.transports.outbox import OutboxTransport
 from emails.transports.sendgrid import SendGridTransport
 from subscribers.ledger import Delivery, DeliveryStatus, count_open
@@ -213,7 +214,7 @@ def test_outbox_gets_one_filled_message_each(migrated: Settings) -> None:
             .values(payload={"issue_id": -1})
         )
     transport = OutboxTransport(migrated.outbox_path)
-    assert not broadcast.can_batch(transport)
+    assert not can_batch(transport)
     report = broadcast.send_all(settings=migrated, transport=transport)
     assert (report.sent, report.skipped) == (2, 1)
     files = sorted(migrated.outbox_path.glob("*.eml"))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from digest.db import session_scope
-from digest.papers import latest_announcement
+from digest.papers import Paper, latest_announcement
 from digest.settings import Settings
 from emails.transports.sendgrid import SendGridTransport
 from subscribers import ledger
@@ -48,11 +49,15 @@ def test_plan_due_waits_for_new_papers_and_the_send_hour(migrated: Settings) -> 
     with session_scope(settings.sqlalchemy_url) as session:
         newest = latest_announcement(session=session)
     assert newest is not None
-    morning = datetime.combine(newest, datetime.min.time(), UTC) + timedelta(hours=8)
-    # The corpus was stored "now", long after that morning: no papers arrived in the 24 h
-    # before it, so a quiet day sends nothing.
-    assert planning.plan_due(settings=settings, now=morning).planned == 0
-    now = datetime.now(UTC).replace(hour=8, minute=0)
+    # The papers arrived at 06:00 on their announcement day (fixed, so the test does not
+    # depend on the hour it runs at).
+    arrived = datetime.combine(newest, datetime.min.time(), UTC) + timedelta(hours=6)
+    with session_scope(settings.sqlalchemy_url) as session:
+        session.execute(update(Paper).values(first_seen_at=arrived))
+    # Two days later nothing arrived in the 24 h before 08:00: a quiet day sends nothing.
+    quiet = arrived + timedelta(days=2, hours=2)
+    assert planning.plan_due(settings=settings, now=quiet).planned == 0
+    now = arrived + timedelta(hours=2)  # 08:00 on the day they arrived
     report = planning.plan_due(settings=settings, now=now)
     assert (report.planned, report.due) == (1, 1)  # the 23:00 subscriber is not due yet
     assert planning.plan_due(settings=settings, now=now).planned == 0  # idempotent

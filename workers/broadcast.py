@@ -33,7 +33,7 @@ from digest.db import session_scope
 from digest.settings import Settings
 from emails.message import Message
 from emails.monthly import fill_links
-from emails.transports.base import SendError, TransientSendError, Transport
+from emails.transports.base import SendError, TransientSendError, Transport, can_batch
 from emails.transports.sendgrid import MAX_PERSONALIZATIONS, BatchSendError, Recipient
 from subscribers import ledger
 from subscribers.ledger import DeliveryStatus, HeldRow
@@ -48,11 +48,6 @@ from workers import sending
 
 log = logging.getLogger("digest.broadcast")
 AHEAD = 2  # requests in flight beside the one being recorded (PostgreSQL, thread-safe transport)
-
-
-def can_batch(transport: Transport) -> bool:
-    """Whether the transport sends one body to many (SendGrid's personalizations)."""
-    return callable(getattr(transport, "send_batch", None))
 
 
 def send_all(

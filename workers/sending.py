@@ -8,24 +8,31 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from enum import StrEnum
 
 from sqlmodel import Session, col, select
 
-from digest.daily import compose_daily
+from digest.daily import DailyDigest, compose_daily
 from digest.db import session_scope
 from digest.papers import Paper, papers_by_id
 from digest.settings import Settings
 from emails.message import Message
-from emails.render import RecipientLinks, render_daily
-from emails.transports.base import SendError, TransientSendError, Transport
+from emails.render import (
+    RecipientLinks,
+    link_substitutions,
+    personalise,
+    render_daily,
+    shared_daily,
+)
+from emails.transports.base import SendError, TransientSendError, Transport, can_batch
+from emails.transports.sendgrid import BatchSendError, Recipient
 from subscribers import ledger
 from subscribers.models import Subscriber
 from subscribers.monthly import render_monthly_delivery
 from subscribers.outgoing import render_account_delivery
-from subscribers.tokens import Purpose, make_token
+from subscribers.tokens import Purpose, make_token, make_tokens
 from workers.planning import match_from_json
 
 Progress = Callable[[int], None]
@@ -71,6 +78,41 @@ def recipient_links(settings: Settings, subscriber_id: int) -> RecipientLinks:
     )
 
 
+def recipient_links_many(settings: Settings, subscriber_ids: Sequence[int]) -> list[RecipientLinks]:
+    """`recipient_links` for a wave's subscribers, their tokens signed in one batch each."""
+    keys = settings.signing_keys()
+    base = settings.public_url.rstrip("/")
+    signed = {
+        purpose: make_tokens(keys=keys, purpose=purpose, subscriber_ids=subscriber_ids)
+        for purpose in (Purpose.manage, Purpose.unsubscribe, Purpose.feedback)
+    }
+    return [
+        RecipientLinks(
+            manage_url=f"{base}/manage/{manage}",
+            unsubscribe_url=f"{base}/unsubscribe/{leave}",
+            one_click_url=f"{base}/unsubscribe/{leave}",
+            feedback_url=f"{base}/feedback/{feedback}",
+        )
+        for manage, leave, feedback in zip(
+            signed[Purpose.manage], signed[Purpose.unsubscribe], signed[Purpose.feedback],
+            strict=True,
+        )
+    ]
+
+
+def compose_digest(
+    delivery: ledger.Delivery, subscriber: Subscriber, papers: dict[str, Paper]
+) -> DailyDigest | None:
+    """The digest a ledger row stands for, from its planned picks; None when they vanished."""
+    matches = [match_from_json(m) for m in delivery.payload.get("matches", [])]
+    return compose_daily(
+        day=date.fromisoformat(delivery.payload["day"]),
+        keywords=subscriber.keywords,
+        matches=matches,
+        papers=papers,
+    )
+
+
 def render_digest(
     *,
     settings: Settings,
@@ -83,16 +125,11 @@ def render_digest(
 
     `papers` may hold them already (a wave loads every row's papers in one query).
     """
-    matches = [match_from_json(m) for m in delivery.payload.get("matches", [])]
     if papers is None:
-        ids = [m.arxiv_id for m in matches] + [m.similar_to for m in matches if m.similar_to]
+        matches = delivery.payload.get("matches", [])
+        ids = [str(m[key]) for m in matches for key in ("arxiv_id", "similar_to") if m.get(key)]
         papers = papers_by_id(session=session, ids=ids)
-    digest = compose_daily(
-        day=date.fromisoformat(delivery.payload["day"]),
-        keywords=subscriber.keywords,
-        matches=matches,
-        papers=papers,
-    )
+    digest = compose_digest(delivery, subscriber, papers)
     if digest is None:
         return None
     return render_daily(
@@ -130,7 +167,7 @@ def send_due(
 
     def settle(wave: Wave) -> None:
         nonlocal failures
-        for outcome in finish_wave(wave, settings=settings, report=report):
+        for outcome in finish_wave(wave, settings=settings, transport=transport, report=report):
             if progress:
                 progress(1)
             if outcome in (Outcome.retried, Outcome.failed):
@@ -200,6 +237,17 @@ class Outcome(StrEnum):
 
 
 @dataclass
+class Send:
+    """One request on the wire: the rows it carries (several when they share a digest and the
+    transport batches), and, for a shared render, what a one-by-one retry needs."""
+
+    rows: list[ledger.Delivery]
+    result: Future[list[str] | SendError]
+    shared: Message | None = None
+    recipients: list[tuple[str, RecipientLinks]] = field(default_factory=list)
+
+
+@dataclass
 class Wave:
     """Claimed rows on their way: their open transaction (holding the row locks) and sends."""
 
@@ -207,11 +255,11 @@ class Wave:
     scope: ExitStack
     session: Session
     outcomes: dict[int, Outcome]
-    sends: list[tuple[ledger.Delivery, Future[str | SendError]]]
+    sends: list[Send]
 
     @property
     def size(self) -> int:
-        return len(self.sends)
+        return sum(len(send.rows) for send in self.sends)
 
 
 def start_wave(
@@ -228,6 +276,10 @@ def start_wave(
     sender can reclaim them mid-send even when the lease runs out. A crash before the commit
     leaves them claimed: after the lease they go out again, so a killed worker repeats at most
     the waves it had on the wire (the messages the provider accepted before the kill).
+
+    On a transport that batches (SendGrid), the wave's digests that share a render go out as
+    one request, each recipient's links filled in by the provider; planning writes equal
+    digests next to each other, so waves find them.
     """
     with ExitStack() as scope:
         session = scope.enter_context(session_scope(settings.sqlalchemy_url))
@@ -247,10 +299,21 @@ def start_wave(
                 papers.clear()
             papers.update(papers_by_id(session=session, ids=missing))
         outcomes = {did: Outcome.not_ours for did, _ in claims}
-        ready: list[tuple[ledger.Delivery, Message]] = []
+        batching = can_batch(transport)
+        singles: list[tuple[ledger.Delivery, Message]] = []
+        shared: dict[int, tuple[Message, list[tuple[ledger.Delivery, Subscriber]]]] = {}
         for row in rows.values():
             subscriber = subscribers.get(row.subscriber_id)
-            message = _render(settings, session, row, subscriber, papers) if subscriber else None
+            if subscriber is None:
+                message = None
+            elif batching and row.kind in DIGEST_KINDS:
+                template = _shared_digest(settings, row, subscriber, papers)
+                if template is not None:  # grouped by render: equal digests share one
+                    shared.setdefault(id(template), (template, []))[1].append((row, subscriber))
+                    continue
+                message = None
+            else:
+                message = _render(settings, session, row, subscriber, papers)
             if message is None:
                 ledger.mark_skipped(
                     session=session,
@@ -259,41 +322,109 @@ def start_wave(
                 )
                 outcomes[row.id or 0] = Outcome.skipped
             else:
-                ready.append((row, _tagged(message, row)))
+                singles.append((row, _tagged(message, row)))
+        groups = list(shared.values())
+        ids = [subscriber.id or 0 for _, members in groups for _, subscriber in members]
+        links = iter(recipient_links_many(settings, ids))
+        batches = [
+            (template, [(row, subscriber.email, next(links)) for row, subscriber in members])
+            for template, members in groups
+        ]
         # Everything rendered before the first send: a render error sends nothing.
-        sends = [(row, pool.submit(_hand_over, transport, message)) for row, message in ready]
+        sends = [
+            Send([row], pool.submit(_hand_over, transport, message)) for row, message in singles
+        ]
+        for template, members in batches:
+            recipients = [
+                Recipient(email=to, substitutions=link_substitutions(own), tags=_tags(row))
+                for row, to, own in members
+            ]
+            sends.append(
+                Send(
+                    [row for row, _, _ in members],
+                    pool.submit(_hand_over_batch, transport, template, recipients),
+                    shared=template,
+                    recipients=[(to, own) for _, to, own in members],
+                )
+            )
         return Wave(claims, scope.pop_all(), session, outcomes, sends)
 
 
-def finish_wave(wave: Wave, *, settings: Settings, report: SendReport) -> list[Outcome]:
+def _shared_digest(
+    settings: Settings,
+    row: ledger.Delivery,
+    subscriber: Subscriber,
+    papers: dict[str, Paper],
+) -> Message | None:
+    """The shared render of the digest a row stands for; None when it no longer applies."""
+    if not subscriber.receives_mail(date.today()):
+        return None
+    digest = compose_digest(row, subscriber, papers)
+    if digest is None:
+        return None
+    return shared_daily(
+        digest, sender=settings.from_email, postal_address=settings.postal_address, feedback=True
+    )
+
+
+def finish_wave(
+    wave: Wave, *, settings: Settings, transport: Transport, report: SendReport
+) -> list[Outcome]:
     """Wait for a wave's sends, record each outcome and commit; one outcome per claim."""
     with wave.scope:
-        for row, future in wave.sends:
-            result = future.result()
-            wave.outcomes[row.id or 0] = _record(
-                wave.session, row, result, settings.send_retry_seconds
-            )
+        for send in wave.sends:
+            result = send.result.result()
+            if (
+                send.shared is not None
+                and len(send.rows) > 1
+                and isinstance(result, SendError)
+                and not isinstance(result, TransientSendError)
+            ):
+                # A refusal names a field, not a recipient: one bad address must not fail the
+                # others that share its digest. They go one by one, each outcome its own.
+                for row, (to, own) in zip(send.rows, send.recipients, strict=True):
+                    message = _tagged(personalise(send.shared, to=to, links=own), row)
+                    wave.outcomes[row.id or 0] = _record(
+                        wave.session, row, _hand_over(transport, message),
+                        settings.send_retry_seconds,
+                    )  # fmt: skip
+                continue
+            for row in send.rows:
+                wave.outcomes[row.id or 0] = _record(
+                    wave.session, row, result, settings.send_retry_seconds
+                )
     for outcome in wave.outcomes.values():
         if outcome != Outcome.not_ours:
             setattr(report, outcome.value, getattr(report, outcome.value) + 1)
     return [wave.outcomes[did] for did, _ in wave.claims]
 
 
-def _hand_over(transport: Transport, message: Message) -> str | SendError:
-    """The provider's message id, or the error (runs in a pool thread: no database here)."""
+def _hand_over(transport: Transport, message: Message) -> list[str] | SendError:
+    """[the provider's message id], or the error (runs in a pool thread: no database here)."""
     try:
-        return transport.send(message)
+        return [transport.send(message)]
     except SendError as error:
         return error
+
+
+def _hand_over_batch(
+    transport: Transport, template: Message, recipients: list[Recipient]
+) -> list[str] | SendError:
+    """One request for everyone sharing `template`; a wave's share never needs two (SendGrid
+    takes 1,000 recipients a request), so a failure means none of them was accepted."""
+    try:
+        return transport.send_batch(template, recipients)  # type: ignore[attr-defined]
+    except BatchSendError as failure:
+        return failure.error
 
 
 def _record(
     session: Session,
     delivery: ledger.Delivery,
-    result: str | SendError,
+    result: list[str] | SendError,
     retry_seconds: Sequence[float],
 ) -> Outcome:
-    """Write one send's outcome into its ledger row."""
+    """Write one send's outcome (the request's message ids, or its error) into its row."""
     if isinstance(result, TransientSendError):
         if delivery.attempts >= MAX_ATTEMPTS:
             ledger.mark_failed(session=session, delivery=delivery, error=f"gave up: {result}")
@@ -307,7 +438,8 @@ def _record(
     if isinstance(result, SendError):
         ledger.mark_failed(session=session, delivery=delivery, error=str(result))
         return Outcome.failed
-    ledger.mark_sent(session=session, delivery=delivery, provider_message_id=result)
+    message_id = result[0] if result else ""  # a 2xx without an id still means accepted
+    ledger.mark_sent(session=session, delivery=delivery, provider_message_id=message_id)
     return Outcome.sent
 
 
@@ -379,7 +511,10 @@ def send_one(
         setattr(report, outcome.value, getattr(report, outcome.value) + 1)
 
 
-def _tagged(message: Message, delivery: ledger.Delivery) -> Message:
+def _tags(delivery: ledger.Delivery) -> dict[str, str]:
     """Carry the delivery id to the provider, so its events find their way back."""
-    tags = {**message.tags, "delivery_id": str(delivery.id), "kind": delivery.kind}
-    return replace(message, tags=tags)
+    return {"delivery_id": str(delivery.id), "kind": delivery.kind}
+
+
+def _tagged(message: Message, delivery: ledger.Delivery) -> Message:
+    return replace(message, tags={**message.tags, **_tags(delivery)})

@@ -29,3 +29,9 @@ class Transport(Protocol):
     name: str
 
     def send(self, message: Message) -> str: ...
+
+
+def can_batch(transport: object) -> bool:
+    """Whether the transport sends one body to many recipients, each with their own
+    placeholder values (`send_batch`: SendGrid's personalizations and substitutions)."""
+    return callable(getattr(transport, "send_batch", None))
