@@ -21,6 +21,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     String,
+    Table,
     UniqueConstraint,
     any_,
     bindparam,
@@ -405,6 +406,27 @@ def mark_sent(*, session: Session, delivery: Delivery, provider_message_id: str)
     delivery.lease_until = None
     delivery.last_error = None
     session.add(delivery)
+
+
+def mark_all_sent(*, session: Session, sent: Sequence[tuple[int, str]]) -> None:
+    """`mark_sent` for many rows, (id, provider message id) each: one executemany, which
+    psycopg pipelines, instead of the ORM's unit of work per object (a fifth of a send's
+    CPU). ORM objects of these rows in the session are stale until it commits."""
+    if not sent:
+        return
+    table: Table = Delivery.__table__  # type: ignore[attr-defined]  # core, not the ORM
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values(
+            status=DeliveryStatus.sent,
+            provider_message_id=bindparam("message_id"),
+            sent_at=utcnow(),
+            lease_until=None,
+            last_error=None,
+        )
+    )
+    session.execute(statement, [{"row_id": did, "message_id": mid} for did, mid in sent])
 
 
 def mark_retry(*, session: Session, delivery: Delivery, error: str, delay: timedelta) -> None:

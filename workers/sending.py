@@ -372,8 +372,15 @@ def finish_wave(
 ) -> list[Outcome]:
     """Wait for a wave's sends, record each outcome and commit; one outcome per claim."""
     with wave.scope:
+        sent: list[tuple[int, str]] = []  # the usual outcome, written in one statement
         for send in wave.sends:
             result = send.result.result()
+            if isinstance(result, list):
+                message_id = result[0] if result else ""  # one id for the whole request
+                for row in send.rows:
+                    sent.append((row.id or 0, message_id))
+                    wave.outcomes[row.id or 0] = Outcome.sent
+                continue
             if (
                 send.shared is not None
                 and len(send.rows) > 1
@@ -393,6 +400,7 @@ def finish_wave(
                 wave.outcomes[row.id or 0] = _record(
                     wave.session, row, result, settings.send_retry_seconds
                 )
+        ledger.mark_all_sent(session=wave.session, sent=sent)
     for outcome in wave.outcomes.values():
         if outcome != Outcome.not_ours:
             setattr(report, outcome.value, getattr(report, outcome.value) + 1)
