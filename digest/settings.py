@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     relevance_floor: float = 1.5  # minimum BM25F score of the best keyword (see ranking.py)
     synonyms_file: Path | None = None  # acronym = long form pairs; empty: the shipped file
     lookback_days: int = 7  # how far back a daily digest looks for papers not yet sent
+    # Re-rank each subscriber's lexical candidates by sentence-embedding similarity to their
+    # keywords (digest/semantic.py); needs `pip install .[semantic]`. Off: the ranking is as before.
+    semantic_rerank: bool = False
 
     clippings_config: Path | None = None  # sections/tags TOML; empty: digest/data/clippings.toml
     clip_fetch_timeout_seconds: float = 5.0  # page title / arXiv lookups when saving a clip

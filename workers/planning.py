@@ -20,6 +20,7 @@ from digest.blend import personalise
 from digest.db import session_scope
 from digest.papers import Paper, papers_by_id, papers_since
 from digest.ranking import Match, PaperIndex
+from digest.semantic import shared_embedder
 from digest.settings import Settings
 from digest.trending import trending_on
 from subscribers import ledger
@@ -205,6 +206,8 @@ def plan_slot(
         trending_only=[s.trending_only for s in todo],
         ratings=[ratings.get(s.id or 0, []) for s in todo],
         rated_papers=dict(papers_by_id(session=session, ids=sorted(rated))) if rated else {},
+        semantic=shared_embedder(settings.var_dir / "embeddings")
+        if settings.semantic_rerank else None,
     )
     planned = []
     for subscriber, matches in zip(todo, rankings, strict=True):
