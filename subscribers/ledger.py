@@ -205,7 +205,8 @@ def _copy_returning_keys(
                 )
         cursor.execute(
             f"INSERT INTO delivery ({columns}) SELECT {columns} FROM delivery_load "
-            "ORDER BY subscriber_id ON CONFLICT DO NOTHING "
+            # The planner's order: equal digests side by side (their ids next to each other).
+            "ORDER BY payload->>'share', subscriber_id ON CONFLICT DO NOTHING "
             "RETURNING id, subscriber_id, kind, period"
         )
         inserted = cursor.fetchall()
@@ -314,6 +315,16 @@ def claim(
         .returning(col(Delivery.id), col(Delivery.attempts))
     )
     return sorted((int(did), int(attempt)) for did, attempt in session.execute(statement))
+
+
+def share_keys(*, session: Session, ids: Sequence[int]) -> dict[int, str]:
+    """The planner's share key of each of these rows that has one (digests rendered alike
+    share it): what lets a sender put equal digests in one request."""
+    if not ids:
+        return {}
+    share = col(Delivery.payload)["share"].as_string()
+    query = select(col(Delivery.id), share).where(one_of(session, Delivery.id, ids))
+    return {int(did): key for did, key in session.execute(query) if key}
 
 
 def lock_claimed(*, session: Session, claims: Sequence[tuple[int, int]]) -> dict[int, Delivery]:

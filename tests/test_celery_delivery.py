@@ -31,14 +31,23 @@ from tests import celery_stack as stack
 from tests.conftest import IN_CI, POSTGRES_ADMIN_URL, REDIS_URL, require_service
 from tests.fake_sendgrid import FakeSendGrid
 from workers.celery_app import make_celery
+from workers.sending import WAVE_RECIPIENTS_PER_REQUEST
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 TEMPLATE_SUBSCRIBERS = 2000
 LEASE_SECONDS = 4.0  # short leases so a crashed worker's rows come back within the test
 RETRY_SECONDS = 1.0  # the ledger's retry delays, shortened the same way
-# A sender has one wave on the wire and the next one rendered (its subscribers already read).
-IN_FLIGHT_PER_PROCESS = 2 * Settings(_env_file=None).send_concurrency  # type: ignore[call-arg]
+
+
+def in_flight_rows(send_concurrency: int) -> int:
+    """Rows a sender may have on the wire or rendered: one wave on the wire and the next one
+    rendered (its subscribers already read), each of at most `send_concurrency` requests that
+    carry, with equal digests sharing requests, WAVE_RECIPIENTS_PER_REQUEST rows each."""
+    return 2 * send_concurrency * WAVE_RECIPIENTS_PER_REQUEST
+
+
+IN_FLIGHT_PER_PROCESS = in_flight_rows(Settings(_env_file=None).send_concurrency)  # type: ignore[call-arg]
 
 
 @pytest.fixture(scope="module")
@@ -364,6 +373,8 @@ def test_unsubscribe_while_a_batch_is_in_flight_stops_their_mail(
     make_stack: StackFactory,
 ) -> None:
     world = make_stack(subscribers=600, delay=0.03)
+    # Small waves, so that a claimed batch (200 rows) has rows far from the wire.
+    world.env["DIGEST_SEND_CONCURRENCY"] = "2"
     planned = world.plan()
     world.worker()
     world.send_due(2)
@@ -386,7 +397,7 @@ def test_unsubscribe_while_a_batch_is_in_flight_stops_their_mail(
         # Claimed in a batch but not sent yet. Waves keep leaving while this runs, so take the
         # tail of each batch, far from the waves on the wire or rendered next (that mail may
         # legitimately go out before the unsubscribe commits).
-        head = 3 * IN_FLIGHT_PER_PROCESS
+        head = 3 * in_flight_rows(2)
         chosen = [pair for batch in batches.values() if len(batch) > head for pair in batch[-5:]]
         chosen += waiting[:5]
         assert len(chosen) >= 10

@@ -132,7 +132,9 @@ def test_a_run_pauses_itself_when_the_provider_keeps_failing(
     migrated: Settings, fake_sendgrid: FakeSendGrid
 ) -> None:
     settings = migrated.model_copy(update={"lookback_days": 30})
-    _stock(settings, *[(f"reader{n}@example.org", ["TTS"], "UTC", 7) for n in range(24)])
+    # A keyword of their own makes every digest different: 24 requests, not one shared.
+    readers = [(f"reader{n}@example.org", ["TTS", f"zyxq{n}"], "UTC", 7) for n in range(24)]
+    _stock(settings, *readers)
     with session_scope(settings.sqlalchemy_url) as session:
         day = latest_announcement(session=session)
     assert day is not None
@@ -147,6 +149,28 @@ def test_a_run_pauses_itself_when_the_provider_keeps_failing(
     assert all(r.status == ledger.DeliveryStatus.planned for r in rows)  # nothing lost
     untried = [r for r in rows if r.last_error is None]
     assert len(untried) == 4 and all(r.next_attempt_at > datetime.now(UTC) for r in untried)
+
+
+def test_one_failed_request_for_many_equal_digests_counts_as_one_failure(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    settings = migrated.model_copy(update={"lookback_days": 30})
+    _stock(settings, *[(f"reader{n}@example.org", ["TTS"], "UTC", 7) for n in range(24)])
+    with session_scope(settings.sqlalchemy_url) as session:
+        day = latest_announcement(session=session)
+    assert day is not None
+    assert planning.plan_daily(settings=settings, day=day).planned == 24
+    fake_sendgrid.fail_next(500, 1)
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    report = sending.send_due(settings=settings, transport=transport)
+    # The 24 equal digests travel in one request: its 500 retries them all, no pause.
+    assert (report.retried, report.sent, report.paused) == (24, 0, None)
+    assert fake_sendgrid.requests == 1
+    with session_scope(settings.sqlalchemy_url) as session:  # the retry time has come
+        session.execute(update(ledger.Delivery).values(next_attempt_at=datetime.now(UTC)))
+    again = sending.send_due(settings=settings, transport=transport)
+    assert (again.sent, again.failed) == (24, 0)
+    assert sum(len(a.body["personalizations"]) for a in fake_sendgrid.accepted) == 24
 
 
 def test_a_timed_run_sends_whole_batches_then_hands_over(

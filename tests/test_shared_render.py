@@ -15,6 +15,7 @@ from digest.settings import Settings
 from emails.render import RecipientLinks, clear_template_caches, render_daily
 from emails.transports.sendgrid import SendGridTransport
 from subscribers import ledger
+from subscribers.models import Subscriber
 from subscribers.tokens import Purpose, read_token
 from tests.fake_sendgrid import FakeSendGrid
 from tests.test_planning_and_sending import _stock
@@ -113,3 +114,31 @@ def test_subscribers_with_the_same_digest_each_get_their_own_links_through_a_wav
         rows = list(session.exec(select(ledger.Delivery)))
     assert {r.status for r in rows} == {ledger.DeliveryStatus.sent}
     assert all(r.sent_at and r.sent_at <= datetime.now(UTC) for r in rows)
+
+
+def test_equal_plans_split_when_a_subscriber_changed_keywords_before_the_send(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    settings = migrated.model_copy(update={"lookback_days": 30})
+    ids = _stock(settings, *[(f"reader{n}@example.org", ["TTS"], "UTC", 7) for n in range(4)])
+    with session_scope(settings.sqlalchemy_url) as session:
+        day = latest_announcement(session=session)
+    assert day is not None
+    assert planning.plan_daily(settings=settings, day=day).planned == 4
+    with session_scope(settings.sqlalchemy_url) as session:
+        rows = list(session.exec(select(ledger.Delivery).order_by(ledger.Delivery.id)))
+        assert len({r.payload["share"] for r in rows}) == 1  # planned alike, ids side by side
+        assert [r.id for r in rows] == list(range(rows[0].id or 0, (rows[0].id or 0) + 4))
+        reader = session.get(Subscriber, ids[3])
+        assert reader is not None
+        reader.keywords = ["TTS", "quokkas"]  # edited on the manage page after planning
+        session.add(reader)
+    clear_template_caches()
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    report = sending.send_due(settings=settings, transport=transport)
+    assert (report.sent, report.failed) == (4, 0)
+    # Three share one request; the fourth gets a digest of its own, with its new keywords.
+    assert sorted(len(a.body["personalizations"]) for a in fake_sendgrid.accepted) == [1, 3]
+    texts = {m.to: m.text for m in fake_sendgrid.delivered()}
+    assert "quokkas" in texts["reader3@example.org"]
+    assert not any("quokkas" in texts[f"reader{n}@example.org"] for n in range(3))

@@ -27,7 +27,7 @@ from emails.render import (
     shared_daily,
 )
 from emails.transports.base import SendError, TransientSendError, Transport, can_batch
-from emails.transports.sendgrid import BatchSendError, Recipient
+from emails.transports.sendgrid import MAX_PERSONALIZATIONS, BatchSendError, Recipient
 from subscribers import ledger
 from subscribers.models import Subscriber
 from subscribers.monthly import render_monthly_delivery
@@ -47,6 +47,14 @@ LEASE = timedelta(minutes=10)
 # a revoked key should not burn through every row's retry budget in one go.
 PAUSE_AFTER_FAILURES_IN_A_ROW = 20
 PAUSE_FOR = timedelta(minutes=5)
+# A wave carries at most `send_concurrency` requests, and, when equal digests share requests,
+# at most this many recipients per request on average: it bounds what a killed worker may
+# repeat (two waves on the wire) while letting a popular digest go out in few requests.
+WAVE_RECIPIENTS_PER_REQUEST = 8
+# Shared renders kept by one send run (about 30 KB each): equal digests are neighbours in id
+# order, so a few hundred catch nearly every repeat; 2,000 cost 55 MB more per process.
+MAX_RUN_RENDERS = 256
+Renders = dict[tuple[str, tuple[str, ...]], Message]
 
 
 @dataclass
@@ -152,24 +160,31 @@ def send_due(
     """Claim due rows batch by batch and hand them to the transport until none is due (or,
     given `run_for`, until that many seconds have passed: then `report.more` is set).
 
-    Rows go out in waves of up to `send_concurrency` messages (SendGrid; other transports one
-    at a time): a wave locks its rows, loads their subscribers and papers in one query each,
-    renders, sends concurrently, and records every outcome in one commit. The next wave is
+    Rows go out in waves of up to `send_concurrency` requests (SendGrid; other transports one
+    message at a time): a wave locks its rows, loads their subscribers and papers in one query
+    each, renders, sends concurrently, and records every outcome in one commit. Equal digests
+    (the planner's share key, neighbours in id order) share a request. The next wave is
     claimed, loaded and rendered while the current one is on the wire.
     """
     report = SendReport()
     lease = timedelta(seconds=settings.send_lease_seconds)
     width = settings.send_concurrency if getattr(transport, "thread_safe", False) else 1
+    batching = can_batch(transport)
     queue: deque[tuple[int, int]] = deque()
+    shares: dict[int, str] = {}  # claimed row -> its digest's share key (batching only)
     papers: dict[str, Paper] = {}  # this run's papers: a day's digests share a few hundred
+    renders: Renders = {}  # this run's shared renders, by planned digest
     failures = 0
     in_flight: Wave | None = None
 
     def settle(wave: Wave) -> None:
         nonlocal failures
-        for outcome in finish_wave(wave, settings=settings, transport=transport, report=report):
+        for _ in finish_wave(wave, settings=settings, transport=transport, report=report):
             if progress:
                 progress(1)
+        # Failures are counted per request: one refused request of fifty recipients is one
+        # sign of trouble, not fifty.
+        for outcome in wave.request_outcomes:
             if outcome in (Outcome.retried, Outcome.failed):
                 failures += 1
             elif outcome == Outcome.sent:
@@ -189,7 +204,11 @@ def send_due(
             if not queue:
                 with session_scope(settings.sqlalchemy_url) as session:
                     size = batch_size or settings.send_batch_size
-                    queue.extend(ledger.claim(session=session, limit=size, lease=lease))
+                    claimed = ledger.claim(session=session, limit=size, lease=lease)
+                    if batching:
+                        ids = [did for did, _ in claimed]
+                        shares.update(ledger.share_keys(session=session, ids=ids))
+                    queue.extend(claimed)
                 first_batch = False
             if not queue:
                 if in_flight is not None:
@@ -197,13 +216,28 @@ def send_due(
                     in_flight = None
                     continue  # its retries are not due yet, but check once more
                 return report
-            # Never more on the wire than it takes to reach the pause threshold.
-            room = PAUSE_AFTER_FAILURES_IN_A_ROW - failures - (in_flight.size if in_flight else 0)
+            # Never more requests on the wire than it takes to reach the pause threshold.
+            room = PAUSE_AFTER_FAILURES_IN_A_ROW - failures - (
+                len(in_flight.sends) if in_flight else 0
+            )
             wave = None
             if room > 0:
-                claims = [queue.popleft() for _ in range(min(width, room, len(queue)))]
+                claims = take_wave(
+                    queue,
+                    shares,
+                    requests=min(width, room),
+                    rows=min(
+                        min(width, room) * (WAVE_RECIPIENTS_PER_REQUEST if batching else 1),
+                        MAX_PERSONALIZATIONS,  # so a wave's share always fits one request
+                    ),
+                )
                 wave = start_wave(
-                    settings=settings, transport=transport, claims=claims, pool=pool, papers=papers
+                    settings=settings,
+                    transport=transport,
+                    claims=claims,
+                    pool=pool,
+                    papers=papers,
+                    renders=renders,
                 )
             if in_flight is not None:
                 settle(in_flight)
@@ -213,6 +247,24 @@ def send_due(
                     settle(in_flight)
                 _pause(settings, report, list(queue), failures)
                 return report
+
+
+def take_wave(
+    queue: deque[tuple[int, int]], shares: dict[int, str], *, requests: int, rows: int
+) -> list[tuple[int, int]]:
+    """The next claims of the queue that fit in `requests` requests and `rows` rows: rows
+    with the same share key (equal digests, neighbours in id order) count as one request."""
+    taken: list[tuple[int, int]] = []
+    keys: set[str] = set()
+    while queue and len(taken) < rows:
+        did = queue[0][0]
+        key = shares.get(did) or f"row {did}"  # no key: a request of its own
+        if key not in keys and len(keys) == requests:
+            break
+        keys.add(key)
+        shares.pop(did, None)
+        taken.append(queue.popleft())
+    return taken
 
 
 def _pause(
@@ -256,10 +308,7 @@ class Wave:
     session: Session
     outcomes: dict[int, Outcome]
     sends: list[Send]
-
-    @property
-    def size(self) -> int:
-        return sum(len(send.rows) for send in self.sends)
+    request_outcomes: list[Outcome] = field(default_factory=list)  # one per request sent
 
 
 def start_wave(
@@ -269,6 +318,7 @@ def start_wave(
     claims: Sequence[tuple[int, int]],
     pool: ThreadPoolExecutor,
     papers: dict[str, Paper],
+    renders: Renders,
 ) -> Wave:
     """Lock these claimed rows (id, attempt), render them, and put their sends on the wire.
 
@@ -297,6 +347,7 @@ def start_wave(
         if missing:
             if len(papers) > 20_000:
                 papers.clear()
+                renders.clear()  # they were made from the papers just forgotten
             papers.update(papers_by_id(session=session, ids=missing))
         outcomes = {did: Outcome.not_ours for did, _ in claims}
         batching = can_batch(transport)
@@ -307,7 +358,7 @@ def start_wave(
             if subscriber is None:
                 message = None
             elif batching and row.kind in DIGEST_KINDS:
-                template = _shared_digest(settings, row, subscriber, papers)
+                template = _shared_digest(settings, row, subscriber, papers, renders)
                 if template is not None:  # grouped by render: equal digests share one
                     shared.setdefault(id(template), (template, []))[1].append((row, subscriber))
                     continue
@@ -355,16 +406,30 @@ def _shared_digest(
     row: ledger.Delivery,
     subscriber: Subscriber,
     papers: dict[str, Paper],
+    renders: Renders,
 ) -> Message | None:
-    """The shared render of the digest a row stands for; None when it no longer applies."""
+    """The shared render of the digest a row stands for; None when it no longer applies.
+
+    Rows with the same planned picks (share key) and the same keywords now have the same
+    digest over this run's papers: it is composed and rendered once, not once per row.
+    """
     if not subscriber.receives_mail(date.today()):
         return None
+    share = row.payload.get("share")
+    key = (str(share), tuple(subscriber.keywords)) if share else None
+    if key is not None and key in renders:
+        return renders[key]
     digest = compose_digest(row, subscriber, papers)
     if digest is None:
         return None
-    return shared_daily(
+    template = shared_daily(
         digest, sender=settings.from_email, postal_address=settings.postal_address, feedback=True
     )
+    if key is not None:
+        if len(renders) >= MAX_RUN_RENDERS:
+            renders.clear()
+        renders[key] = template
+    return template
 
 
 def finish_wave(
@@ -380,6 +445,7 @@ def finish_wave(
                 for row in send.rows:
                     sent.append((row.id or 0, message_id))
                     wave.outcomes[row.id or 0] = Outcome.sent
+                wave.request_outcomes.append(Outcome.sent)
                 continue
             if (
                 send.shared is not None
@@ -395,11 +461,13 @@ def finish_wave(
                         wave.session, row, _hand_over(transport, message),
                         settings.send_retry_seconds,
                     )  # fmt: skip
+                    wave.request_outcomes.append(wave.outcomes[row.id or 0])
                 continue
             for row in send.rows:
                 wave.outcomes[row.id or 0] = _record(
                     wave.session, row, result, settings.send_retry_seconds
                 )
+            wave.request_outcomes.append(wave.outcomes[send.rows[0].id or 0])
         ledger.mark_all_sent(session=wave.session, sent=sent)
     for outcome in wave.outcomes.values():
         if outcome != Outcome.not_ours:
