@@ -68,10 +68,7 @@ def test_sending_records_the_provider_id_and_tags_the_delivery(
 ) -> None:
     settings = migrated.model_copy(update={"lookback_days": 30})
     _stock(settings, ("ada@example.org", ["TTS", "speech synthesis"], "UTC", 7))
-    with session_scope(settings.sqlalchemy_url) as session:
-        day = latest_announcement(session=session)
-    assert day is not None
-    assert planning.plan_daily(settings=settings, day=day).planned == 1
+    assert _plan_latest_day(settings) == 1
     transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
     report = sending.send_due(settings=settings, transport=transport)
     assert (report.sent, report.failed) == (1, 0)
@@ -128,6 +125,14 @@ def test_a_subscriber_who_leaves_before_the_send_gets_nothing(
     assert fake_sendgrid.accepted == []
 
 
+def _plan_latest_day(settings: Settings) -> int:
+    """Plan the stored corpus's newest announcement day; the rows planned."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        day = latest_announcement(session=session)
+    assert day is not None
+    return planning.plan_daily(settings=settings, day=day).planned
+
+
 def test_a_run_pauses_itself_when_the_provider_keeps_failing(
     migrated: Settings, fake_sendgrid: FakeSendGrid
 ) -> None:
@@ -135,10 +140,7 @@ def test_a_run_pauses_itself_when_the_provider_keeps_failing(
     # A keyword of their own makes every digest different: 24 requests, not one shared.
     readers = [(f"reader{n}@example.org", ["TTS", f"zyxq{n}"], "UTC", 7) for n in range(24)]
     _stock(settings, *readers)
-    with session_scope(settings.sqlalchemy_url) as session:
-        day = latest_announcement(session=session)
-    assert day is not None
-    assert planning.plan_daily(settings=settings, day=day).planned == 24
+    assert _plan_latest_day(settings) == 24
     fake_sendgrid.fail_next(500, 1000)
     transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
     report = sending.send_due(settings=settings, transport=transport, batch_size=50)
@@ -156,10 +158,7 @@ def test_one_failed_request_for_many_equal_digests_counts_as_one_failure(
 ) -> None:
     settings = migrated.model_copy(update={"lookback_days": 30})
     _stock(settings, *[(f"reader{n}@example.org", ["TTS"], "UTC", 7) for n in range(24)])
-    with session_scope(settings.sqlalchemy_url) as session:
-        day = latest_announcement(session=session)
-    assert day is not None
-    assert planning.plan_daily(settings=settings, day=day).planned == 24
+    assert _plan_latest_day(settings) == 24
     fake_sendgrid.fail_next(500, 1)
     transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
     report = sending.send_due(settings=settings, transport=transport)
@@ -178,10 +177,7 @@ def test_a_timed_run_sends_whole_batches_then_hands_over(
 ) -> None:
     settings = migrated.model_copy(update={"lookback_days": 30})
     _stock(settings, *[(f"reader{n}@example.org", ["TTS"], "UTC", 7) for n in range(5)])
-    with session_scope(settings.sqlalchemy_url) as session:
-        day = latest_announcement(session=session)
-    assert day is not None
-    assert planning.plan_daily(settings=settings, day=day).planned == 5
+    assert _plan_latest_day(settings) == 5
     transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
     first = sending.send_due(settings=settings, transport=transport, batch_size=2, run_for=0)
     assert (first.sent, first.more) == (2, True)  # one whole batch, then time is up

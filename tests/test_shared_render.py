@@ -10,7 +10,6 @@ from markupsafe import escape
 from sqlmodel import select
 
 from digest.db import session_scope
-from digest.papers import latest_announcement
 from digest.settings import Settings
 from emails.render import RecipientLinks, clear_template_caches, render_daily
 from emails.transports.sendgrid import SendGridTransport
@@ -18,9 +17,9 @@ from subscribers import ledger
 from subscribers.models import Subscriber
 from subscribers.tokens import Purpose, read_token
 from tests.fake_sendgrid import FakeSendGrid
-from tests.test_planning_and_sending import _stock
+from tests.test_planning_and_sending import _plan_latest_day, _stock
 from tests.test_render import make_digest, make_paper
-from workers import planning, sending
+from workers import sending
 
 SENDER = "Paper Digest <digest@example.org>"
 POSTAL = "1 Test Lane"
@@ -79,10 +78,7 @@ def test_subscribers_with_the_same_digest_each_get_their_own_links_through_a_wav
     ids = _stock(
         settings, *[(f"reader{n}@example.org", ["TTS", "prosody"], "UTC", 7) for n in range(6)]
     )
-    with session_scope(settings.sqlalchemy_url) as session:
-        day = latest_announcement(session=session)
-    assert day is not None
-    assert planning.plan_daily(settings=settings, day=day).planned == 6
+    assert _plan_latest_day(settings) == 6
     clear_template_caches()
     transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
     report = sending.send_due(settings=settings, transport=transport)
@@ -121,10 +117,7 @@ def test_equal_plans_split_when_a_subscriber_changed_keywords_before_the_send(
 ) -> None:
     settings = migrated.model_copy(update={"lookback_days": 30})
     ids = _stock(settings, *[(f"reader{n}@example.org", ["TTS"], "UTC", 7) for n in range(4)])
-    with session_scope(settings.sqlalchemy_url) as session:
-        day = latest_announcement(session=session)
-    assert day is not None
-    assert planning.plan_daily(settings=settings, day=day).planned == 4
+    assert _plan_latest_day(settings) == 4
     with session_scope(settings.sqlalchemy_url) as session:
         rows = list(session.exec(select(ledger.Delivery).order_by(ledger.Delivery.id)))
         assert len({r.payload["share"] for r in rows}) == 1  # planned alike, ids side by side
