@@ -139,6 +139,7 @@ class FakeSendGrid:
         self.hang_seconds = 30.0
         self.validator = load_validator()
         self.invalid: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]] = []
+        self.refused: list[tuple[int, dict[str, Any]]] = []  # (status, body) of simulated errors
         self.requests = 0
         self.connections = 0
         self._accepted: list[Accepted] = []
@@ -320,6 +321,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(429, {"errors": errors}, {**limits, "X-RateLimit-Reset": reset})
         else:
             status = int(fault.status)
+            with fake._lock:
+                fake.refused.append((status, body))
             errors = fault.errors or [{"field": None, "message": f"simulated {status}"}]
             self._reply(status, {"errors": errors})
 

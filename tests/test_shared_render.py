@@ -135,3 +135,27 @@ def test_equal_plans_split_when_a_subscriber_changed_keywords_before_the_send(
     texts = {m.to: m.text for m in fake_sendgrid.delivered()}
     assert "quokkas" in texts["reader3@example.org"]
     assert not any("quokkas" in texts[f"reader{n}@example.org"] for n in range(3))
+
+
+def test_a_refused_shared_request_sends_each_reader_alone_and_fails_only_the_refused_one(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    settings = migrated.model_copy(update={"lookback_days": 30})
+    _stock(settings, *[(f"reader{n}@example.org", ["TTS"], "UTC", 7) for n in range(5)])
+    assert _plan_latest_day(settings) == 5
+    clear_template_caches()
+    fake_sendgrid.fail_next(400)  # the shared request: a 400 names a field, not a recipient
+    fake_sendgrid.fail_next(400, after=2)  # then, sent alone, the third reader's own message
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    report = sending.send_due(settings=settings, transport=transport)
+    assert (report.sent, report.failed, report.retried) == (4, 1, 0)
+    assert [len(body["personalizations"]) for _, body in fake_sendgrid.refused] == [5, 1]
+    assert sorted(len(a.body["personalizations"]) for a in fake_sendgrid.accepted) == [1] * 4
+    with session_scope(settings.sqlalchemy_url) as session:
+        rows = list(session.exec(select(ledger.Delivery)))
+    (failed,) = [r for r in rows if r.status == ledger.DeliveryStatus.failed]
+    assert (failed.last_error or "").startswith("SendGrid 400")
+    refused_alone = fake_sendgrid.refused[1][1]["personalizations"][0]
+    assert int(refused_alone["custom_args"]["delivery_id"]) == failed.id
+    delivered = {m.to for m in fake_sendgrid.delivered()}
+    assert len(delivered) == 4 and refused_alone["to"][0]["email"] not in delivered
