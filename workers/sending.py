@@ -222,15 +222,11 @@ def send_due(
             )
             wave = None
             if room > 0:
-                claims = take_wave(
-                    queue,
-                    shares,
-                    requests=min(width, room),
-                    rows=min(
-                        min(width, room) * (WAVE_RECIPIENTS_PER_REQUEST if batching else 1),
-                        MAX_PERSONALIZATIONS,  # so a wave's share always fits one request
-                    ),
-                )
+                requests = min(width, room)
+                per_request = WAVE_RECIPIENTS_PER_REQUEST if batching else 1
+                # At most MAX_PERSONALIZATIONS rows, so a wave's share always fits one request.
+                rows = min(requests * per_request, MAX_PERSONALIZATIONS)
+                claims = take_wave(queue, shares, requests=requests, rows=rows)
                 wave = start_wave(
                     settings=settings,
                     transport=transport,
