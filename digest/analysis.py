@@ -33,6 +33,15 @@ _SKIPPABLE = frozenset(
      "as"]
 )
 
+# Words that carry no topic: a keyword's other words are matched without them, so "codecs for
+# music" finds "music codec". "to" stays: "text-to-speech" is not "speech to text". Applied
+# to terms (after stemming), see content_terms().
+STOPWORDS = frozenset(
+    ["a", "an", "the", "of", "for", "and", "or", "in", "on", "with", "from", "by", "via",
+     "at", "as", "into", "over", "under", "using", "use", "based", "toward", "towards", "its",
+     "their", "our", "is", "are", "be", "this", "that", "these", "we", "it", "s"]
+)
+
 TERM_CACHE_SIZE = 500_000  # emptied when full, so a long-lived worker stays small
 _terms: dict[str, str] = {}  # raw token -> term
 _local = threading.local()  # a Stemmer must not be shared between threads
@@ -100,6 +109,9 @@ def term(token: str) -> str:
     return found
 
 
+_STOP_TERMS = frozenset(term(word) for word in STOPWORDS) | STOPWORDS
+
+
 def tokens(text: str) -> list[str]:
     """Raw word tokens: LaTeX commands and possessives dropped, split on anything else."""
     text = _POSSESSIVE.sub("", _LATEX_COMMAND.sub(" ", text))
@@ -109,6 +121,12 @@ def tokens(text: str) -> list[str]:
 def analyze(text: str) -> list[str]:
     """Text -> terms, in order; 'Text-to-Speech' and 'text to speech' give the same terms."""
     return [term(token) for token in tokens(text)]
+
+
+def content_terms(terms: Terms) -> Terms:
+    """Terms without stopwords; a keyword of stopwords alone ("the who") keeps them all."""
+    kept = tuple(t for t in terms if t not in _STOP_TERMS)
+    return kept or terms
 
 
 def analyze_keyword(keyword: str) -> Terms:

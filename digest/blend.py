@@ -3,14 +3,13 @@
     score = relevance x feedback x 0.5 ** (age_days / RECENCY_HALF_LIFE_DAYS)
             + TRENDING_WEIGHT x ln(1 + upvotes)
 
-- relevance: the BM25F keyword score (digest.ranking); the floor applies to it after feedback,
-  so trending and recency can reorder matches but never bring in a paper that matches nothing.
+- relevance: the keyword score (digest.scoring: words and, with embeddings, meaning); the floor
+  applies to it after feedback, so trending and recency can reorder matches but never bring in
+  a paper that matches nothing.
 - feedback: the subscriber's Rocchio factor (digest.feedback), 1 without enough ratings;
   applied to the relevance top CANDIDATES_PER_PICK x limit of subscribers with ratings.
 - recency: a paper loses half its weight per week since its announcement (at most 4 halvings).
 - trending: ln(1 + upvotes) x 0.5: 20 upvotes add 1.5 (a match at the floor), 100 add 2.3.
-- semantic (optional, DIGEST_SEMANTIC_RERANK): relevance x a sentence-embedding factor
-  (digest.semantic) on the relevance top CANDIDATES_PER_PICK x limit of every keyword profile.
 A "trending only" subscriber (or one without positive keywords) gets the day's most upvoted
 papers not sent before.
 """
@@ -26,8 +25,14 @@ import numpy as np
 
 from digest.feedback import MIN_RATINGS, FeedbackModel, Rating, Vectorizer, text_of
 from digest.query import QueryError, parse_term
-from digest.ranking import Match, PaperIndex, PaperLike, ProfileSet, rank_profiles
-from digest.semantic import Embedder, rerank
+from digest.ranking import (
+    LOOSE_SHARE,
+    Match,
+    PaperIndex,
+    PaperLike,
+    ProfileSet,
+    rank_profiles,
+)
 
 RECENCY_HALF_LIFE_DAYS = 7.0
 # Older than four half-lives counts as four half-lives: keeps decayed scores far above the
@@ -84,15 +89,13 @@ def personalise(
     trending_only: Sequence[bool] | None = None,
     ratings: Sequence[Sequence[Rating]] | None = None,
     rated_papers: Mapping[str, PaperLike] | None = None,
-    semantic: Embedder | None = None,
 ) -> list[list[Match]]:
     """Each profile's final picks, best first, with upvotes and "similar to" filled in.
 
     Exact for recency and trending: recency scales each paper's column inside the sparse pass,
     and a second pass over the trending papers alone finds every trending match a profile has,
     so the blend picks from (top `limit` by relevance x recency) + (its trending matches).
-    Profiles with ratings re-rank their top CANDIDATES_PER_PICK x limit; with `semantic`,
-    every keyword profile does, by closeness of its keywords' and the papers' embeddings.
+    Profiles with ratings re-rank their top CANDIDATES_PER_PICK x limit.
     """
     upvotes = upvotes or {}
     index = index or PaperIndex(papers)
@@ -129,38 +132,31 @@ def personalise(
             model = FeedbackModel.fit(ratings[n], known, vectorizer)
             if model is not None:
                 models[n] = model
-    deepened = everyone if semantic is not None else sorted(models)
+    deepened = sorted(models)
     if deepened:
-        deeper = ranked(compiled if semantic is not None else deepened,
-                        limit * CANDIDATES_PER_PICK)
+        deeper = ranked(deepened, limit * CANDIDATES_PER_PICK)
         for n, matches in zip(deepened, deeper, strict=True):
             results[n] = matches
-    if semantic is not None:
-        # Every candidate embedded in one batch (the model is much faster on batches).
-        semantic.papers([by_id[i] for i in dict.fromkeys(
-            m.arxiv_id for rows in (results, hot_matches) for row in rows for m in row)])
     for n in everyone:
         if trending[n]:
             results[n] = top_trending_matches(upvotes, limit=limit, exclude=excluded[n],
                                               known=by_id)
             continue
-        if not hot_matches[n] and n not in models and semantic is None:
+        if not hot_matches[n] and n not in models:
             continue  # the common case: relevance x recency is already the final order
         seen = {m.arxiv_id for m in results[n]}
         candidates = results[n] + [m for m in hot_matches[n] if m.arxiv_id not in seen]
         if n in models and vectorizer is not None and candidates:
             adjustment = models[n].adjust(vectorizer.vectors(
                 [text_of(by_id[m.arxiv_id]) for m in candidates]))
-            # The floor is on relevance (before recency): compare with the undecayed score.
+            # The floor is on relevance (before recency): compare with the undecayed score, and
+            # with the adaptive floor's lowest point, which the pick may have come in on.
             candidates = [
                 replace(m, score=m.score * float(factor), similar_to=similar)
                 for m, factor, similar in zip(
                     candidates, adjustment.factors, adjustment.similar_to, strict=True)
-                if m.score * factor / decay[index.position[m.arxiv_id]] >= floor
+                if m.score * factor / decay[index.position[m.arxiv_id]] >= floor * LOOSE_SHARE
             ]
-        if semantic is not None and candidates:
-            # After the floor: semantic closeness re-orders matches, it never rescues one.
-            candidates = rerank(semantic, profiles[n], candidates, by_id)
         final = [
             replace(m, upvotes=upvotes.get(m.arxiv_id, 0),
                     score=m.score + TRENDING_WEIGHT * math.log1p(upvotes.get(m.arxiv_id, 0)))

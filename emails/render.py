@@ -345,7 +345,7 @@ def _paper_view(pick: Pick) -> PaperView:
         chips.append(f"+{len(categories) - MAX_CHIPS}")
     comment = shorten(clean(paper.comment), COMMENT_CHARS)
     snippet = shorten(clean(paper.abstract), SNIPPET_CHARS)
-    matched = tuple(clean(keyword) for keyword in pick.matched)
+    matched = tuple(clean(keyword) for keyword in pick.matched_by_words)
     return PaperView(
         arxiv_id=arxiv_id,
         title=clean(paper.title) or arxiv_id,
@@ -357,9 +357,17 @@ def _paper_view(pick: Pick) -> PaperView:
         comment_is_chip=0 < len(comment) <= CHIP_COMMENT_CHARS,
         snippet=snippet,
         snippet_html=emphasise(snippet, matched),
-        matched=", ".join(matched),
+        matched=matched_line(matched, tuple(clean(keyword) for keyword in pick.close_to)),
         reasons=reasons_of(pick),
     )
+
+
+def matched_line(by_words: Sequence[str], by_meaning: Sequence[str]) -> str:
+    """'speech codec, close to: voice conversion': what matched, in words a reader follows."""
+    parts = [", ".join(by_words)] if by_words else []
+    if by_meaning:
+        parts.append("close to: " + ", ".join(by_meaning))
+    return "; ".join(parts)
 
 
 def reasons_of(pick: Pick) -> tuple[str, ...]:
@@ -395,6 +403,7 @@ def daily_context(
         "preheader": preheader,
         "sections": sections,
         "keywords": ", ".join(k for k in (clean(k) for k in digest.keywords) if k),
+        "related": ", ".join(k for k in (clean(k) for k in digest.related) if k),
         "manage_url": links.manage_url,
         "feedback_url": links.feedback_url,
         "unsubscribe_url": links.unsubscribe_url,

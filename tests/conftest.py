@@ -19,6 +19,10 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("DIGEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = bool(os.environ.get("CI"))
+# Matching by meaning embeds every paper once (about 20 papers/s on two cores): the suite runs
+# on words alone, here and in every `digest` subprocess it starts, and tests/test_semantic.py
+# turns the model on where it is what is tested.
+os.environ["DIGEST_SEMANTIC"] = "off"
 
 
 def _port_open(host: str, port: int) -> bool:

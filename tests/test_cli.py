@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
+
+from tests.subprocess_env import without_digest_settings
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 FEEDS = Path(__file__).parent / "data" / "feeds"
@@ -18,7 +19,7 @@ FEEDS = Path(__file__).parent / "data" / "feeds"
 def run(
     var_dir: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    environment = without_digest_settings()
     environment |= {
         "DIGEST_VAR_DIR": str(var_dir),
         "DIGEST_PUBLIC_URL": "http://digest.test",
@@ -93,7 +94,8 @@ def test_rank_prints_json_best_first_with_what_matched(stocked: Path) -> None:
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert 0 < len(rows) <= 5
-    assert set(rows[0]) == {"arxiv_id", "title", "score", "matched"}
+    assert set(rows[0]) == {"arxiv_id", "title", "score", "matched", "close_to"}
+    assert all(r["close_to"] == [] for r in rows)  # words only here: DIGEST_SEMANTIC is off
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
     assert all(
         set(r["matched"]) <= {"speech tokenizer", "audio codec"} and r["matched"] for r in rows

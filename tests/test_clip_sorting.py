@@ -126,7 +126,9 @@ def test_tag_suggestions_against_the_seed_highlights() -> None:
             truth - got)
     precision, recall = found / (found + wrong), found / (found + missed)
     print(f"tags: precision {precision:.2f}, recall {recall:.2f} ({found}/{wrong}/{missed})")
-    assert recall >= 0.7 and precision >= 0.4  # measured 0.75 and 0.45 (max 5 tags per clip)
+    # Measured 0.67 and 0.43 (max 5 tags per clip); 0.75 and 0.45 when keywords were matched as
+    # contiguous phrases only, before the ranker matched their words (issue 13).
+    assert recall >= 0.65 and precision >= 0.4
 
 
 def test_also_worth_a_look_topics_against_the_seed() -> None:

@@ -1,4 +1,5 @@
-"""Ranking: BM25F over phrases, acronyms both ways, and the sparse pass against a naive loop."""
+"""Ranking: keyword words as terms, the phrase first, acronyms both ways, the adaptive floor,
+and the sparse pass against a naive loop."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ import pytest
 
 from digest.analysis import Lexicon, analyze, analyze_keyword, mine_acronyms
 from digest.ranking import (
+    DAY_SHARE,
+    KEEP_BEST,
     KEYWORD_NORM,
+    LOOSE_SHARE,
+    MIN_CONTRIBUTION,
     SCORE_RESOLUTION,
     Match,
     PaperIndex,
@@ -63,7 +68,7 @@ def test_the_corpus_is_real(corpus: list[SimplePaper]) -> None:
     assert all(p.title and p.abstract for p in corpus)
 
 
-def test_a_phrase_is_matched_as_a_phrase() -> None:
+def test_a_keywords_words_are_matched_as_terms_the_phrase_first() -> None:
     papers = with_filler(
         paper(
             "1111.00001",
@@ -76,22 +81,46 @@ def test_a_phrase_is_matched_as_a_phrase() -> None:
             "Our speech front end feeds a tokenizer that was built for text.",
         ),
     )
-    matches = rank_keywords(PaperIndex(papers), ["speech tokenizer"])
-    assert ids(matches) == ["1111.00001"]
+    matches = rank_keywords(PaperIndex(papers), ["speech tokenizer"], floor=0.0)
+    assert ids(matches) == ["1111.00001", "1111.00002"]
+    assert matches[0].score > 1.5 * matches[1].score
     assert matches[0].matched == ("speech tokenizer",)
 
 
-def test_every_phrase_match_in_the_corpus_holds_the_phrase(
+def test_stopwords_word_order_and_hyphens_do_not_hide_a_match() -> None:
+    papers = with_filler(
+        paper("1212.00001", "A neural music codec at 1 kbps", "We compress music with a codec."),
+        paper("1212.00002", "Voice conversion in a zero-shot setting", "Any speaker, no data."),
+        paper("1212.00003", "Full duplex spoken dialogue", "Listening while speaking."),
+        paper("1212.00004", "Text to audio generation with diffusion", "Sounds from prompts."),
+    )
+    index = PaperIndex(papers)
+    for keyword, expected in (
+        ("neural codecs for music", "1212.00001"),
+        ("zero-shot voice conversion models", "1212.00002"),
+        ("full-duplex", "1212.00003"),
+        ("text-to-audio", "1212.00004"),
+    ):
+        assert ids(rank_keywords(index, [keyword]))[:1] == [expected], keyword
+
+
+def test_in_the_corpus_the_phrase_comes_before_its_scattered_words(
     index: PaperIndex, corpus: list[SimplePaper]
 ) -> None:
     by_id = {p.arxiv_id: p for p in corpus}
     matches = rank_keywords(index, ["speech tokenizer"], limit=1000)
     assert len(matches) >= 10
     needle = ("speech", "token")
-    for match in matches:
-        found = by_id[match.arxiv_id]
+
+    def has_phrase(arxiv_id: str) -> bool:
+        found = by_id[arxiv_id]
         words = analyze(found.title) + ["|"] + analyze(found.abstract)
-        assert any(tuple(words[i : i + 2]) == needle for i in range(len(words))), match.arxiv_id
+        return any(tuple(words[i : i + 2]) == needle for i in range(len(words)))
+
+    assert all(has_phrase(m.arxiv_id) for m in matches[:10])
+    for match in matches:  # every match has at least the rarer of the two words
+        found = by_id[match.arxiv_id]
+        assert "token" in analyze(f"{found.title} {found.abstract}"), match.arxiv_id
 
 
 def test_case_and_plurals_do_not_matter() -> None:
@@ -156,9 +185,10 @@ def test_acronyms_are_mined_from_the_papers_themselves() -> None:
     }
     assert "4444.00003" not in ids(rank_keywords(index, ["test-time scaling"]))
     once = PaperIndex(papers[:4] + papers[5:], lexicon=Lexicon())  # DCA defined by one paper
-    assert set(ids(rank_keywords(once, ["dynamic chunk attention"]))) == {"4444.00002"}
+    assert ids(rank_keywords(once, ["dynamic chunk attention"]))[:1] == ["4444.00002"]
+    assert "4444.00001" not in ids(rank_keywords(once, ["dynamic chunk attention"]))
     without_definition = PaperIndex(papers[:1] + papers[7:], lexicon=Lexicon())
-    assert rank_keywords(without_definition, ["dynamic chunk attention"]) == []
+    assert "4444.00001" not in ids(rank_keywords(without_definition, ["dynamic chunk attention"]))
 
 
 def test_mined_meanings_never_override_curated_ones() -> None:
@@ -199,12 +229,15 @@ def test_picks_carry_the_keywords_that_matched_best_first(index: PaperIndex) -> 
     matches = rank_keywords(index, profile, limit=30)
     assert matches
     keyword_terms = [analyze_keyword(k) for k in profile]
-    scores = index.keyword_scores(keyword_terms).toarray()
+    scores = index.keyword_scores(keyword_terms, keep_above=MIN_CONTRIBUTION,
+                                  keep_best=KEEP_BEST).fused.toarray()
     for match in matches:
         column = index.position[match.arxiv_id]
         contributions = {k: scores[n, column] for n, k in enumerate(profile) if scores[n, column]}
-        assert set(match.matched) == set(contributions)
-        assert list(match.matched) == sorted(contributions, key=lambda k: -contributions[k])
+        best = max(contributions.values())
+        carried = {k for k, c in contributions.items() if c >= 0.5 * best}  # the reasons shown
+        assert set(match.matched) == carried
+        assert list(match.matched) == sorted(carried, key=lambda k: -contributions[k])
         expected = sum(c ** KEYWORD_NORM for c in contributions.values()) ** (1 / KEYWORD_NORM)
         assert match.score == pytest.approx(expected, abs=2 * SCORE_RESOLUTION)
     assert any(len(match.matched) >= 2 for match in matches)
@@ -225,14 +258,34 @@ def test_exclude_and_candidates_are_honoured(index: PaperIndex) -> None:
 
 def test_the_floor_applies_to_the_best_keyword(index: PaperIndex) -> None:
     profile = ["speech", "prosody", "zero-shot"]
-    everything = rank_keywords(index, profile, limit=1000)
-    scores = index.keyword_scores([analyze_keyword(k) for k in profile]).toarray()
+    everything = rank_keywords(index, profile, limit=1000, floor=0.0)
+    scores = index.keyword_scores([analyze_keyword(k) for k in profile],
+                                  keep_above=MIN_CONTRIBUTION, keep_best=KEEP_BEST).fused.toarray()
     best = {m.arxiv_id: scores[:, index.position[m.arxiv_id]].max() for m in everything}
-    floor = 2.5
+    floor = 2.5  # every keyword's best paper scores above it: the floor does not move
+    assert scores.max(axis=1).min() > floor
     kept = rank_keywords(index, profile, limit=1000, floor=floor)
     assert ids(kept) == [m.arxiv_id for m in everything if best[m.arxiv_id] >= floor]
     assert 0 < len(kept) < len(everything)
     assert rank_keywords(index, profile, floor=1e6) == []
+
+
+def test_the_floor_adapts_to_a_keyword_whose_best_paper_today_is_under_it() -> None:
+    papers = with_filler(
+        paper("1313.00001", "Molecule graphs", "Graph neural networks meet molecules today."),
+        paper("1313.00002", "A speech codec", "Low bitrate speech coding for phones."),
+    )
+    index = PaperIndex(papers)
+    keyword = ["graph neural networks for molecules"]
+    [scores] = index.keyword_scores([analyze_keyword(keyword[0])]).fused.toarray()
+    best = float(scores.max())
+    floor = best / 0.9  # the best paper today falls just under the floor...
+    picked = rank_keywords(index, keyword, floor=floor)
+    assert picked and picked[0].score == pytest.approx(best, abs=1e-5)  # ... and still comes
+    assert all(m.score >= LOOSE_SHARE * floor - 1e-6 for m in picked)
+    assert all(m.score >= DAY_SHARE * best - 1e-6 for m in picked)
+    far = rank_keywords(index, keyword, floor=best / (LOOSE_SHARE * 0.99))
+    assert far == []  # nothing near enough: "nothing relevant" is an empty list
 
 
 @pytest.mark.parametrize("keyword", [".*", "(a+)+", "[", "\\", "^$", "((((", "a|b", "?"])
@@ -247,8 +300,11 @@ def test_keywords_are_literal_text_never_patterns(index: PaperIndex, keyword: st
     assert ids(rank_keywords(PaperIndex(papers), ["(a+)+ hang"])) == ["7777.00001"]
 
 
-def test_a_pasted_paragraph_is_just_a_long_phrase(index: PaperIndex) -> None:
-    assert rank_keywords(index, [" ".join(["text-to-speech (TTS)"] * 3000)]) == []
+def test_a_pasted_paragraph_is_just_a_long_keyword(index: PaperIndex) -> None:
+    pasted = " ".join(["text-to-speech (TTS)"] * 3000)
+    matches = rank_keywords(index, [pasted], limit=5)
+    assert len(matches) == 5  # its words are matched as any keyword's are
+    assert all(m.matched == (pasted,) for m in matches)
 
 
 def test_a_profile_is_a_list_of_keywords_not_a_string(index: PaperIndex) -> None:
@@ -296,7 +352,13 @@ def vocabulary(corpus: Sequence[SimplePaper]) -> list[str]:
 def naive_rank(
     index: PaperIndex, profile: Sequence[str], *, limit: int, floor: float, exclude: Collection[str]
 ) -> list[Match]:
-    """The reference: one profile, one paper at a time, from the same keyword scores."""
+    """The reference: one profile, one paper at a time, from the same keyword scores.
+
+    The floor as documented: each keyword's is the floor, or under it DAY_SHARE of that
+    keyword's best paper, never under LOOSE_SHARE of the floor; keywords under
+    MIN_CONTRIBUTION, or past their KEEP_BEST best papers, do not count; a pick names the
+    keywords giving half its best one's score.
+    """
     terms: list[tuple[str, ...]] = []
     labels: list[str] = []
     for keyword in profile:
@@ -306,16 +368,23 @@ def naive_rank(
             labels.append(keyword.strip())
     if not terms:
         return []
-    scores = index.keyword_scores(terms).toarray()
+    scores = index.keyword_scores(terms).fused.toarray()
+    scores[scores <= MIN_CONTRIBUTION] = 0.0
+    for row in scores:  # each keyword counts for its KEEP_BEST best papers (ties: lower column)
+        ranked = sorted(range(len(row)), key=lambda column: (-row[column], column))
+        row[ranked[KEEP_BEST:]] = 0.0
+    floors = [max(LOOSE_SHARE * floor, min(floor, DAY_SHARE * row.max())) for row in scores]
     rows = []
     for column, arxiv_id in enumerate(index.ids):
         contributions = [(scores[k, column], k) for k in range(len(terms)) if scores[k, column]]
         if not contributions or arxiv_id in exclude:
             continue
-        if max(c for c, _ in contributions) < floor:
+        if not any(c >= floors[k] - SCORE_RESOLUTION for c, k in contributions):
             continue
         total = sum(c ** KEYWORD_NORM for c, _ in contributions) ** (1 / KEYWORD_NORM)
-        matched = tuple(labels[k] for _, k in sorted(contributions, key=lambda c: (-c[0], c[1])))
+        best = max(c for c, _ in contributions)
+        carried = [(c, k) for c, k in contributions if c >= 0.5 * best]
+        matched = tuple(labels[k] for _, k in sorted(carried, key=lambda c: (-c[0], c[1])))
         rows.append(
             (round(total / SCORE_RESOLUTION), int(index.tie_rank[column]), arxiv_id, total, matched)
         )
@@ -364,5 +433,3 @@ def test_a_title_hit_beats_passing_mentions_of_several_keywords() -> None:
     )
     picks = ids(rank_keywords(PaperIndex(papers), ["emotion", "prosody"]))
     assert picks[:2] == ["6666.00001", "6666.00002"]
-    summed = ids(rank_keywords(PaperIndex(papers), ["emotion", "prosody"], norm=1.0))
-    assert summed[:2] == ["6666.00002", "6666.00001"]  # the old sum got this backwards

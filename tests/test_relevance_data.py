@@ -83,9 +83,23 @@ def test_precision_by_hand() -> None:
 def test_baselines_on_a_tiny_corpus() -> None:
     papers = parse_feed((ROOT / "digest/data/sample_corpus.atom").read_bytes(),
                         source="sample").papers[:40]
-    runs = bench.systems(papers)
-    for name in ("ours", "bm25", "substring"):
+    runs = {"product": bench.product(papers, None), **bench.baselines(papers, None)}
+    for name in ("product", "tfidf", "bm25", "substring"):
         ranking = runs[name](["speech"])
         assert 0 < len(ranking) <= 10 and len(set(ranking)) == len(ranking), name
     assert runs["substring"](["zzzz no such phrase"]) == []
     assert runs["bm25"](["zzzz"]) == []
+
+
+def test_natural_profiles_are_split_and_judged() -> None:
+    profiles = json.loads(bench.NATURAL_PROFILES.read_text())["profiles"]
+    judged = bench.natural_judgments()
+    assert len(profiles) >= 24
+    assert {p["split"] for p in profiles} == {"dev", "test"}
+    assert abs(sum(p["split"] == "dev" for p in profiles) * 2 - len(profiles)) <= 1
+    known = {paper.arxiv_id for paper in bench.load_papers()}
+    for profile in profiles:
+        grades = judged[profile["id"]]
+        assert set(grades) <= known and set(grades.values()) <= {0, 1, 2}
+        assert sum(g > 0 for g in grades.values()) >= 3, profile["id"]
+    assert len(bench.natural_labels("dev")) + len(bench.natural_labels("test")) == len(profiles)

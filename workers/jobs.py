@@ -12,6 +12,7 @@ from datetime import date, datetime
 
 from digest.db import session_scope
 from digest.papers import upsert_papers
+from digest.semantic import embed_papers
 from digest.settings import Settings
 from digest.sources.arxiv_api import search_papers
 from digest.sources.arxiv_feed import parse_feed
@@ -30,6 +31,7 @@ class IngestReport:
     updated: int
     unchanged: int
     skipped: dict[str, int] = field(default_factory=dict)
+    embedded: int = 0  # papers whose vectors were made now (semantic matching on)
 
     @property
     def seen(self) -> int:
@@ -43,7 +45,8 @@ def ingest_document(*, settings: Settings, location: str, source: str = "") -> I
     with session_scope(settings.sqlalchemy_url) as session:
         report = upsert_papers(session=session, papers=feed.papers)
     return IngestReport(
-        location, feed.kind, report.added, report.updated, report.unchanged, dict(feed.skipped)
+        location, feed.kind, report.added, report.updated, report.unchanged, dict(feed.skipped),
+        embedded=embed_papers(settings.semantic, settings.sqlalchemy_url, feed.papers),
     )
 
 
@@ -58,7 +61,8 @@ def backfill(*, settings: Settings, query: str, max_results: int = 50) -> Ingest
     papers = search_papers(query, api_url=settings.arxiv_api_url, max_results=max_results)
     with session_scope(settings.sqlalchemy_url) as session:
         report = upsert_papers(session=session, papers=papers)
-    return IngestReport(f"api:{query}", "atom", report.added, report.updated, report.unchanged)
+    return IngestReport(f"api:{query}", "atom", report.added, report.updated, report.unchanged,
+                        embedded=embed_papers(settings.semantic, settings.sqlalchemy_url, papers))
 
 
 def _source_name(location: str) -> str:

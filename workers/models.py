@@ -2,6 +2,7 @@
 
 from digest.clippings.models import Clip, MonthlyIssue
 from digest.papers import Paper
+from digest.semantic import PaperEmbedding
 from digest.trending import TrendingScore
 from subscribers.events import ProviderEventRecord
 from subscribers.feedback import FeedbackVote
@@ -15,6 +16,7 @@ __all__ = [
     "FeedbackVote",
     "MonthlyIssue",
     "Paper",
+    "PaperEmbedding",
     "PendingEmail",
     "ProviderEventRecord",
     "SentPaper",

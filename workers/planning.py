@@ -11,7 +11,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
@@ -22,8 +22,9 @@ from digest.blend import personalise
 from digest.db import session_scope
 from digest.papers import Paper, papers_by_id, papers_since
 from digest.ranking import Match, PaperIndex
-from digest.semantic import shared_embedder
+from digest.semantic import index_options
 from digest.settings import Settings
+from digest.suggestions import THIN_WEEK, related_keywords
 from digest.trending import trending_on
 from subscribers import ledger
 from subscribers.feedback import ratings_for
@@ -186,7 +187,8 @@ def plan_slot(
     if (since, slot.day) not in window:
         found = papers_since(session=session, since=since, until=slot.day)
         lexicon = Lexicon.shipped(settings.synonyms_file)
-        window[(since, slot.day)] = (found, PaperIndex(found, lexicon=lexicon))
+        meaning = index_options(settings.semantic, settings.sqlalchemy_url)
+        window[(since, slot.day)] = (found, PaperIndex(found, lexicon=lexicon, **meaning))
     papers, index = window[(since, slot.day)]
     if not todo or not papers:
         report.nothing_relevant = len(todo)
@@ -208,9 +210,9 @@ def plan_slot(
         trending_only=[s.trending_only for s in todo],
         ratings=[ratings.get(s.id or 0, []) for s in todo],
         rated_papers=dict(papers_by_id(session=session, ids=sorted(rated))) if rated else {},
-        semantic=shared_embedder(settings.var_dir / "embeddings")
-        if settings.semantic_rerank else None,
     )
+    related = _related_for_thin_weeks(session=session, slot=slot, subscribers=todo,
+                                      rankings=rankings, papers=papers, index=index)
     planned = []
     for subscriber, matches in zip(todo, rankings, strict=True):
         if not matches:
@@ -221,6 +223,8 @@ def plan_slot(
             "day": slot.day.isoformat(),
             "matches": [match_json(m) for m in matches],
         }
+        if related.get(subscriber.id or 0):
+            payload["related"] = list(related[subscriber.id or 0])
         payload["share"] = share_key(subscriber.keywords, payload)
         planned.append(
             ledger.PlannedDelivery(
@@ -242,6 +246,25 @@ def plan_slot(
     return report
 
 
+def _related_for_thin_weeks(
+    *, session: Session, slot: Slot, subscribers: Sequence[Subscriber],
+    rankings: Sequence[Sequence[Match]], papers: Sequence[Paper], index: PaperIndex,
+) -> dict[int, tuple[str, ...]]:
+    """Related keywords for the subscribers whose week, this digest included, brings fewer
+    than THIN_WEEK papers: the email's footer offers them (digest.suggestions)."""
+    thin = {s.id or 0: s for s, matches in zip(subscribers, rankings, strict=True)
+            if 0 < len(matches) < THIN_WEEK and not s.trending_only}
+    if not thin:
+        return {}
+    week_start = datetime.combine(slot.day - timedelta(days=6), time.min, tzinfo=UTC)
+    before = ledger.papers_promised_since(session=session, subscriber_ids=list(thin),
+                                          since=week_start)
+    count = {s.id or 0: len(m) for s, m in zip(subscribers, rankings, strict=True)}
+    titles = {paper.arxiv_id: paper.title for paper in papers}
+    return {sid: related_keywords(index, titles, subscriber.keywords)
+            for sid, subscriber in thin.items() if before[sid] + count[sid] < THIN_WEEK}
+
+
 def share_key(keywords: Sequence[str], payload: dict[str, object]) -> str:
     """Equal for two rows exactly when their digests render alike: the same keywords (they
     order the sections) and the same picks. A hint for grouping sends, never for content."""
@@ -259,12 +282,16 @@ def match_json(match: Match) -> dict[str, object]:
         found["upvotes"] = match.upvotes
     if match.similar_to:
         found["similar_to"] = match.similar_to
+    if match.close_to:
+        found["close_to"] = list(match.close_to)
     return found
 
 
 def match_from_json(data: dict[str, object]) -> Match:
     matched = data["matched"]
     assert isinstance(matched, list)
+    close_to = data.get("close_to", [])
+    assert isinstance(close_to, list)
     return Match(str(data["arxiv_id"]), float(str(data["score"])), tuple(map(str, matched)),
                  upvotes=int(str(data.get("upvotes", 0))),
-                 similar_to=str(data.get("similar_to", "")))
+                 similar_to=str(data.get("similar_to", "")), close_to=tuple(map(str, close_to)))

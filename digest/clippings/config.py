@@ -31,7 +31,7 @@ class ClippingsConfig:
     also_section: str = "Also worth a look"
     fallback_topic: str = "General ML & Engineering"
     min_section_score: float = 2.0
-    min_tag_score: float = 2.5
+    min_tag_score: float = 3.0
     max_tags: int = 5
     min_upvotes: int = 40
     min_note_words: int = 40
@@ -90,7 +90,7 @@ def parse_clippings_config(text: str, *, where: str = "clippings config") -> Cli
             also_section=str(sorting.get("also_section", "Also worth a look")),
             fallback_topic=str(sorting.get("fallback_topic", "")),
             min_section_score=float(sorting.get("min_section_score", 2.0)),
-            min_tag_score=float(sorting.get("min_tag_score", 2.5)),
+            min_tag_score=float(sorting.get("min_tag_score", 3.0)),
             max_tags=int(sorting.get("max_tags", 5)),
             min_upvotes=int(highlight.get("min_upvotes", 40)),
             min_note_words=int(highlight.get("min_note_words", 40)),

@@ -84,7 +84,7 @@ def score_profiles(
     # Summed (norm 1), not the digest's near-max: a section or tag is one concept whose
     # keywords are its synonyms, so each synonym that appears is more evidence for it.
     ranked = rank_profiles(index, [list(p.keywords) for p in usable], limit=len(docs),
-                           candidates=set(position), norm=1.0)
+                           candidates=set(position), norm=1.0, floor=0.0)
     for profile, matches in zip(usable, ranked, strict=True):
         for match in matches:
             score = match.score * profile.weight

@@ -7,6 +7,7 @@ gets the same page, so a link tells nothing about anyone.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
@@ -14,7 +15,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
+from digest.suggestions import THIN_WEEK
 from emails.render import short_date
+from subscribers import ledger
 from subscribers.models import Status, Subscriber
 from subscribers.privacy import (
     AddressTaken,
@@ -188,6 +191,24 @@ def _notice(done: str, subscriber: Subscriber) -> str:
     return notices.get(done, "")
 
 
+def papers_this_week(request: Request, subscriber: Subscriber) -> int | None:
+    """Papers the last 7 days of digests brought this reader, when that is under THIN_WEEK
+    and they have been subscribed for a week (None otherwise: nothing to suggest)."""
+    week_ago = datetime.now(UTC) - timedelta(days=7)
+    confirmed = subscriber.confirmed_at
+    if subscriber.trending_only or confirmed is None or _aware(confirmed) > week_ago:
+        return None
+    with state(request).reading() as session:
+        count = ledger.papers_promised_since(session=session, subscriber_ids=[subscriber.id or 0],
+                                             since=week_ago)[subscriber.id or 0]
+    return count if count < THIN_WEEK else None
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they were stored in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def manage_page(request: Request, subscriber: Subscriber, token: str, *,
                 values: dict[str, Any] | None = None, errors: Errors | None = None,
                 notice: str = "", status: int = 200) -> HTMLResponse:
@@ -196,6 +217,8 @@ def manage_page(request: Request, subscriber: Subscriber, token: str, *,
     keywords = preview_keywords(values["keywords"])
     leave = make_token(keys=web.keys, purpose=Purpose.unsubscribe,
                        subscriber_id=subscriber.id or 0)
+    week = papers_this_week(request, subscriber)
+    related = web.preview.related(subscriber.keywords) if week is not None else ()
     return page(request, "manage.html", {
         "base": f"/manage/{token}",
         "unsubscribe_action": f"/unsubscribe/{leave}",
@@ -208,7 +231,11 @@ def manage_page(request: Request, subscriber: Subscriber, token: str, *,
         "errors": errors or {},
         "notice": notice,
         "pause_weeks": PAUSE_WEEKS,
-        "suggestions": web.preview.suggestions(),
+        "suggestions": related or web.preview.suggestions(),
+        "suggestions_label": (
+            f"Your keywords brought {week} paper{'' if week == 1 else 's'} in the last 7 days. "
+            "Related keywords from the papers that almost matched; press one to add it:"
+            if related else ""),
         "preview": web.preview.preview(keywords) if keywords else None,
         "detect_timezone": False,
     }, status=status, with_form=True, private=True)
@@ -278,7 +305,8 @@ def manage_email(request: Request, token: str, fields: Annotated[EmailFields, Fo
             try:
                 change = request_email_change(session=session, subscriber_id=subscriber.id or 0,
                                               new_email=new_email,
-                                              mails_per_day=web.limits.mails_per_day)
+                                              mails_per_day=web.limits.mails_per_day,
+                                              secret=web.keys[0])
             except InvalidInput as error:
                 errors["new_email"] = str(error)
         if errors:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from digest.db import get_engine
+from digest.semantic import warm_up
 from digest.settings import Settings
 from subscribers.web import account, admin, archive, feedback, signup, unsubscribe, webhooks
 from subscribers.web.pages import STATIC, WebLimits, WebState, message_page
@@ -40,6 +41,7 @@ def limits_from(settings: Settings) -> WebLimits:
 def create_app(settings: Settings, *, limits: WebLimits | None = None) -> FastAPI:
     """The app for these settings (the schema must already be migrated)."""
     limits = limits or limits_from(settings)
+    warm_up(settings.semantic)
     app = FastAPI(
         title="Paper Digest subscriptions",
         summary="Sign up for arXiv paper digests, confirm, manage, unsubscribe.",
@@ -52,13 +54,13 @@ def create_app(settings: Settings, *, limits: WebLimits | None = None) -> FastAP
     app.state.web = WebState(
         settings=settings,
         csrf=Csrf(settings.signing_keys(), public_url=settings.public_url),
-        preview=PreviewService(settings),
+        preview=PreviewService(settings),  # matches by words until the model has loaded
         limits=limits,
         signup_window=SlidingWindow(limits.signup),
         actions_window=SlidingWindow(limits.actions),
         preview_window=SlidingWindow(limits.preview),
     )
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, route_limits={webhooks.PATH: webhooks.MAX_BODY_BYTES})
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(signup.router)
     app.include_router(account.router)

@@ -6,10 +6,8 @@ minutes, so typing in the signup form costs one ranking pass per request, not on
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -21,26 +19,17 @@ from digest.db import session_scope
 from digest.papers import Paper, latest_announcement, papers_since
 from digest.query import parse_term
 from digest.ranking import PaperIndex, rank_keywords, rank_profiles
+from digest.semantic import index_options
 from digest.settings import Settings
+from digest.suggestions import related_keywords, suggest_keywords
 from emails.render import clean, emphasise, safe_url, short_authors, short_date, shorten
 
 WINDOW_DAYS = 7
 REFRESH_SECONDS = 300.0
 PREVIEW_LIMIT = 10
 SUGGESTIONS = 14
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]*[A-Za-z0-9]|[A-Za-z]")
 SUGGESTION_DAYS = 30  # suggestions look further back than the preview: more to choose from
 UNMATCHED_DAYS = SUGGESTION_DAYS  # a keyword matching nothing this long is likely a typo
-_STOP = frozenset((
-    "a", "an", "and", "are", "as", "at", "based", "be", "by", "can", "do", "does", "for",
-    "from", "how", "in", "into", "is", "it", "its", "of", "on", "or", "our", "the", "their",
-    "this", "to", "towards", "toward", "using", "via", "vs", "what", "when", "where", "which",
-    "while", "with", "without", "new", "through", "study", "approach", "method", "methods",
-    "framework", "analysis", "data", "dataset", "any", "all", "benchmark", "task", "tasks",
-    "system", "systems", "beyond", "under", "more", "less", "better", "one", "two", "not", "we",
-    "your", "you", "efficient", "improving", "improved", "enhancing", "leveraging",
-    "rethinking", "revisiting",
-))
 
 
 @dataclass(frozen=True)
@@ -53,7 +42,8 @@ class PreviewItem:
     authors: str
     day: str
     snippet: Markup
-    matched: tuple[str, ...]
+    matched: tuple[str, ...]  # keywords whose words the paper uses
+    close_to: tuple[str, ...] = ()  # keywords it matched in meaning only
 
 
 @dataclass(frozen=True)
@@ -74,44 +64,7 @@ class _Window:
     suggestions: tuple[str, ...]
     built: float
     month: PaperIndex | None = None  # the last UNMATCHED_DAYS: is a keyword dead or just quiet?
-
-
-def _acronym(word: str) -> bool:
-    upper = sum(ch.isupper() for ch in word)
-    return upper >= 2 and 2 * upper >= len(word) and len(word) <= 8
-
-
-def _display(words: Sequence[str]) -> str:
-    """Lower case, except acronyms, also inside hyphenated words ('LLM-based TTS')."""
-    return " ".join("-".join(part if _acronym(part) else part.lower() for part in word.split("-"))
-                    for word in words)
-
-
-def suggest_keywords(titles: Sequence[str], limit: int = SUGGESTIONS) -> tuple[str, ...]:
-    """Phrases and acronyms that recur across titles, most frequent first."""
-    counts: Counter[str] = Counter()
-    spelled: dict[str, str] = {}
-    for title in titles:
-        words = _WORD.findall(clean(title))
-        seen: set[str] = set()
-        for size in (2, 3):
-            for start in range(len(words) - size + 1):
-                gram = words[start:start + size]
-                if not any(word.lower() in _STOP for word in gram):
-                    seen.add(_display(gram))
-        seen.update(word for word in words if _acronym(word))
-        for phrase in seen:
-            spelled.setdefault(phrase.lower(), phrase)
-        counts.update({phrase.lower() for phrase in seen})
-    frequent = {key: n for key, n in counts.items() if n >= 2}
-    # A phrase that mostly occurs inside a longer frequent one gives way to it.
-    kept = [
-        key for key, n in frequent.items()
-        if not any(key != longer and key in longer and m >= 0.6 * n
-                   for longer, m in frequent.items())
-    ]
-    kept.sort(key=lambda key: (-frequent[key], key))
-    return tuple(spelled.get(key, key) for key in kept[:limit])
+    month_titles: dict[str, str] | None = None
 
 
 class PreviewService:
@@ -134,10 +87,13 @@ class PreviewService:
             month = papers_since(session=session, since=start, until=until) if until else []
             session.expunge_all()
         lexicon = Lexicon.shipped(self.settings.synonyms_file)
-        index = PaperIndex(papers, lexicon=lexicon) if papers else None
-        month_index = PaperIndex(month, lexicon=lexicon) if month else None
+        meaning = index_options(self.settings.semantic, self.settings.sqlalchemy_url,
+                                waiting=False)
+        index = PaperIndex(papers, lexicon=lexicon, **meaning) if papers else None
+        month_index = PaperIndex(month, lexicon=lexicon, **meaning) if month else None
         return _Window(since, until, {p.arxiv_id: p for p in papers}, index,
-                       suggest_keywords([p.title for p in month]), time.monotonic(), month_index)
+                       suggest_keywords([p.title for p in month]), time.monotonic(), month_index,
+                       {p.arxiv_id: p.title for p in month})
 
     def window(self) -> _Window:
         current = self._window
@@ -155,6 +111,14 @@ class PreviewService:
         finally:
             self._lock.release()
 
+    def related(self, keywords: Sequence[str]) -> tuple[str, ...]:
+        """Keywords related to these, from the month's papers nearest to them."""
+        window = self.window()
+        if window.month is None or not window.month_titles or not keywords:
+            return ()
+        return tuple(clean(k) for k in related_keywords(window.month, window.month_titles,
+                                                         keywords))
+
     def suggestions(self) -> tuple[str, ...]:
         return self.window().suggestions
 
@@ -169,22 +133,25 @@ class PreviewService:
         for match in matches:
             paper = window.papers[match.arxiv_id]
             snippet = shorten(clean(paper.abstract), 260)
+            by_words = [k for k in match.matched if k not in match.close_to]
             items.append(PreviewItem(
                 arxiv_id=clean(paper.arxiv_id),
                 title=clean(paper.title) or paper.arxiv_id,
                 url=safe_url(paper.abs_url, f"https://arxiv.org/abs/{clean(paper.arxiv_id)}"),
                 authors=short_authors(paper.authors),
                 day=short_date(paper.announced_on),
-                snippet=emphasise(snippet, match.matched),
-                matched=tuple(clean(k) for k in match.matched),
+                snippet=emphasise(snippet, by_words),
+                matched=tuple(clean(k) for k in by_words),
+                close_to=tuple(clean(k) for k in match.close_to),
             ))
         return Preview(window.since, window.until, len(window.papers), tuple(items),
                        self.unmatched(window, keywords))
 
     def unmatched(self, window: _Window, keywords: Sequence[str]) -> tuple[str, ...]:
-        """Positive keywords that no paper of the last month matches at all (no floor)."""
+        """Positive keywords that no paper of the last month came near (the floor's lowest)."""
         if window.month is None:
             return ()
         positive = [k for k in keywords if not parse_term(k).negative]
-        found = rank_profiles(window.month, [[k] for k in positive], limit=1)
+        found = rank_profiles(window.month, [[k] for k in positive], limit=1,
+                              floor=self.settings.relevance_floor)
         return tuple(clean(k) for k, hits in zip(positive, found, strict=True) if not hits)
