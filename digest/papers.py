@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+from pydantic import model_validator
 from sqlalchemy import JSON, func
 from sqlmodel import Field, Session, SQLModel, col, select
+
+log = logging.getLogger("digest.papers")
 
 # New-style ids (2601.20481, 0704.0001) and old-style ids (hep-th/9901001), optional version.
 ARXIV_ID = re.compile(
@@ -40,10 +45,41 @@ class PaperBase(SQLModel):
     pdf_url: str = ""
 
 
+# The longest values kept on ingest. Real ones are far shorter (arXiv caps abstracts at 1,920
+# characters); past these a feed is broken or hostile, and every page showing the paper (the
+# signup preview, the digests) would pay for it. Cut values end in "…" and are reported.
+MAX_TITLE = 1_000
+MAX_ABSTRACT = 10_000
+MAX_COMMENT = 1_000
+MAX_AUTHORS = 500  # names per paper: collaborations list thousands, a digest shows three
+MAX_AUTHOR_NAME = 200
+_TEXT_CAPS = {"title": MAX_TITLE, "abstract": MAX_ABSTRACT, "comment": MAX_COMMENT}
+
+
 class PaperIn(PaperBase):
-    """A parsed paper on its way into the store, tagged with where it came from."""
+    """A parsed paper on its way into the store, tagged with where it came from.
+
+    Every source builds one, so this is where fields are capped: `trimmed` names each field
+    that was cut and its original length (characters, or names for `authors`).
+    """
 
     source: str = "unknown"
+    trimmed: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _cap_fields(self) -> PaperIn:
+        for name, limit in _TEXT_CAPS.items():
+            value = getattr(self, name)
+            if value and len(value) > limit:
+                self.trimmed[name] = len(value)
+                setattr(self, name, value[:limit - 1].rstrip() + "…")
+        if len(self.authors) > MAX_AUTHORS or any(len(a) > MAX_AUTHOR_NAME for a in self.authors):
+            self.trimmed["authors"] = len(self.authors)
+            self.authors = [
+                a if len(a) <= MAX_AUTHOR_NAME else a[:MAX_AUTHOR_NAME - 1] + "…"
+                for a in self.authors[:MAX_AUTHORS]
+            ]
+        return self
 
 
 class Paper(PaperBase, table=True):
@@ -56,6 +92,7 @@ class UpsertReport:
     added: int
     updated: int
     unchanged: int
+    trimmed: dict[str, int] = field(default_factory=dict)  # field -> papers it was cut in
 
     @property
     def total(self) -> int:
@@ -99,8 +136,17 @@ def dedupe(papers: Iterable[PaperIn]) -> list[PaperIn]:
 
 
 def upsert_papers(*, session: Session, papers: Sequence[PaperIn]) -> UpsertReport:
-    """Insert new papers and merge known ones, in one transaction of the caller's session."""
+    """Insert new papers and merge known ones, in one transaction of the caller's session;
+    fields cut to their caps are logged (a warning per paper) and counted in the report."""
     unique = dedupe(papers)
+    trimmed: Counter[str] = Counter()
+    for paper in unique:
+        for name, length in paper.trimmed.items():
+            trimmed[name] += 1
+            limit = MAX_AUTHORS if name == "authors" else _TEXT_CAPS[name]
+            unit = "names" if name == "authors" else "characters"
+            log.warning("%s: %s cut to %s %s (was %s)", paper.arxiv_id, name,
+                        f"{limit:,}", unit, f"{length:,}")
     ids = [paper.arxiv_id for paper in unique]
     existing = {
         paper.arxiv_id: paper
@@ -113,7 +159,7 @@ def upsert_papers(*, session: Session, papers: Sequence[PaperIn]) -> UpsertRepor
     for incoming in unique:
         stored = existing.get(incoming.arxiv_id)
         if stored is None:
-            data = incoming.model_dump(exclude={"source"})
+            data = incoming.model_dump(exclude={"source", "trimmed"})
             session.add(Paper(**data, sources=[incoming.source]))
             added += 1
         elif _merge(stored, incoming):
@@ -122,7 +168,8 @@ def upsert_papers(*, session: Session, papers: Sequence[PaperIn]) -> UpsertRepor
         else:
             unchanged += 1
     session.flush()
-    return UpsertReport(added=added, updated=updated, unchanged=unchanged)
+    return UpsertReport(added=added, updated=updated, unchanged=unchanged,
+                        trimmed=dict(trimmed))
 
 
 def papers_since(

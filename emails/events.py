@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -33,6 +34,11 @@ _ADDRESS_DROP_REASONS = {
 }
 _SUPPRESS_EVENTS = {"spamreport", "unsubscribe", "group_unsubscribe"}
 _STAT_EVENTS = {"processed", "delivered", "deferred", "open", "click"}
+# An event's time must be one a real event could have: after 2000, at most a day ahead of
+# our clock. Anything else (1e20, -1e12, NaN) is rejected rather than applied.
+EARLIEST_EVENT_TIME = 946_684_800  # 2000-01-01T00:00:00Z
+CLOCK_SKEW_SECONDS = 24 * 3600
+MAX_EVENT_ID = 100  # longer ids are replaced by their digest (the column holds 120)
 
 
 class Effect(StrEnum):
@@ -60,6 +66,7 @@ class ProviderEvent:
     status: str | None = None  # the enhanced SMTP status, e.g. "5.1.1"
     url: str | None = None  # the link, for click events
     categories: tuple[str, ...] = ()
+    rejected: str | None = None  # why the event cannot be applied; it is recorded, not applied
 
     @property
     def occurred_at(self) -> datetime:
@@ -106,12 +113,12 @@ def _text(item: dict[str, Any], key: str) -> str | None:
     return str(value)
 
 
-def _event_id(item: dict[str, Any]) -> str:
+def _event_id(item: Any) -> str:
     """sg_event_id, or a stable digest of the event so re-deliveries still deduplicate."""
-    given = _text(item, "sg_event_id")
-    if given:
+    given = _text(item, "sg_event_id") if isinstance(item, dict) else None
+    if given and len(given) <= MAX_EVENT_ID:
         return given
-    canonical = json.dumps(item, sort_keys=True, separators=(",", ":"))
+    canonical = given or json.dumps(item, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -124,7 +131,7 @@ def _categories(value: Any) -> tuple[str, ...]:
     return ()
 
 
-def parse_event(item: Any, index: int = 0) -> ProviderEvent:
+def parse_event(item: Any, index: int = 0, *, now: float | None = None) -> ProviderEvent:
     """One event object -> ProviderEvent; ValueError naming the position when it is unusable."""
     if not isinstance(item, dict):
         raise ValueError(f"event {index} is not a JSON object")
@@ -135,6 +142,9 @@ def parse_event(item: Any, index: int = 0) -> ProviderEvent:
         raise ValueError(f"event {index} has no 'email'")
     if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
         raise ValueError(f"event {index} has no numeric 'timestamp'")
+    latest = (time.time() if now is None else now) + CLOCK_SKEW_SECONDS
+    if not EARLIEST_EVENT_TIME <= timestamp <= latest:  # NaN fails both comparisons
+        raise ValueError(f"event {index} has an impossible 'timestamp' ({timestamp!r})")
     return ProviderEvent(
         sg_event_id=_event_id(item),
         event=event,
@@ -152,8 +162,19 @@ def parse_event(item: Any, index: int = 0) -> ProviderEvent:
     )
 
 
-def parse_events(payload: bytes) -> list[ProviderEvent]:
-    """A webhook body -> its events, in order, each sg_event_id once."""
+def rejected_event(item: Any, reason: str) -> ProviderEvent:
+    """An event that cannot be applied, kept under its id so it is recorded once and counted."""
+    kind = item.get("event") if isinstance(item, dict) else None
+    return ProviderEvent(sg_event_id=_event_id(item), event=kind if isinstance(kind, str) else "",
+                         email="", timestamp=0, rejected=reason)
+
+
+def parse_events(payload: bytes, *, now: float | None = None) -> list[ProviderEvent]:
+    """A webhook body -> its events, in order, each sg_event_id once.
+
+    ValueError only when the body is not a JSON list: one unusable event must not make
+    SendGrid retry the whole batch forever, so it comes back as a rejected event instead.
+    """
     try:
         data = json.loads(payload)
     except (ValueError, TypeError) as error:
@@ -163,7 +184,10 @@ def parse_events(payload: bytes) -> list[ProviderEvent]:
     events: list[ProviderEvent] = []
     seen: set[str] = set()
     for index, item in enumerate(data):
-        parsed = parse_event(item, index)
+        try:
+            parsed = parse_event(item, index, now=now)
+        except ValueError as error:
+            parsed = rejected_event(item, str(error))
         if parsed.sg_event_id not in seen:  # SendGrid may repeat an event within a batch
             seen.add(parsed.sg_event_id)
             events.append(parsed)

@@ -10,6 +10,7 @@ rows under a lease, so a crashed worker's rows come back after the lease expires
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,9 +34,20 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from digest.db import is_postgres
 from subscribers.models import utcnow
+
+log = logging.getLogger("digest.ledger")
+# Claims a row gets: a transient failure on the last one is final, and a row whose last claim
+# ran out without an outcome this many times is quarantined (see quarantine_stuck).
+MAX_ATTEMPTS = 8
+SUSPECT_AFTER = 2  # a lapsed row claimed this often goes out alone (see claim_suspect)
+QUARANTINED = (
+    f"quarantined: claimed {MAX_ATTEMPTS} times without an outcome (its sender kept dying "
+    "on it); `digest retry-failed` sends it again"
+)
 
 
 class DeliveryStatus(StrEnum):
@@ -249,14 +261,47 @@ def sent_paper_ids(*, session: Session, subscriber_ids: Iterable[int]) -> dict[i
     return sent
 
 
-def _due(now: datetime) -> ColumnElement[bool]:
-    """Rows a sender should take: planned and their time has come, or their lease ran out."""
+def papers_promised_since(
+    *, session: Session, subscriber_ids: Iterable[int], since: datetime
+) -> dict[int, int]:
+    """How many papers each subscriber's digests planned since then brought (0 for none)."""
+    wanted = list(subscriber_ids)
+    counts = dict.fromkeys(wanted, 0)
+    for start in range(0, len(wanted), 1000):
+        query = (
+            select(SentPaper.subscriber_id, func.count())
+            .join(Delivery, col(Delivery.id) == SentPaper.delivery_id)
+            .where(col(SentPaper.subscriber_id).in_(wanted[start : start + 1000]),
+                   col(Delivery.created_at) >= since)
+            .group_by(col(SentPaper.subscriber_id))
+        )
+        for sid, count in session.exec(query):
+            counts[sid] = int(count)
+    return counts
+
+
+def _lapsed(now: datetime) -> ColumnElement[bool]:
+    """Claimed rows whose lease ran out with no outcome: their sender died holding them."""
+    return (col(Delivery.status) == DeliveryStatus.sending) & (col(Delivery.lease_until) < now)
+
+
+def _suspect(now: datetime) -> ColumnElement[bool]:
+    """Rows whose claim lapsed again: they may be what kills their senders."""
+    return _lapsed(now) & (col(Delivery.attempts) >= SUSPECT_AFTER)
+
+
+def _due(now: datetime, *, suspects: bool = True) -> ColumnElement[bool]:
+    """Rows a sender should take: planned and their time has come, or their lease ran out
+    (suspects left out when `suspects` is false: `claim_suspect` takes those one by one)."""
+    lapsed = _lapsed(now)
+    if not suspects:
+        lapsed = lapsed & (col(Delivery.attempts) < SUSPECT_AFTER)
     # The status IN (...) is implied by the OR, but without it PostgreSQL walks the primary
     # key past every row already sent (31 ms per claim at 80,000 sent of 100,000; 5 ms with
     # the status index).
     return col(Delivery.status).in_([DeliveryStatus.planned, DeliveryStatus.sending]) & or_(
         (col(Delivery.status) == DeliveryStatus.planned) & (col(Delivery.next_attempt_at) <= now),
-        (col(Delivery.status) == DeliveryStatus.sending) & (col(Delivery.lease_until) < now),
+        lapsed,
     )
 
 
@@ -266,13 +311,34 @@ def count_due(*, session: Session, now: datetime) -> int:
     return int(session.exec(query).one())
 
 
+def quarantine_stuck(*, session: Session, now: datetime) -> int:
+    """Fail rows claimed MAX_ATTEMPTS times whose last claim ran out with no outcome.
+
+    A row that keeps killing its sender (a message that crashes the process) would otherwise
+    be claimed again forever. Rows still locked by a live sender are left alone. Returns how
+    many were quarantined.
+    """
+    stuck = select(Delivery.id).where(_lapsed(now), col(Delivery.attempts) >= MAX_ATTEMPTS)
+    if is_postgres(session):
+        stuck = stuck.with_for_update(skip_locked=True)
+    result = session.execute(
+        update(Delivery)
+        .where(col(Delivery.id).in_(stuck.scalar_subquery()))
+        .values(status=DeliveryStatus.failed, lease_until=None, last_error=QUARANTINED)
+    )
+    count = int(getattr(result, "rowcount", 0) or 0)
+    if count:
+        log.warning("quarantined %d deliveries: %s", count, QUARANTINED)
+    return count
+
+
 def claim_batch(
     *, session: Session, limit: int, lease: timedelta, kind: str | None = None
 ) -> list[Delivery]:
     """Take up to `limit` due rows (of one kind, when given) under a lease; SKIP LOCKED keeps
     workers off each other (the monthly sender takes its rows 1,000 at a time)."""
     now = utcnow()
-    query = select(Delivery).where(_due(now))
+    query = select(Delivery).where(_due(now, suspects=False))
     if kind is not None:
         query = query.where(col(Delivery.kind) == kind)
     query = query.order_by(col(Delivery.id)).limit(limit)
@@ -292,16 +358,38 @@ def claim(
     *, session: Session, limit: int, lease: timedelta, kind: str | None = None
 ) -> list[tuple[int, int]]:
     """Take up to `limit` due rows (of one kind, when given) under a lease in one statement;
-    (id, attempt) per row.
+    (id, attempt) per row. Suspects are left to `claim_suspect`.
 
     The same rows `claim_batch` would take, without loading them: senders re-read each row
     under a lock when they send it (`lock_claimed`, `hold_claimed`).
     """
     now = utcnow()
-    due = select(Delivery.id).where(_due(now))
+    due = select(Delivery.id).where(_due(now, suspects=False))
     if kind is not None:
         due = due.where(col(Delivery.kind) == kind)
-    due = due.order_by(col(Delivery.id)).limit(limit)
+    return _take(session, due.order_by(col(Delivery.id)).limit(limit), now + lease)
+
+
+def claim_suspect(*, session: Session, lease: timedelta) -> tuple[int, int] | None:
+    """Take one row whose claim lapsed again (the least tried first), as (id, attempt),
+    after quarantining those that lapsed MAX_ATTEMPTS times.
+
+    Its sender sends it alone, with nothing else in flight: if it kills the process again,
+    the crash counts against it and not against rows sent beside it, so it alone reaches
+    the quarantine, and rows that crashed beside it before go out first.
+    """
+    now = utcnow()
+    quarantine_stuck(session=session, now=now)
+    order = (col(Delivery.attempts), col(Delivery.id))
+    suspect = select(Delivery.id).where(_suspect(now)).order_by(*order).limit(1)
+    taken = _take(session, suspect, now + lease)
+    return taken[0] if taken else None
+
+
+def _take(
+    session: Session, due: SelectOfScalar[Any], lease_until: datetime
+) -> list[tuple[int, int]]:
+    """Claim the rows `due` selects (SKIP LOCKED on PostgreSQL): (id, attempt) per row."""
     if is_postgres(session):
         due = due.with_for_update(skip_locked=True)
     statement = (
@@ -309,7 +397,7 @@ def claim(
         .where(col(Delivery.id).in_(due.scalar_subquery()))
         .values(
             status=DeliveryStatus.sending,
-            lease_until=now + lease,
+            lease_until=lease_until,
             attempts=col(Delivery.attempts) + 1,
         )
         .returning(col(Delivery.id), col(Delivery.attempts))

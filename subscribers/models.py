@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
@@ -115,6 +116,31 @@ class Suppression(SQLModel, table=True):
     email_hash: str = Field(primary_key=True, max_length=64)
     reason: str = Field(default="erased", max_length=20)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class AddressMail(SQLModel, table=True):
+    """One confirmation-type email sent to an address, or one address change asked from it,
+    kept a day under a keyed hash of the address: the per-address caps count these rows, and
+    erasing a subscriber (which deletes their ledger rows) must not reset them."""
+
+    __tablename__ = "address_mail"
+
+    id: int | None = Field(default=None, primary_key=True)
+    address_key: str = Field(max_length=64, index=True)  # address_key(): HMAC, not the address
+    kind: str = Field(max_length=20)  # AddressUse
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class AddressUse(StrEnum):
+    confirm = "confirm"  # a confirmation-type email went to the address
+    change = "change"  # the subscriber at the address asked to move to another one
+
+
+def address_key(email: str, secret: str) -> str:
+    """HMAC-SHA256 of a normalised address under our secret key: countable, not reversible by
+    hashing a list of addresses (unlike email_hash, it is only kept for a day)."""
+    return hmac.new(secret.encode(), f"paper-digest address:{email}".encode(),
+                    hashlib.sha256).hexdigest()
 
 
 def email_hash(email: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func
+from sqlalchemy import delete, exists
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
@@ -19,20 +19,27 @@ from subscribers import ledger
 from subscribers.feedback import FeedbackVote
 from subscribers.models import (
     AccountMail,
+    AddressMail,
+    AddressUse,
     ConsentAction,
     ConsentEvent,
     PendingEmail,
     Status,
     Subscriber,
     Suppression,
+    address_key,
     email_hash,
     utcnow,
 )
 from subscribers.service import (
+    ADDRESS_WINDOW,
+    CHANGES_PER_DAY,
     MAILS_PER_DAY,
     InvalidInput,
+    address_uses,
     mails_since,
     normalize_email,
+    note_address_use,
     plan_account_mail,
     record_consent,
 )
@@ -45,10 +52,14 @@ class AddressTaken(InvalidInput):
 
 
 def request_email_change(*, session: Session, subscriber_id: int, new_email: str,
-                         mails_per_day: int = MAILS_PER_DAY) -> PendingEmail | None:
+                         mails_per_day: int = MAILS_PER_DAY,
+                         changes_per_day: int = CHANGES_PER_DAY,
+                         secret: str = "") -> PendingEmail | None:
     """Ask the new address to confirm; the old one stays in use until it does.
 
-    Returns None (and sends nothing) when either address had its emails for today.
+    Returns None (and sends nothing) when the new address had its confirmation emails for
+    today or the subscriber asked for enough changes. Both are counted by address_key (under
+    `secret`): erasing the asking subscriber and starting over resets neither.
     """
     subscriber = session.get(Subscriber, subscriber_id)
     email = normalize_email(new_email)
@@ -56,13 +67,13 @@ def request_email_change(*, session: Session, subscriber_id: int, new_email: str
         return None
     if email == subscriber.email:
         raise InvalidInput("That is already the address we send to.")
-    since = utcnow() - timedelta(days=1)
-    to_new = session.exec(select(func.count()).select_from(PendingEmail).where(
-        PendingEmail.new_email == email, col(PendingEmail.created_at) >= since)).one()
-    from_old = mails_since(session=session, subscriber_id=subscriber_id,
-                           kinds=[AccountMail.confirm_email.value], since=since)
-    if to_new >= mails_per_day or from_old >= mails_per_day:
+    new_key, own_key = address_key(email, secret), address_key(subscriber.email, secret)
+    if (address_uses(session=session, key=new_key, use=AddressUse.confirm) >= mails_per_day
+            or address_uses(session=session, key=own_key, use=AddressUse.change)
+            >= changes_per_day):
         return None
+    note_address_use(session=session, key=new_key, use=AddressUse.confirm)
+    note_address_use(session=session, key=own_key, use=AddressUse.change)
     change = PendingEmail(subscriber_id=subscriber_id, new_email=email)
     session.add(change)
     session.flush()
@@ -182,5 +193,7 @@ def prune_unconfirmed(*, session: Session, older_than: timedelta = CONFIRM_WINDO
         session.exec(delete(Subscriber).where(col(Subscriber.id).in_(ids)))
     session.exec(delete(PendingEmail).where(
         col(PendingEmail.created_at) < cutoff))
+    session.exec(delete(AddressMail).where(  # the caps only look back this far
+        col(AddressMail.created_at) < (now or utcnow()) - ADDRESS_WINDOW))
     session.flush()
     return len(ids)

@@ -26,6 +26,8 @@ from digest.query import QueryError, parse_query, parse_term
 from subscribers import ledger
 from subscribers.models import (
     AccountMail,
+    AddressMail,
+    AddressUse,
     ConsentAction,
     ConsentEvent,
     Frequency,
@@ -34,6 +36,7 @@ from subscribers.models import (
     SubscriberCreate,
     SubscriberUpdate,
     Suppression,
+    address_key,
     email_hash,
     utcnow,
 )
@@ -41,7 +44,8 @@ from subscribers.models import (
 MAX_KEYWORDS = 20
 MAX_KEYWORD_LENGTH = 100
 MAILS_PER_DAY = 3  # confirmation-type emails one address can be sent per 24 hours
-SIGNUP_MAILS = (AccountMail.confirm.value, AccountMail.already.value)
+CHANGES_PER_DAY = 3  # address changes the subscriber at one address can ask for per 24 hours
+ADDRESS_WINDOW = timedelta(days=1)  # what both caps count over; AddressMail rows live as long
 
 
 class InvalidInput(ValueError):
@@ -59,14 +63,28 @@ class SignupOutcome(StrEnum):
 
 
 def normalize_email(raw: str) -> str:
-    """Validate and normalise an address; display names and CR/LF are refused."""
+    """Validate and normalise an address; display names and CR/LF are refused.
+
+    Every address kept is ASCII, so every transport can deliver it: an internationalised
+    domain is kept in its IDNA form (xn--), and characters outside ASCII before the @ are
+    refused (they need SMTPUTF8, which neither SendGrid nor most relays offer).
+    """
     if any(char in raw for char in '\r\n<>"') or raw != raw.strip():
         raise InvalidInput("Enter a plain email address, like ada@example.org.")
+    if "=?" in raw:
+        # An RFC 2047 encoded word: mail software decodes it in a To header, so the stored
+        # address would be delivered somewhere else (=?utf-8?q?x=40evil.example?=@...).
+        raise InvalidInput("Enter a plain email address: '=?' (an encoded word) is not allowed.")
+    if not raw.rpartition("@")[0].isascii():
+        raise InvalidInput(
+            "We can only deliver to addresses with plain ASCII letters before the @; "
+            "please use another address."
+        )
     try:
-        result = validate_email(raw, check_deliverability=False)
+        result = validate_email(raw, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as error:
         raise InvalidInput(f"That email address is not valid: {error}") from None
-    return result.normalized.lower()
+    return (result.ascii_email or result.normalized).lower()
 
 
 def parse_keywords(raw: str | Sequence[str]) -> list[str]:
@@ -158,6 +176,19 @@ def mails_since(
     return session.exec(query).one()
 
 
+def address_uses(*, session: Session, key: str, use: AddressUse,
+                 window: timedelta = ADDRESS_WINDOW) -> int:
+    """How often this address (by address_key) was mailed or asked for a change lately."""
+    query = select(func.count()).select_from(AddressMail).where(
+        AddressMail.address_key == key, AddressMail.kind == use.value,
+        col(AddressMail.created_at) >= utcnow() - window)
+    return session.exec(query).one()
+
+
+def note_address_use(*, session: Session, key: str, use: AddressUse) -> None:
+    session.add(AddressMail(address_key=key, kind=use.value))
+
+
 def is_suppressed(*, session: Session, email: str) -> bool:
     """Whether this (normalised) address was erased at its owner's request."""
     return session.get(Suppression, email_hash(email)) is not None
@@ -233,33 +264,37 @@ def _insert_pending(session: Session, create: SubscriberCreate, email: str) -> i
 
 
 def subscribe(
-    *, session: Session, subscriber_create: SubscriberCreate, mails_per_day: int = MAILS_PER_DAY
+    *, session: Session, subscriber_create: SubscriberCreate, mails_per_day: int = MAILS_PER_DAY,
+    secret: str = "",
 ) -> SignupOutcome:
     """A web signup: a new address becomes pending with a confirmation email on its way.
 
     A known address keeps its profile untouched (anyone can type anyone's address); its
-    owner gets a fresh confirmation or a reminder of their manage link instead, at most
-    `mails_per_day` a day.
+    owner gets a fresh confirmation or a reminder of their manage link instead. Either way
+    an address gets at most `mails_per_day` such emails a day, counted by address_key (under
+    `secret`, the newest signing key), so erasing a subscriber does not reset the count.
     """
     email = normalize_email(subscriber_create.email)
     profile = clean_profile(SubscriberUpdate.model_validate(subscriber_create.model_dump()))
     create = SubscriberCreate.model_validate(profile.model_dump() | {"email": email})
+    key = address_key(email, secret)
+    spent = address_uses(session=session, key=key, use=AddressUse.confirm) >= mails_per_day
     new_id = _insert_pending(session, create, email)
     if new_id is not None:
         record_consent(
             session=session, subscriber_id=new_id, action=ConsentAction.signup, channel="web"
         )
+        if spent:  # pending without an email: a signup tomorrow sends the confirmation
+            return SignupOutcome.limited
+        note_address_use(session=session, key=key, use=AddressUse.confirm)
         plan_account_mail(session=session, subscriber_id=new_id, kind=AccountMail.confirm)
         return SignupOutcome.created
     known = session.exec(select(Subscriber).where(Subscriber.email == email)).one()
     if known.status in (Status.bounced, Status.complained):
         return SignupOutcome.quiet
-    since = utcnow() - timedelta(days=1)
-    if (
-        mails_since(session=session, subscriber_id=known.id or 0, kinds=SIGNUP_MAILS, since=since)
-        >= mails_per_day
-    ):
+    if spent:
         return SignupOutcome.limited
+    note_address_use(session=session, key=key, use=AddressUse.confirm)
     if known.status == Status.active:
         plan_account_mail(session=session, subscriber_id=known.id or 0, kind=AccountMail.already)
         return SignupOutcome.already

@@ -34,6 +34,7 @@ from digest.papers import latest_announcement
 from digest.settings import Settings
 from subscribers import ledger
 from subscribers.models import Frequency, Status, Subscriber, utcnow
+from tests.subprocess_env import without_digest_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -290,7 +291,7 @@ def stack_env(
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment a worker or beat of this stack runs with (no `.env`: cwd is var_dir)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env = without_digest_settings()
     env.update(
         {
             "PYTHONPATH": str(ROOT),
@@ -325,13 +326,15 @@ class CeleryProcess:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     _log_offsets: list[int] = field(default_factory=list)
+    # What runs `args`: the `celery` script, or e.g. the `digest` command (`digest worker`).
+    program: tuple[str, ...] = (str(VENV_BIN / "python"), "-c", _WORKER_SHIM)
 
     def start(self) -> CeleryProcess:
         self.starts += 1
         self._log_offsets.append(self.log_path.stat().st_size if self.log_path.exists() else 0)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(VENV_BIN / "python"), "-c", _WORKER_SHIM, *self.args],
+                [*self.program, *self.args],
                 env=self.env,
                 cwd=self.cwd,
                 stdout=log,
@@ -352,7 +355,7 @@ class CeleryProcess:
                 raise RuntimeError(f"celery exited early:\n{self.log()[-3000:]}")
             return marker in self.log(current_run=True)
 
-        wait_until(ready, timeout=timeout, what=f"{self.args[2]} to log {marker!r}")
+        wait_until(ready, timeout=timeout, what=f"{self.log_path.stem} to log {marker!r}")
         return self
 
     @property

@@ -233,12 +233,29 @@ def test_an_event_without_id_gets_a_stable_one() -> None:
         (b"not json", "not JSON"),
         (b"\xff\xfe", "not JSON"),
         (b'{"event": "open"}', "must be a JSON list"),
-        (b"[1]", "event 0 is not a JSON object"),
-        (b'[{"email": "a@b.c", "timestamp": 1}]', "event 0 has no 'event'"),
-        (b'[{"event": "open", "timestamp": 1}]', "event 0 has no 'email'"),
-        (b'[{"event": "open", "email": "a@b.c", "timestamp": "soon"}]', "numeric 'timestamp'"),
     ],
 )
-def test_malformed_bodies_raise_a_clear_value_error(payload: bytes, message: str) -> None:
+def test_a_body_that_is_not_a_list_of_events_raises_a_clear_value_error(
+    payload: bytes, message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
         parse_events(payload)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"[1]", "event 0 is not a JSON object"),
+        (b'[{"email": "a@b.c", "timestamp": 1776859000}]', "event 0 has no 'event'"),
+        (b'[{"event": "open", "timestamp": 1776859000}]', "event 0 has no 'email'"),
+        (b'[{"event": "open", "email": "a@b.c", "timestamp": "soon"}]', "numeric 'timestamp'"),
+        (b'[{"event": "open", "email": "a@b.c", "timestamp": 1e20}]', "impossible"),
+        (b'[{"event": "open", "email": "a@b.c", "timestamp": -1e12}]', "impossible"),
+        (b'[{"event": "open", "email": "a@b.c", "timestamp": NaN}]', "impossible"),
+    ],
+)
+def test_an_event_that_cannot_be_applied_comes_back_rejected(payload: bytes, message: str) -> None:
+    [rejected] = parse_events(payload)  # the rest of a batch is not held hostage by it
+    assert rejected.rejected is not None and message in rejected.rejected
+    assert rejected.sg_event_id.startswith("sha256:")
+    assert parse_events(payload)[0].sg_event_id == rejected.sg_event_id  # stable: recorded once

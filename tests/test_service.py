@@ -14,6 +14,7 @@ from digest.db import session_scope
 from digest.settings import Settings
 from subscribers import ledger
 from subscribers.models import (
+    AddressMail,
     ConsentAction,
     ConsentEvent,
     Frequency,
@@ -97,7 +98,7 @@ def test_a_known_address_keeps_its_profile_and_gets_three_mails_a_day(migrated: 
         assert ada.frequency == Frequency.daily
         assert len(mails(session, "confirm")) == 3
         # A day later the owner can ask again.
-        session.execute(update(ledger.Delivery).values(
+        session.execute(update(AddressMail).values(
             created_at=utcnow() - timedelta(days=1, minutes=1)))
     assert signup(migrated) == SignupOutcome.resent
 

@@ -7,7 +7,6 @@ and links that work; the sender drops a row whose reason to exist went away in t
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
@@ -30,6 +29,7 @@ from subscribers import ledger
 from subscribers.models import PendingEmail, Status, Subscriber
 from subscribers.service import unsubscribe
 from subscribers.tokens import Purpose, read_token
+from tests.subprocess_env import without_digest_settings
 from tests.test_web_signup import (  # noqa: F401
     both,
     client_for,
@@ -162,7 +162,7 @@ def test_serve_mails_a_signup_within_seconds_and_stops_on_ctrl_c(settings: Setti
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | {
+    env = without_digest_settings() | {
         "DIGEST_VAR_DIR": str(settings.var_dir), "DIGEST_PUBLIC_URL": base,
         "DIGEST_SECRET_KEYS": "serve-test-key"}
     script = ("from digest.settings import Settings; from workers.migrate import upgrade; "

@@ -33,7 +33,14 @@ from digest.db import session_scope
 from digest.settings import Settings
 from emails.message import Message
 from emails.monthly import fill_links
-from emails.transports.base import SendError, TransientSendError, Transport, can_batch
+from emails.transports.base import (
+    SendError,
+    TransientSendError,
+    Transport,
+    address_problem,
+    as_send_error,
+    can_batch,
+)
 from emails.transports.sendgrid import MAX_PERSONALIZATIONS, BatchSendError, Recipient
 from subscribers import ledger
 from subscribers.ledger import DeliveryStatus, HeldRow
@@ -202,10 +209,15 @@ def _hand_over(
         return transport.send_batch(template, recipients)  # type: ignore[attr-defined]
     except BatchSendError as failure:
         return failure
+    except Exception as error:  # the request's outcome, never the end of the run
+        log.exception("a monthly batch request raised %r", error)
+        return BatchSendError(as_send_error(error), message_ids=[], accepted=0)
 
 
 def _plausible(address: str) -> bool:
     """One address with a local part and a domain, nothing a provider library chokes on."""
+    if address_problem(address):  # an encoded word would reach another mailbox
+        return False
     local, _, domain = address.rpartition("@")
     return bool(local) and "." in domain and not any(c.isspace() or c in "<>,;" for c in address)
 
@@ -273,7 +285,8 @@ def _send_singly(
         message = replace(message, tags={**message.tags, **_tags(row.id)})
         try:
             provider_id = transport.send(message)
-        except SendError as failure:
+        except Exception as error:  # whatever it was, this row's outcome alone
+            failure = as_send_error(error)
             failures.append(failure)
             _record_failures(
                 session, [(row, address)], failure, report, settings.send_retry_seconds

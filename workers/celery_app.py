@@ -21,6 +21,8 @@ import redis
 from celery import Celery
 from celery.beat import PersistentScheduler
 from celery.schedules import crontab
+from kombu.utils.url import maybe_sanitize_url
+from sqlalchemy.engine import make_url
 
 from digest.settings import Settings, get_settings
 
@@ -70,9 +72,35 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
     }
 
 
+def transport_options(broker_url: str) -> dict[str, Any]:
+    """Broker transport options for this kind of broker.
+
+    kombu's SQLAlchemy transport hands every option it does not know to `create_engine()`,
+    which refuses `visibility_timeout` (a Redis and SQS notion): the SQL transport gets none
+    of it. On SQLite it gets a long busy timeout instead, so the worker's processes and beat
+    wait for each other's writes rather than fail with "database is locked".
+    """
+    if broker_url.startswith(("sqla+", "sqlalchemy+")):
+        return {"connect_args": {"timeout": 30}} if "+sqlite:" in broker_url else {}
+    return {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
+
+
+def make_broker_folder(broker_url: str) -> None:
+    """A SQLite broker's folder, made before anything opens the file (a fresh var/)."""
+    scheme, _, rest = broker_url.partition("+")
+    if scheme in ("sqla", "sqlalchemy") and rest.startswith("sqlite:"):
+        database = make_url(rest).database
+        if database and database != ":memory:":
+            # A folder that cannot be made is reported when the broker is opened.
+            with contextlib.suppress(OSError):
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for these settings (the broker and nothing else comes from them)."""
-    app = Celery("digest", broker=settings.celery_broker_url, include=["workers.tasks"])
+    broker_url = settings.celery_broker_url
+    make_broker_folder(broker_url)
+    app = Celery("digest", broker=broker_url, include=["workers.tasks"])
     app.conf.update(
         task_acks_late=True,  # a task killed mid-way is redelivered, not lost
         task_reject_on_worker_lost=True,
@@ -80,7 +108,7 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_default_queue="plan",
         task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+        broker_transport_options=transport_options(broker_url),
         broker_connection_retry_on_startup=True,
         timezone="America/New_York",  # arXiv announces on US Eastern time
         beat_schedule=beat_schedule(),
@@ -89,6 +117,29 @@ def make_celery(settings: Settings) -> Celery:
         digest_beat_lock_file=str(settings.var_dir / "beat.lock"),
     )
     return app
+
+
+class BrokerUnavailable(ConnectionError):
+    """The broker cannot be opened: a command says so in one line and exits non-zero."""
+
+
+def check_broker(app: Celery, *, retries: int = 3) -> None:
+    """Open the broker and declare the queues once, before a worker, beat or sender starts.
+
+    Celery logs a broker that fails at startup and then exits 0 (or retries for minutes); a
+    check up front turns a missing Redis or a broken broker URL into one clear error.
+    """
+    url = str(app.conf.broker_url)
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=retries, interval_start=1, interval_max=3)
+            channel = connection.default_channel
+            for queue in QUEUES:  # the first real use: kombu's SQL transport connects lazily
+                app.amqp.queues[queue](channel).declare()  # as the worker will declare them
+    except Exception as error:  # kombu raises whatever its transport's driver raised
+        reason = (str(error).strip().splitlines() or [repr(error)])[0]
+        where = maybe_sanitize_url(url)  # no password in the message
+        raise BrokerUnavailable(f"broker {where} cannot start: {reason}") from None
 
 
 class BeatLock(Protocol):

@@ -19,7 +19,9 @@ from digest.analysis import Lexicon
 from digest.db import session_scope
 from digest.papers import latest_announcement, papers_since
 from digest.ranking import PaperIndex, rank_keywords
+from digest.semantic import index_options
 from digest.settings import Settings
+from emails.render import matched_line
 from emails.transports import make_transport
 from emails.transports.outbox import write_index
 from subscribers import ledger
@@ -167,14 +169,17 @@ def rank(
         papers = papers_since(session=session, since=date.fromisoformat(since) if since else None)
     titles = {paper.arxiv_id: paper.title for paper in papers}
     lexicon = Lexicon.shipped(settings.synonyms_file)
-    index = PaperIndex(papers, lexicon=lexicon) if papers else None
-    matches = rank_keywords(index, profile, limit=limit) if index else []
+    meaning = index_options(settings.semantic, settings.sqlalchemy_url) if papers else {}
+    index = PaperIndex(papers, lexicon=lexicon, **meaning) if papers else None
+    matches = (rank_keywords(index, profile, limit=limit, floor=settings.relevance_floor)
+               if index else [])
     rows = [
         {
             "arxiv_id": m.arxiv_id,
             "title": titles[m.arxiv_id],
             "score": round(m.score, 4),
-            "matched": list(m.matched),
+            "matched": [k for k in m.matched if k not in m.close_to],
+            "close_to": list(m.close_to),
         }
         for m in matches
     ]
@@ -183,7 +188,9 @@ def rank(
         return
     table = Table("score", "arXiv", "title", "matched")
     for m in matches:
-        table.add_row(f"{m.score:.2f}", m.arxiv_id, titles[m.arxiv_id][:70], ", ".join(m.matched))
+        by_words = [k for k in m.matched if k not in m.close_to]
+        table.add_row(f"{m.score:.2f}", m.arxiv_id, titles[m.arxiv_id][:70],
+                      matched_line(by_words, m.close_to))
     console.print(table if rows else "no paper matches these keywords")
 
 
@@ -276,9 +283,15 @@ def send_daily(
     """
     settings = ready()
     target = date.fromisoformat(day) if day else _newest_day(settings)
+    with_broker = not dry_run and bool(settings.broker_url)
+    if with_broker:
+        from workers.celery_app import app as celery
+        from workers.celery_app import check_broker
+
+        check_broker(celery)  # before planning: a broken broker is one line, not a traceback
     plan = planning.plan_daily(settings=settings, day=target, dry_run=dry_run)
     sent = sending.SendReport()
-    if not dry_run and settings.broker_url:
+    if with_broker:
         _enqueue_senders(settings, target, wait=wait)
     elif not dry_run:
         with Progress(console=errors, transient=True) as progress:
@@ -435,26 +448,35 @@ def retry_failed(
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@command_errors
 def worker(ctx: typer.Context) -> None:
     """Run a Celery worker (extra options go to `celery worker`).
 
     Example: digest worker -Q plan,send --concurrency 4
     """
     from workers.celery_app import app as celery
+    from workers.celery_app import check_broker
 
     ready()
-    celery.worker_main(["worker", "--loglevel=INFO", *ctx.args])
+    check_broker(celery)
+    # `start`, not `worker_main`: the latter drops the worker's exit status.
+    raise typer.Exit(celery.start(["worker", "--loglevel=INFO", *ctx.args]) or 0)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@command_errors
 def beat(ctx: typer.Context) -> None:
     """Run Celery beat, the scheduler (one is enough; a second one is harmless).
 
     Example: digest beat
     """
     from workers.celery_app import app as celery
+    from workers.celery_app import check_broker
 
     settings = ready()
+    check_broker(celery)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     schedule = str(settings.var_dir / "celerybeat-schedule")
-    celery.start(["beat", "--loglevel=INFO", f"--schedule={schedule}", *ctx.args])
+    raise typer.Exit(
+        celery.start(["beat", "--loglevel=INFO", f"--schedule={schedule}", *ctx.args]) or 0
+    )

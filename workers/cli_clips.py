@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from digest.clippings.enrich import EnrichReport, suggest_month
 from digest.clippings.imports import import_clips
@@ -78,9 +79,12 @@ def add(
     with session_scope(settings.sqlalchemy_url) as session:
         result = add_clip(session=session, url=url, note=note, tags=tags or None,
                           highlight=highlight, month=month, source="cli")
-        report = enrich_clips(session=session, settings=settings, clips=[result.clip],
-                              fetch=fetch)
-        clip = result.clip
+    clip = result.clip
+    # Fetched after the clip is committed: a writer waiting on the network would hold up
+    # the server's writes on SQLite.
+    with session_scope(settings.sqlalchemy_url) as session:
+        session.add(clip)
+        report = enrich_clips(session=session, settings=settings, clips=[clip], fetch=fetch)
         if as_json:
             emit_json({"created": result.created, "clip": clip_with_reasons(
                 clip, report.suggestions.get(clip.id or -1))})
@@ -116,25 +120,42 @@ def import_file(
     except OSError as error:
         raise ValueError(f"{file}: {error.strerror or error}") from None
     settings = ready()
+    try:
+        with session_scope(settings.sqlalchemy_url) as session:  # one transaction
+            report = import_clips(session=session, text=text, filename=file.name, month=month)
+    except SQLAlchemyError as error:  # e.g. another writer held the database past the timeout
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        typer.echo(f"database error: {reason}; the import was rolled back, nothing was saved",
+                   err=True)
+        raise typer.Exit(1) from None
+    # Titles are fetched after the import is committed: a writer waiting on the network
+    # would hold up the server's writes on SQLite.
     with session_scope(settings.sqlalchemy_url) as session:
-        report = import_clips(session=session, text=text, filename=file.name, month=month)
+        for clip in report.clips:
+            session.add(clip)
         enriched = enrich_clips(session=session, settings=settings, clips=report.clips,
                                 fetch=fetch)
     failed = sorted(enriched.errors.items())
     if as_json:
         emit_json({"format": report.format, "added": report.added, "merged": report.merged,
+               "lost": report.lost,
                "errors": [{"line": line, "reason": why} for line, why in report.errors],
                "autofill_failed": [{"id": i, "reason": why} for i, why in failed],
                "clips": [clip.id for clip in report.clips]})
-        return
-    console.print(f"{escape(str(file))} ({report.format}): {report.added} added, "
-                  f"{report.merged} merged, {len(report.errors)} skipped")
-    for line, why in report.errors:
-        console.print(f"  line {line}: {escape(why)}")
-    if failed:
-        console.print(f"autofill failed for {len(failed)} (the url stands in for the title):")
-        for clip_id, why in failed:
-            console.print(f"  clip {clip_id}: {escape(why)}")
+    else:
+        console.print(f"{escape(str(file))} ({report.format}): {report.added} added, "
+                      f"{report.merged} merged, {len(report.errors)} skipped")
+        for line, why in report.errors:
+            console.print(f"  line {line}: {escape(why)}")
+        if failed:
+            console.print(f"autofill failed for {len(failed)} (the url stands in for the "
+                          "title):")
+            for clip_id, why in failed:
+                console.print(f"  clip {clip_id}: {escape(why)}")
+    if report.lost:  # a bad line is the file's problem; a refused row is a failed import
+        typer.echo(f"error: {report.lost} links lost to database errors (lines listed above); "
+                   "import the file again to add them", err=True)
+        raise typer.Exit(1)
 
 
 @clip_app.command("list")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from enum import StrEnum
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from digest.daily import DailyDigest, compose_daily
@@ -26,7 +27,13 @@ from emails.render import (
     render_daily,
     shared_daily,
 )
-from emails.transports.base import SendError, TransientSendError, Transport, can_batch
+from emails.transports.base import (
+    SendError,
+    TransientSendError,
+    Transport,
+    as_send_error,
+    can_batch,
+)
 from emails.transports.sendgrid import MAX_PERSONALIZATIONS, BatchSendError, Recipient
 from subscribers import ledger
 from subscribers.models import Subscriber
@@ -38,7 +45,7 @@ from workers.planning import match_from_json
 Progress = Callable[[int], None]
 log = logging.getLogger("digest.sending")
 DIGEST_KINDS = ("daily", "weekly")
-MAX_ATTEMPTS = 8  # transient failures past this become permanent: no endless loop
+MAX_ATTEMPTS = ledger.MAX_ATTEMPTS  # transient failures past this become permanent
 # The default claim lease; senders read DIGEST_SEND_LEASE_SECONDS (settings.send_lease_seconds).
 LEASE = timedelta(minutes=10)
 
@@ -118,6 +125,7 @@ def compose_digest(
         keywords=subscriber.keywords,
         matches=matches,
         papers=papers,
+        related=[str(k) for k in delivery.payload.get("related", [])],
     )
 
 
@@ -203,13 +211,27 @@ def send_due(
                 return report
             if not queue:
                 with session_scope(settings.sqlalchemy_url) as session:
-                    size = batch_size or settings.send_batch_size
-                    claimed = ledger.claim(session=session, limit=size, lease=lease)
-                    if batching:
-                        ids = [did for did, _ in claimed]
-                        shares.update(ledger.share_keys(session=session, ids=ids))
-                    queue.extend(claimed)
+                    suspect = ledger.claim_suspect(session=session, lease=lease)
+                    if suspect is None:
+                        size = batch_size or settings.send_batch_size
+                        claimed = ledger.claim(session=session, limit=size, lease=lease)
+                        if batching:
+                            ids = [did for did, _ in claimed]
+                            shares.update(ledger.share_keys(session=session, ids=ids))
+                        queue.extend(claimed)
                 first_batch = False
+                if suspect is not None:
+                    # A row whose claim lapsed again goes out with nothing else in flight:
+                    # should it kill this process, only its own attempt count moves.
+                    if in_flight is not None:
+                        settle(in_flight)
+                        in_flight = None
+                    alone = start_wave(
+                        settings=settings, transport=transport, claims=[suspect], pool=pool,
+                        papers=papers, renders=renders,
+                    )  # fmt: skip
+                    settle(alone)
+                    continue
             if not queue:
                 if in_flight is not None:
                     settle(in_flight)
@@ -351,16 +373,25 @@ def start_wave(
         shared: dict[int, tuple[Message, list[tuple[ledger.Delivery, Subscriber]]]] = {}
         for row in rows.values():
             subscriber = subscribers.get(row.subscriber_id)
-            if subscriber is None:
-                message = None
-            elif batching and row.kind in DIGEST_KINDS:
-                template = _shared_digest(settings, row, subscriber, papers, renders)
-                if template is not None:  # grouped by render: equal digests share one
-                    shared.setdefault(id(template), (template, []))[1].append((row, subscriber))
-                    continue
-                message = None
-            else:
-                message = _render(settings, session, row, subscriber, papers)
+            try:
+                if subscriber is None:
+                    message = None
+                elif batching and row.kind in DIGEST_KINDS:
+                    template = _shared_digest(settings, row, subscriber, papers, renders)
+                    if template is not None:  # grouped by render: equal digests share one
+                        group = shared.setdefault(id(template), (template, []))[1]
+                        group.append((row, subscriber))
+                        continue
+                    message = None
+                else:
+                    message = _render(settings, session, row, subscriber, papers)
+            except SQLAlchemyError:
+                raise  # the wave's transaction is gone: its rows come back after their lease
+            except Exception as error:  # one row that cannot be rendered must not stop the rest
+                log.exception("rendering delivery %s failed", row.id)
+                failure = TransientSendError(f"cannot render: {error!r}")  # a fix may come
+                outcomes[row.id or 0] = _record(session, row, failure, settings.send_retry_seconds)
+                continue
             if message is None:
                 ledger.mark_skipped(
                     session=session,
@@ -377,7 +408,7 @@ def start_wave(
             (template, [(row, subscriber.email, next(links)) for row, subscriber in members])
             for template, members in groups
         ]
-        # Everything rendered before the first send: a render error sends nothing.
+        # Everything rendered before the first send: an error above (a database one) sends nothing.
         sends = [
             Send([row], pool.submit(_hand_over, transport, message)) for row, message in singles
         ]
@@ -472,11 +503,15 @@ def finish_wave(
 
 
 def _hand_over(transport: Transport, message: Message) -> list[str] | SendError:
-    """[the provider's message id], or the error (runs in a pool thread: no database here)."""
+    """[the provider's message id], or the error (runs in a pool thread: no database here).
+
+    Whatever the transport raised is this message's outcome, never the run's end: an error
+    escaping here left the wave's rows claimed, to be claimed first again and crash again.
+    """
     try:
         return [transport.send(message)]
-    except SendError as error:
-        return error
+    except Exception as error:
+        return _outcome_of(error, f"delivery {message.tags.get('delivery_id', '?')}")
 
 
 def _hand_over_batch(
@@ -488,6 +523,15 @@ def _hand_over_batch(
         return transport.send_batch(template, recipients)  # type: ignore[attr-defined]
     except BatchSendError as failure:
         return failure.error
+    except Exception as error:  # as in _hand_over: the request's outcome, not the run's end
+        return _outcome_of(error, "a shared digest")
+
+
+def _outcome_of(error: Exception, what: str | None) -> SendError:
+    """An exception from a transport as a send's outcome; a surprise is logged in full."""
+    if not isinstance(error, SendError):
+        log.exception("sending %s raised %r; recorded as its outcome", what or "a message", error)
+    return as_send_error(error)
 
 
 def _record(

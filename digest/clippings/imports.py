@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
 from digest.clippings.models import Clip
@@ -48,6 +48,7 @@ class ImportReport:
     merged: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
     clips: list[Clip] = field(default_factory=list)  # every clip touched, in file order
+    lost: int = 0  # readable rows the database refused (also in errors): the import failed
 
     @property
     def total(self) -> int:
@@ -231,10 +232,13 @@ def import_clips(
             savepoint.rollback()
             report.errors.append((row.line, str(error)))
             continue
+        except OperationalError:
+            raise  # locked past the busy timeout, connection gone: not this row, the import
         except SQLAlchemyError as error:
             savepoint.rollback()
             reason = str(getattr(error, "orig", error)).splitlines()[0]
             report.errors.append((row.line, f"database error: {reason[:200]}"))
+            report.lost += 1
             continue
         if result.created:
             report.added += 1

@@ -12,7 +12,7 @@ import requests
 
 from digest.papers import PaperIn, split_arxiv_id
 from digest.sources.arxiv_feed import FeedError, parse_feed
-from digest.sources.fetch import FetchError
+from digest.sources.fetch import MAX_DOCUMENT_BYTES, TOTAL_TIMEOUTS, FetchError, read_capped
 from digest.text import clean_text
 
 PAGE_LIMIT = 2000  # the API's maximum page size
@@ -24,20 +24,31 @@ _last_search_end: dict[str, float] = {}
 
 
 class _Session(requests.Session):
-    """A requests session with a default timeout that remembers the last body it received."""
+    """A requests session with a default timeout and a cap on each body (in bytes and in
+    time), that remembers the last body it received."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, max_bytes: int = MAX_DOCUMENT_BYTES) -> None:
         super().__init__()
         self.timeout = timeout
+        self.max_bytes = max_bytes
         self.last_body: bytes | None = None
 
     def request(
         self, method: str, url: str | bytes, *args: Any, **kwargs: Any
     ) -> requests.Response:
-        """Send with our timeout: arxiv 4.0.2 passes none, so a hung server would hang forever."""
+        """Send with our timeout (arxiv 4.0.2 passes none, so a hung server would hang
+        forever) and read the body ourselves, streamed, stopping at the caps."""
         kwargs.setdefault("timeout", self.timeout)
-        response = super().request(method, url, *args, **kwargs)
-        self.last_body = response.content
+        kwargs["stream"] = True
+        with super().request(method, url, *args, **kwargs) as response:
+            try:
+                body = read_capped(response.iter_content(64 * 1024), max_bytes=self.max_bytes,
+                                   seconds=self.timeout * TOTAL_TIMEOUTS,
+                                   declared=response.headers.get("content-length"))
+            except FetchError as error:
+                raise FetchError(f"{response.url}: {error}") from None
+        response._content = body  # what requests keeps once it has read a body itself
+        self.last_body = body
         return response
 
 

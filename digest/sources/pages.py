@@ -9,7 +9,7 @@ from http import HTTPStatus
 
 import httpx
 
-from digest.sources.fetch import USER_AGENT, FetchError
+from digest.sources.fetch import TOTAL_TIMEOUTS, USER_AGENT, FetchError, read_capped
 
 MAX_BYTES = 512 * 1024  # the <head> is near the top; a huge page is not read to the end
 MAX_TITLE = 300
@@ -87,7 +87,8 @@ def page_client(timeout: float) -> httpx.Client:
 def fetch_page(
     url: str, *, timeout: float, max_bytes: int = MAX_BYTES, client: httpx.Client | None = None
 ) -> PageInfo:
-    """Fetch a page (redirects followed, at most max_bytes read); FetchError says why not."""
+    """Fetch a page (redirects followed, at most max_bytes read, within TOTAL_TIMEOUTS x
+    timeout); FetchError says why not."""
     if client is None:
         with page_client(timeout) as own:
             return fetch_page(url, timeout=timeout, max_bytes=max_bytes, client=own)
@@ -102,11 +103,9 @@ def fetch_page(
             kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if kind and kind not in ("text/html", "application/xhtml+xml"):
                 raise FetchError(f"not an HTML page ({kind})")
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body.extend(chunk)
-                if len(body) >= max_bytes:
-                    break
+            # The <head> is near the top: past max_bytes the rest is not read at all.
+            body = read_capped(response.iter_bytes(), max_bytes=max_bytes,
+                               seconds=timeout * TOTAL_TIMEOUTS, truncate=True)
             encoding = response.charset_encoding or "utf-8"
             final_url = str(response.url)
     except httpx.TimeoutException:

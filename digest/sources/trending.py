@@ -9,10 +9,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from digest.papers import split_arxiv_id
-from digest.sources.fetch import read_document
+from digest.sources.fetch import MAX_TRENDING_BYTES, read_document
 from digest.text import clean_text
-
-MAX_AUTHORS = 200  # collaboration papers list thousands; the digest shows three
 
 
 class TrendingError(ValueError):
@@ -71,7 +69,7 @@ def _authors(value: Any) -> list[str]:
     if not isinstance(value, list):
         return []
     names = (_text(author.get("name")) for author in value if isinstance(author, dict))
-    return [name for name in names if name][:MAX_AUTHORS]
+    return [name for name in names if name]  # a long list is capped (and reported) by PaperIn
 
 
 def parse_item(raw: Any) -> TrendingItem:
@@ -146,7 +144,7 @@ def trending_url(base_url: str, day: date) -> str:
 def fetch_trending(base_url: str, day: date, timeout: float = 30.0) -> TrendingResult:
     """The day's trending papers: FetchError when unreachable, TrendingError when unreadable."""
     url = trending_url(base_url, day)
-    data = read_document(url, timeout=timeout)
+    data = read_document(url, timeout=timeout, max_bytes=MAX_TRENDING_BYTES)
     try:
         return parse_trending(data)
     except TrendingError as error:

@@ -21,7 +21,7 @@ from typing import cast
 from urllib.parse import quote, urlencode
 
 from emails.message import Message
-from emails.transports.base import PermanentSendError, TransientSendError
+from emails.transports.base import PermanentSendError, TransientSendError, address_problem
 
 # Short on purpose: a Message-ID longer than 78 characters gets folded onto a second line.
 MSGID_DOMAIN = "paper-digest.local"
@@ -105,6 +105,8 @@ class OutboxTransport:
 
     def send(self, message: Message) -> str:
         """Write `<UTC time>-<recipient>-<id>.eml` (+ .html); returns the Message-ID."""
+        if problem := address_problem(message.to):  # as every transport: see base.py
+            raise PermanentSendError(f"cannot send: {problem}")
         sent_at = datetime.now(UTC)
         short_id = secrets.token_hex(4)
         message_id = make_msgid(domain=MSGID_DOMAIN)

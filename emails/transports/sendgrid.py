@@ -30,7 +30,13 @@ from sendgrid.helpers.mail import (
 )
 
 from emails.message import Message
-from emails.transports.base import PermanentSendError, SendError, TransientSendError
+from emails.transports.base import (
+    PermanentSendError,
+    SendError,
+    TransientSendError,
+    address_problem,
+    as_send_error,
+)
 from emails.transports.throttle import TokenBucket, make_bucket
 
 DEFAULT_HOST = "https://api.sendgrid.com"
@@ -160,6 +166,8 @@ def _personalization_body(person: Recipient, headers: dict[str, str]) -> dict[st
     The library's helper objects (an object per address, header, substitution and custom
     arg, then `.get()`) cost about 0.1 s per 1,000 recipients; a plain address skips them.
     """
+    if problem := address_problem(person.email):
+        raise PermanentSendError(f"cannot send: {problem}")
     if not person.name and _PLAIN_ADDRESS.fullmatch(person.email):
         to = {"email": person.email}  # what parseaddr and To would make of it, 20x faster
     else:  # a display name or anything unusual: the library's own parsing and quoting
@@ -225,6 +233,8 @@ class SendGridTransport:
 
     def send(self, message: Message) -> str:
         """Send one message; returns SendGrid's X-Message-Id."""
+        if problem := address_problem(message.to):
+            raise PermanentSendError(f"cannot send: {problem}")
         personalization = self._personalization(
             message.to, None, message.tags, headers=None, substitutions=None
         )
@@ -240,12 +250,13 @@ class SendGridTransport:
         accepted = 0
         shared = self._mail(template, [], top_level_headers=False).get()
         for chunk in chunks(recipients):
-            personalizations = [_personalization_body(p, template.headers) for p in chunk]
-            body = {**shared, "personalizations": personalizations}
             try:
+                personalizations = [_personalization_body(p, template.headers) for p in chunk]
+                body = {**shared, "personalizations": personalizations}
                 message_ids.append(self._post(body, recipients=len(chunk)))
-            except SendError as error:
-                raise BatchSendError(error, message_ids=message_ids, accepted=accepted) from error
+            except Exception as error:  # whatever it was, the chunks before it were accepted
+                failure = as_send_error(error)
+                raise BatchSendError(failure, message_ids=message_ids, accepted=accepted) from error
             accepted += len(chunk)
         return message_ids
 

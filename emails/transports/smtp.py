@@ -19,7 +19,13 @@ from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from emails.message import Message
-from emails.transports.base import PermanentSendError, SendError, TransientSendError
+from emails.transports.base import (
+    PermanentSendError,
+    SendError,
+    TransientSendError,
+    address_problem,
+    as_send_error,
+)
 from emails.transports.outbox import build_email
 from emails.transports.throttle import TokenBucket, make_bucket
 
@@ -59,8 +65,23 @@ def classify_smtp_error(error: Exception) -> SendError:
         return PermanentSendError(detail)
     if isinstance(error, smtplib.SMTPNotSupportedError):
         return PermanentSendError(f"SMTP server lacks a needed extension: {error}")
-    # SMTPServerDisconnected, refused connections, timeouts, TLS handshakes: all OSError-like.
-    return TransientSendError(f"SMTP connection failed: {error!r}")
+    if isinstance(error, OSError):
+        # SMTPServerDisconnected, refused connections, timeouts, TLS handshakes.
+        return TransientSendError(f"SMTP connection failed: {error!r}")
+    return as_send_error(error)  # e.g. a UnicodeEncodeError: permanent
+
+
+def _needs_smtputf8(*addresses: str) -> str | None:
+    """Why these addresses cannot go over plain SMTP, or None.
+
+    smtplib writes commands in ASCII: a non-ASCII address raised UnicodeEncodeError halfway
+    through a transaction. The transport does not speak SMTPUTF8, and signup keeps addresses
+    ASCII (domains in their xn-- form), so only rows stored before that can be refused here.
+    """
+    for address in addresses:
+        if not address.isascii():
+            return f"{address!r} needs SMTPUTF8 (characters outside ASCII)"
+    return None
 
 
 class SMTPTransport:
@@ -118,6 +139,9 @@ class SMTPTransport:
         """Send one message; returns its Message-ID (without angle brackets)."""
         sender = parseaddr(message.sender)[1] or message.sender
         recipient = parseaddr(message.to)[1] or message.to
+        problem = address_problem(message.to) or _needs_smtputf8(sender, recipient)
+        if problem:  # refused before connecting: nothing half-said to the server
+            raise PermanentSendError(f"cannot send over SMTP: {problem}")
         domain = self.msgid_domain or sender.rpartition("@")[2] or None
         message_id = make_msgid(domain=domain)
         try:
@@ -129,7 +153,7 @@ class SMTPTransport:
         with self._lock:
             try:
                 self._transaction(sender, recipient, data)
-            except (smtplib.SMTPException, OSError) as error:
+            except Exception as error:  # any of it: never reuse a session left mid-message
                 self._drop_after(error)
                 raise classify_smtp_error(error) from error
         return message_id.strip("<>")

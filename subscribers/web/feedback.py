@@ -1,10 +1,9 @@
 """"More like this" / "less like this" links from the daily email.
 
 One per-subscriber token (Purpose.feedback) and the paper id in the path, the vote in the query:
-/feedback/<token>/<arxiv_id>?vote=more. The GET shows a one-button page and changes no vote, so
-a link scanner can't vote; it does count a "more" page view as a click, a weak positive that
-never overrides an explicit vote (scanners that open every link add such clicks: they weigh a
-third of a vote). The POST records the vote; repeating it changes nothing.
+/feedback/<token>/<arxiv_id>?vote=more. The GET shows a one-button page and records nothing:
+mail security gateways (Safe Links, Proofpoint) open every link of every email, so a GET says
+nothing about the reader. Only the POST records the vote; repeating it changes nothing.
 """
 
 from __future__ import annotations
@@ -51,11 +50,7 @@ def feedback_page(request: Request, token: str, arxiv_id: str,
     found = _subscriber_and_paper(request, token, arxiv_id, vote)
     if found is None:
         return invalid_link(request)
-    subscriber_id, paper = found
-    if vote == Vote.more:
-        with state(request).writing() as session:
-            record_vote(session=session, subscriber_id=subscriber_id, arxiv_id=arxiv_id,
-                        vote=Vote.click)
+    _, paper = found
     return page(request, "feedback.html", {
         "vote": vote, "title": paper.title or arxiv_id,
         "paper_url": paper.abs_url or f"https://arxiv.org/abs/{arxiv_id}",

@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -52,16 +53,23 @@ class BodyTooLarge(Exception):
 
 
 class SecurityHeaders:
-    """Pure ASGI middleware: security headers on every response, and a cap on body size."""
+    """Pure ASGI middleware: security headers on every response, and a cap on body size.
 
-    def __init__(self, app: ASGIApp, *, max_body: int = MAX_BODY_BYTES) -> None:
+    `route_limits` gives a path its own cap (the provider webhook takes batches far larger
+    than any form).
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body: int = MAX_BODY_BYTES,
+                 route_limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_body = max_body
+        self.route_limits = dict(route_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_body = self.route_limits.get(scope["path"], self.max_body)
         received = 0
         started = False
 
@@ -71,7 +79,7 @@ class SecurityHeaders:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > max_body:
                     raise BodyTooLarge()
             return message
 
@@ -86,7 +94,7 @@ class SecurityHeaders:
 
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         try:
-            if declared.isdigit() and int(declared) > self.max_body:
+            if declared.isdigit() and int(declared) > max_body:
                 raise BodyTooLarge()
             await self.app(scope, capped_receive, send_with_headers)
         except BodyTooLarge:

@@ -104,7 +104,7 @@ def subscribe_form(request: Request, fields: Annotated[SignupFields, Form()]) ->
     create = SubscriberCreate.model_validate(profile.model_dump() | {"email": email})
     with web.writing() as session:
         subscribe(session=session, subscriber_create=create,
-                  mails_per_day=web.limits.mails_per_day)
+                  mails_per_day=web.limits.mails_per_day, secret=web.keys[0])
     return RedirectResponse("/check-your-inbox", status_code=303)
 
 

@@ -1,0 +1,128 @@
+"""SQLite beside a running server: writers wait for each other instead of losing rows, and a
+row that is lost anyway makes the command fail and say how many.
+
+Real processes: `digest serve` saving clips through its API while `digest clip import` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.live_server import free_port
+from tests.subprocess_env import without_digest_settings
+from tests.test_cli import DIGEST, run
+
+API_TOKEN = "busy-test-token"
+
+
+def _serve(var_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    environment = without_digest_settings()
+    environment |= {"DIGEST_VAR_DIR": str(var_dir), "DIGEST_PUBLIC_URL": "http://digest.test",
+                    "DIGEST_ADMIN_PASSWORD": "busy-test-password",
+                    "DIGEST_ADMIN_API_TOKEN": API_TOKEN}
+    server = subprocess.Popen([DIGEST, "serve", "--web-only", "--port", str(port)],
+                              env=environment, cwd=var_dir.parent,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while True:
+        assert server.poll() is None, server.stderr.read() if server.stderr else ""
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "digest serve did not start"
+        time.sleep(0.2)
+
+
+def _save_clips_until(stop: threading.Event, port: int, saved: list[int]) -> None:
+    """The editor's bookmarklet, saving a clip through the server every few milliseconds."""
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            response = client.post("/admin/api/clips", headers=headers, json={
+                "url": f"https://example.org/from-the-server/{n}", "month": "2026-05",
+                "title": f"Server clip {n}"})
+            assert response.status_code == 201, response.text
+            saved.append(n)
+
+
+def _clips(var_dir: Path, month: str) -> int:
+    with sqlite3.connect(var_dir / "digest.db") as connection:
+        return int(connection.execute("SELECT count(*) FROM clip WHERE month = ?",
+                                      (month,)).fetchone()[0])
+
+
+def test_an_import_beside_a_busy_server_loses_nothing(var_dir: Path, tmp_path: Path) -> None:
+    assert run(var_dir, "db", "upgrade").returncode == 0
+    links = tmp_path / "links.txt"
+    links.write_text("".join(f"https://example.org/imported/{n}\n" for n in range(3000)))
+    port = free_port()
+    server = _serve(var_dir, port)
+    stop, saved = threading.Event(), []
+    writer = threading.Thread(target=_save_clips_until, args=(stop, port, saved))
+    writer.start()
+    try:
+        while len(saved) < 5:  # the server is writing before the import starts
+            time.sleep(0.05)
+        imported = run(var_dir, "clip", "import", str(links), "--month", "2026-04",
+                       "--no-fetch", "--json")
+    finally:
+        stop.set()
+        writer.join(60)
+        server.terminate()
+        server.wait(30)
+    assert imported.returncode == 0, imported.stderr
+    report = json.loads(imported.stdout)
+    assert (report["added"], report["errors"]) == (3000, [])
+    assert _clips(var_dir, "2026-04") == 3000
+    assert _clips(var_dir, "2026-05") == len(saved) > 5  # the server lost nothing either
+
+
+def test_rows_the_database_refuses_fail_the_command_and_are_counted(
+    var_dir: Path, tmp_path: Path
+) -> None:
+    assert run(var_dir, "db", "upgrade").returncode == 0
+    with sqlite3.connect(var_dir / "digest.db") as connection:  # a database that refuses rows
+        connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON clip WHEN NEW.url LIKE "
+                           "'%refused%' BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END")
+    links = tmp_path / "links.txt"
+    links.write_text("https://example.org/a\nhttps://example.org/refused/1\n"
+                     "https://example.org/b\nhttps://example.org/refused/2\n")
+    imported = run(var_dir, "clip", "import", str(links), "--month", "2026-04", "--no-fetch")
+    assert imported.returncode == 1, imported.stdout
+    assert "2 links lost to database errors" in imported.stderr
+    assert "line 2: database error: refused by a trigger" in imported.stdout
+    assert _clips(var_dir, "2026-04") == 2  # the others are kept
+
+
+def test_a_lock_held_past_the_busy_timeout_fails_the_whole_import(
+    var_dir: Path, tmp_path: Path
+) -> None:
+    assert run(var_dir, "db", "upgrade").returncode == 0
+    links = tmp_path / "links.txt"
+    links.write_text("https://example.org/a\nhttps://example.org/b\n")
+    blocker = sqlite3.connect(var_dir / "digest.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer that never lets go
+    try:
+        started = time.monotonic()
+        imported = run(var_dir, "clip", "import", str(links), "--month", "2026-04",
+                       "--no-fetch", env={"DIGEST_DATABASE_URL":
+                                          f"sqlite:///{var_dir / 'digest.db'}?timeout=1"})
+        waited = time.monotonic() - started
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert imported.returncode == 1
+    assert "database is locked" in imported.stderr and "nothing was saved" in imported.stderr
+    assert waited >= 1  # it waited for the other writer before giving up
+    assert _clips(var_dir, "2026-04") == 0
