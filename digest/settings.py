@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # Newest first; older keys still verify so rotating breaks no link. Empty: a random key is
     # generated once and kept in var_dir (fine for a laptop, never for production).
     secret_keys: CommaList = []
+    # A manage link older than this (days since its email) asks for a fresh one by email;
+    # unsubscribe links never expire. Keep it above the longest pause (12 weeks).
+    manage_link_days: int = Field(default=90, ge=1)
 
     sendgrid_api_key: str = ""
     sendgrid_host: str = "https://api.sendgrid.com"
@@ -51,8 +54,12 @@ class Settings(BaseSettings):
     from_email: str = "Paper Digest <digest@localhost>"
     postal_address: str = "Paper Digest, 1 Example Street, 00000 Example City"
 
-    signup_limit_per_ip: int = 20  # signups per IP per 10 minutes, per web process
+    signup_limit_per_ip: int = 20  # signups per IP (IPv6: per /64) per 10 minutes
     confirmations_per_address_per_day: int = 3
+    # Where the per-IP rate limits count: a redis:// URL shares them between every web
+    # process; `memory` keeps them in each process. Empty: the broker URL when it names
+    # Redis, else memory.
+    rate_limit_storage_url: str = ""
 
     # The admin pages: empty password means no admin at all (every /admin route answers 404).
     # A plain password is hashed at startup; a `scrypt$...` string (`digest admin
@@ -91,6 +98,20 @@ class Settings(BaseSettings):
     @property
     def celery_broker_url(self) -> str:
         return self.broker_url or f"sqla+sqlite:///{self.var_dir / 'broker.db'}"
+
+    @property
+    def rate_limit_redis_url(self) -> str:
+        """The Redis URL the rate limits count in, or "" to count in each process's memory."""
+        url = self.rate_limit_storage_url.strip() or self.broker_url.strip()
+        scheme = url.partition("://")[0].lower()
+        if scheme in ("redis", "rediss", "unix"):
+            return url
+        if scheme == "redis+socket":  # Celery's spelling of a Unix socket
+            return "unix://" + url.partition("://")[2]
+        if self.rate_limit_storage_url.strip() and scheme != "memory":
+            raise ValueError("DIGEST_RATE_LIMIT_STORAGE_URL must be redis://, rediss://, "
+                             f"unix:// or memory, not {scheme or url!r}")
+        return ""
 
     @property
     def outbox_path(self) -> Path:

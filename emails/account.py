@@ -1,4 +1,5 @@
-"""Account emails (confirm, already subscribed, confirm a new address, data export).
+"""Account emails (confirm, already subscribed, confirm a new address, data export, a fresh
+link to the settings page).
 
 One layout for all of them: a heading, a few short paragraphs, at most one button, optional
 details and a preformatted block. Like every email they carry both parts, List-Unsubscribe
@@ -128,6 +129,42 @@ def confirm_new_address(*, confirm_url: str, service_name: str = "Paper Digest")
             "The link works for 7 days. If you didn't ask for this, ignore this email and "
             "nothing will change.",
         ),
+    )
+
+
+def fresh_settings_link(*, manage_url: str, signed_out: bool, link_days: int,
+                        service_name: str = "Paper Digest") -> AccountEmail:
+    """The one link to the settings page that works: after "sign out other links", or asked
+    for from an expired link. It goes to the address on file only."""
+    if signed_out:
+        heading = "Your other links are signed out"
+        paragraphs = (
+            f"Someone, hopefully you, pressed \"Sign out other links\" on your {service_name} "
+            "settings page. The settings links in your earlier emails no longer work, and any "
+            "pending request to move your subscription to another address was cancelled.",
+            "Use the button below to open your settings from now on.",
+        )
+        after = ("If that wasn't you, open your settings and check them: whoever pressed it "
+                 "was signed out too, and only this email opens your settings now.",)
+    else:
+        heading = "Here is a fresh link to your settings"
+        paragraphs = (
+            f"Someone, hopefully you, opened an expired link to your {service_name} settings "
+            "and asked for a new one.",
+            f"Links to your settings work for {link_days} days after their email is sent, and "
+            "stop when you press \"Sign out other links\" on the settings page.",
+        )
+        after = ("If you didn't ask for this, you can ignore this email: the link was sent "
+                 "to you and nobody else.",)
+    return AccountEmail(
+        kind="signed-out" if signed_out else "fresh-link",
+        subject=f"Your link to your {service_name} settings",
+        preheader="The link to your settings that works.",
+        heading=heading,
+        paragraphs=paragraphs,
+        button_label="Open my settings",
+        button_url=_link(manage_url),
+        after=(*after, "Unsubscribe links in your emails keep working, old ones included."),
     )
 
 

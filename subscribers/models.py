@@ -55,8 +55,9 @@ class SubscriberUpdate(SQLModel):
 
 
 class Subscriber(SubscriberBase, table=True):
-    # Tokens never expire and carry only the id: an erased subscriber's id must never be
-    # handed to someone else, which SQLite does for a deleted highest rowid without this.
+    # Tokens carry only the id and unsubscribe links never expire: an erased subscriber's id
+    # must never be handed to someone else, which SQLite does for a deleted highest rowid
+    # without this.
     __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, primary_key=True)
@@ -65,6 +66,9 @@ class Subscriber(SubscriberBase, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     confirmed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
+    # "Sign out other links": manage and confirmation links signed before this second no
+    # longer open anything (unsubscribe links still work). None: never signed out.
+    links_valid_from: datetime | None = None
 
     def receives_mail(self, today: date) -> bool:
         """Active and not paused on that day."""
@@ -80,6 +84,8 @@ class AccountMail(StrEnum):
     already = "already"  # a signup for an address that is already active: here is your link
     confirm_email = "confirm-email"  # sent to a new address before it replaces the old one
     export = "export"  # a copy of everything we hold, to the address on file
+    signed_out = "signed-out"  # "sign out other links" was pressed: the one link that works
+    fresh_link = "fresh-link"  # asked for from an expired manage link: a new one
 
 
 class ConsentAction(StrEnum):

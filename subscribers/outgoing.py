@@ -85,6 +85,14 @@ def render_account_delivery(*, settings: Settings, delivery: Delivery, subscribe
         email = account.confirm_new_address(
             confirm_url=link(settings, "confirm", Purpose.confirm, sid, extra),
             service_name=SERVICE_NAME)
+    elif delivery.kind in (AccountMail.signed_out, AccountMail.fresh_link):
+        # Signed now, so after any sign-out (links signed before it are refused). Never to an
+        # address that bounced or reported us as spam.
+        if subscriber.status in (Status.bounced, Status.complained):
+            return None
+        email = account.fresh_settings_link(
+            manage_url=links.manage_url, signed_out=delivery.kind == AccountMail.signed_out,
+            link_days=settings.manage_link_days, service_name=SERVICE_NAME)
     elif delivery.kind == AccountMail.export:
         email = account.data_export(data=export_data(session=session, subscriber=subscriber),
                                     service_name=SERVICE_NAME)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 
@@ -18,8 +20,11 @@ class Purpose(StrEnum):
     feedback = "feedback"
 
 
-# Confirmation links die after a week; manage and unsubscribe links never expire, so an old
-# email can always be used to leave.
+# Confirmation links die after a week. Manage links are checked by the web app against the
+# configured age (DIGEST_MANAGE_LINK_DAYS, `too_old`) and the subscriber's "sign out other
+# links" (`signed_out`). Unsubscribe links never expire and are never signed out: RFC 8058
+# one-click must keep working long after the email (60 days at least), and all they can do
+# is stop mail.
 MAX_AGE_SECONDS: dict[Purpose, int | None] = {
     Purpose.confirm: 7 * 24 * 3600,
     Purpose.manage: None,
@@ -30,6 +35,15 @@ MAX_AGE_SECONDS: dict[Purpose, int | None] = {
 
 class InvalidToken(Exception):
     """Tampered, truncated, wrong-purpose or expired: the caller shows one plain 4xx page."""
+
+
+@dataclass(frozen=True)
+class SignedLink:
+    """What a verified token says: whose it is, its extra data, and when it was signed."""
+
+    subscriber_id: int
+    extra: str
+    issued_at: datetime  # whole seconds, UTC, as itsdangerous stamped it
 
 
 def _serializer(keys: list[str], purpose: Purpose) -> URLSafeTimedSerializer:
@@ -79,13 +93,36 @@ def make_tokens(*, keys: list[str], purpose: Purpose, subscriber_ids: Sequence[i
     return tokens
 
 
-def read_token(*, keys: list[str], purpose: Purpose, token: str) -> tuple[int, str]:
-    """Verify a token for `purpose`; returns (subscriber_id, extra) or raises InvalidToken."""
+def read_link(*, keys: list[str], purpose: Purpose, token: str) -> SignedLink:
+    """Verify a token for `purpose`, keeping when it was signed; raises InvalidToken."""
     try:
-        payload = _serializer(keys, purpose).loads(token, max_age=MAX_AGE_SECONDS[purpose])
+        payload, signed = _serializer(keys, purpose).loads(
+            token, max_age=MAX_AGE_SECONDS[purpose], return_timestamp=True)
     except BadData as error:
         raise InvalidToken(type(error).__name__) from None
     if not isinstance(payload, list) or not payload or type(payload[0]) is not int:
         raise InvalidToken("malformed payload")
     extra = payload[1] if len(payload) > 1 and isinstance(payload[1], str) else ""
-    return payload[0], extra
+    return SignedLink(subscriber_id=payload[0], extra=extra, issued_at=signed.astimezone(UTC))
+
+
+def read_token(*, keys: list[str], purpose: Purpose, token: str) -> tuple[int, str]:
+    """Verify a token for `purpose`; returns (subscriber_id, extra) or raises InvalidToken."""
+    link = read_link(keys=keys, purpose=purpose, token=token)
+    return link.subscriber_id, link.extra
+
+
+def too_old(link: SignedLink, *, max_age: timedelta, now: datetime | None = None) -> bool:
+    """Signed longer ago than `max_age` (a manage link from an old email)."""
+    return (now or datetime.now(UTC)) - link.issued_at > max_age
+
+
+def signed_out(link: SignedLink, *, valid_from: datetime | None) -> bool:
+    """Signed before the subscriber's last "sign out other links".
+
+    Stamps are whole seconds and `valid_from` is kept whole too: a link signed in the very
+    second of the sign-out stays good, which only ever is one we just sent to the owner.
+    """
+    if valid_from is None:
+        return False
+    return link.issued_at < (valid_from if valid_from.tzinfo else valid_from.replace(tzinfo=UTC))

@@ -379,22 +379,33 @@ def serve(
         bool,
         typer.Option(help="Only the web app: Celery workers and beat do the sending and planning."),
     ] = False,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(envvar="FORWARDED_ALLOW_IPS", show_default="127.0.0.1,::1",
+                     help="Comma-separated addresses or networks of the reverse proxies whose "
+                          "X-Forwarded-For and X-Forwarded-Proto to believe ('*': any). "
+                          "Behind a proxy not listed here, every reader shares the proxy's "
+                          "rate-limit bucket."),
+    ] = None,
 ) -> None:
     """Serve the web app; on the embedded default it also sends and plans in the background.
 
     Example: digest serve --port 8000   |   digest serve --host 0.0.0.0 --web-only
+    --forwarded-allow-ips 10.0.0.5
     """
-    _serve(ready(), host, port, web_only=web_only)
+    _serve(ready(), host, port, web_only=web_only, forwarded_allow_ips=forwarded_allow_ips)
 
 
-def _serve(settings: Settings, host: str, port: int, *, web_only: bool) -> None:
+def _serve(settings: Settings, host: str, port: int, *, web_only: bool,
+           forwarded_allow_ips: str | None = None) -> None:
     from workers.serve import run_server
 
     console.print(
         f"serving on http://{'localhost' if host == '127.0.0.1' else host}:{port} "
         f"({'web only' if web_only else 'web + sender + planner'}); Ctrl-C stops"
     )
-    run_server(settings, host=host, port=port, background=not web_only)
+    run_server(settings, host=host, port=port, background=not web_only,
+               forwarded_allow_ips=forwarded_allow_ips)
 
 
 @app.command()

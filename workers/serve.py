@@ -87,16 +87,21 @@ class SenderLoop(threading.Thread):
 
 
 def run_server(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
-               background: bool = True) -> None:
-    """Serve until Ctrl-C (with the sender loop unless `background` is off); stops cleanly."""
+               background: bool = True, forwarded_allow_ips: str | None = None) -> None:
+    """Serve until Ctrl-C (with the sender loop unless `background` is off); stops cleanly.
+
+    `forwarded_allow_ips`: the proxies whose X-Forwarded-For names the client (None:
+    uvicorn's default, $FORWARDED_ALLOW_IPS or else 127.0.0.1 and ::1).
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     sender = SenderLoop(settings) if background else None
     if sender:
         sender.start()
     try:
-        # proxy_headers: behind a proxy on this machine, rate limits see the real client IP.
+        # proxy_headers: behind a trusted proxy, rate limits see the real client IP.
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                    proxy_headers=True, server_header=False)
+                    proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips,
+                    server_header=False)
     finally:
         if sender:
             sender.stop()

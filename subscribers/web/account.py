@@ -2,7 +2,9 @@
 
 GET only ever shows a page with a button (link scanners and previews follow links); POST
 acts. Every broken, expired or wrong-purpose token, and every token whose subscriber is gone,
-gets the same page, so a link tells nothing about anyone.
+gets the same page, so a link tells nothing about anyone. A genuine manage link that is too
+old (DIGEST_MANAGE_LINK_DAYS) or was signed out gets one other page, the same for both, that
+offers a fresh link by email to the address on file without showing it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlmodel import Session
 from digest.suggestions import THIN_WEEK
 from emails.render import short_date
 from subscribers import ledger
+from subscribers.links import send_fresh_link, sign_out_links
 from subscribers.models import Status, Subscriber
 from subscribers.privacy import (
     AddressTaken,
@@ -28,7 +31,15 @@ from subscribers.privacy import (
     request_export,
 )
 from subscribers.service import InvalidInput, confirm, pause, resubscribe, update_profile
-from subscribers.tokens import InvalidToken, Purpose, make_token, read_token
+from subscribers.tokens import (
+    InvalidToken,
+    Purpose,
+    SignedLink,
+    make_token,
+    read_link,
+    signed_out,
+    too_old,
+)
 from subscribers.web.forms import (
     Errors,
     ProfileFields,
@@ -42,6 +53,7 @@ from subscribers.web.pages import (
     ACTED_DOC,
     HTML_DOC,
     INVALID_DOC,
+    Responses,
     invalid_link,
     local_today,
     message_page,
@@ -53,6 +65,12 @@ from subscribers.web.security import client_ip
 
 router = APIRouter(tags=["account"])
 PAUSE_WEEKS = (1, 2, 4, 8, 12)
+EXPIRED_LINK_STATUS = 410
+EXPIRED_DOC: Responses = {EXPIRED_LINK_STATUS: {
+    "description": "A manage link past its age or signed out: offers a fresh one by email",
+    **HTML_DOC}}
+MANAGE_DOC: Responses = {**ACTED_DOC, **EXPIRED_DOC}
+SHOW_DOC: Responses = {**INVALID_DOC, **EXPIRED_DOC}
 
 
 class Stop(Exception):  # noqa: N818  (not an error: a finished response)
@@ -78,11 +96,20 @@ class EraseFields(TokenFields):
     confirm: str = Field("", max_length=10)
 
 
-def _verified(request: Request, purpose: Purpose, token: str) -> tuple[int, str]:
+def _verified(request: Request, purpose: Purpose, token: str) -> SignedLink:
     try:
-        return read_token(keys=state(request).keys, purpose=purpose, token=token)
+        return read_link(keys=state(request).keys, purpose=purpose, token=token)
     except InvalidToken:
         raise Stop(invalid_link(request)) from None
+
+
+def expired_link(request: Request, token: str) -> HTMLResponse:
+    """A genuine manage link that is too old or signed out: one page for both, with a button
+    that emails a fresh link to the address on file (which it never shows)."""
+    return page(request, "link_expired.html", {
+        "action": f"/manage/{token}/fresh-link",
+        "days": state(request).settings.manage_link_days,
+    }, status=EXPIRED_LINK_STATUS, with_form=True, private=True)
 
 
 def _subscriber(request: Request, session: Session, purpose: Purpose, token: str) -> Subscriber:
@@ -92,12 +119,23 @@ def _subscriber(request: Request, session: Session, purpose: Purpose, token: str
 
 def _subscriber_and_extra(request: Request, session: Session, purpose: Purpose,
                           token: str) -> tuple[Subscriber, str]:
-    subscriber_id, extra = _verified(request, purpose, token)
-    subscriber = session.get(Subscriber, subscriber_id)
+    link = _verified(request, purpose, token)
     # Only confirmation links carry extra data (an address change); anything else is forged.
-    if subscriber is None or (purpose != Purpose.confirm and extra):
+    if purpose != Purpose.confirm and link.extra:
         raise Stop(invalid_link(request))
-    return subscriber, extra
+    # Before the lookup: an old link answers the same whether its subscriber is still here.
+    max_age = timedelta(days=state(request).settings.manage_link_days)
+    if purpose == Purpose.manage and too_old(link, max_age=max_age):
+        raise Stop(expired_link(request, token))
+    subscriber = session.get(Subscriber, link.subscriber_id)
+    if subscriber is None:
+        raise Stop(invalid_link(request))
+    if signed_out(link, valid_from=subscriber.links_valid_from):
+        # A confirmation link leads to the settings page too; its owner was just emailed a
+        # fresh manage link, so it gets the plain page (confirmation links expire anyway).
+        raise Stop(expired_link(request, token) if purpose == Purpose.manage
+                   else invalid_link(request))
+    return subscriber, link.extra
 
 
 def _guard(request: Request, csrf: str) -> None:
@@ -238,10 +276,11 @@ def manage_page(request: Request, subscriber: Subscriber, token: str, *,
             if related else ""),
         "preview": web.preview.preview(keywords) if keywords else None,
         "detect_timezone": False,
+        "link_days": web.settings.manage_link_days,
     }, status=status, with_form=True, private=True)
 
 
-@router.get("/manage/{token}", response_class=HTMLResponse, responses=INVALID_DOC,
+@router.get("/manage/{token}", response_class=HTMLResponse, responses=SHOW_DOC,
             summary="Manage page (changes nothing)")
 def manage(request: Request, token: str,
            done: Annotated[str, Query(max_length=20)] = "") -> HTMLResponse:
@@ -250,7 +289,7 @@ def manage(request: Request, token: str,
         return manage_page(request, subscriber, token, notice=_notice(done, subscriber))
 
 
-@router.post("/manage/{token}", response_class=HTMLResponse, status_code=303, responses=ACTED_DOC,
+@router.post("/manage/{token}", response_class=HTMLResponse, status_code=303, responses=MANAGE_DOC,
              summary="Save keywords, frequency, monthly opt-in, time zone and send hour")
 def manage_save(request: Request, token: str,
                 fields: Annotated[ProfileFields, Form()]) -> Response:
@@ -266,7 +305,7 @@ def manage_save(request: Request, token: str,
     return RedirectResponse(f"/manage/{token}?done=saved", status_code=303)
 
 
-@router.post("/manage/{token}/preview", response_class=HTMLResponse, responses=INVALID_DOC,
+@router.post("/manage/{token}/preview", response_class=HTMLResponse, responses=SHOW_DOC,
              summary="Preview keywords without JavaScript (changes nothing)")
 def manage_preview(request: Request, token: str,
                    fields: Annotated[ProfileFields, Form()]) -> HTMLResponse:
@@ -276,7 +315,7 @@ def manage_preview(request: Request, token: str,
 
 
 @router.post("/manage/{token}/pause", response_class=HTMLResponse, status_code=303,
-             responses=ACTED_DOC, summary="Pause for N weeks (0 resumes)")
+             responses=MANAGE_DOC, summary="Pause for N weeks (0 resumes)")
 def manage_pause(request: Request, token: str, fields: Annotated[PauseFields, Form()]) -> Response:
     with state(request).writing() as session:
         subscriber = _subscriber(request, session, Purpose.manage, token)
@@ -292,7 +331,7 @@ def manage_pause(request: Request, token: str, fields: Annotated[PauseFields, Fo
 
 
 @router.post("/manage/{token}/email", response_class=HTMLResponse, status_code=303,
-             responses=ACTED_DOC, summary="Change address (confirmed at the new address first)")
+             responses=MANAGE_DOC, summary="Change address (confirmed at the new address first)")
 def manage_email(request: Request, token: str, fields: Annotated[EmailFields, Form()]) -> Response:
     web = state(request)
     with web.writing() as session:
@@ -316,7 +355,7 @@ def manage_email(request: Request, token: str, fields: Annotated[EmailFields, Fo
 
 
 @router.post("/manage/{token}/export", response_class=HTMLResponse, status_code=303,
-             responses=ACTED_DOC, summary="Email me a copy of my data")
+             responses=MANAGE_DOC, summary="Email me a copy of my data")
 def manage_export(request: Request, token: str, fields: Annotated[TokenFields, Form()]) -> Response:
     web = state(request)
     with web.writing() as session:
@@ -328,8 +367,56 @@ def manage_export(request: Request, token: str, fields: Annotated[TokenFields, F
                             status_code=303)
 
 
+@router.post("/manage/{token}/sign-out", response_class=HTMLResponse,
+             responses={**MANAGE_DOC, 200: {"description": "Signed out", **HTML_DOC}},
+             summary="Sign out other links: every manage link so far stops; a fresh one is "
+                     "emailed")
+def manage_sign_out(request: Request, token: str,
+                    fields: Annotated[TokenFields, Form()]) -> Response:
+    web = state(request)
+    with web.writing() as session:
+        subscriber = _subscriber(request, session, Purpose.manage, token)
+        _guard(request, fields.csrf)
+        email = subscriber.email
+        done = sign_out_links(session=session, subscriber_id=subscriber.id or 0,
+                              mails_per_day=web.limits.mails_per_day)
+    if not done:
+        return RedirectResponse(f"/manage/{token}?done=limit", status_code=303)
+    return message_page(request, title="Other links are signed out", paragraphs=[
+        "Every link to your settings page is signed out, this one included: the ones in "
+        "your earlier emails, and any you forwarded.",
+        f"We're emailing a fresh link to {email}. Use that one from now on.",
+        "Unsubscribe links in your emails keep working.",
+    ])
+
+
+@router.post("/manage/{token}/fresh-link", response_class=HTMLResponse,
+             responses={**INVALID_DOC, 400: ACTED_DOC[400], 429: ACTED_DOC[429],
+                        200: {"description": "The same answer, sent or not", **HTML_DOC}},
+             summary="Email a fresh manage link to the address on file (from an expired link)")
+def manage_fresh_link(request: Request, token: str,
+                      fields: Annotated[TokenFields, Form()]) -> Response:
+    """Any genuine manage link may ask, expired and signed-out ones above all. The answer is
+    the same whether a link went out, the day's limit was reached or the subscriber is gone,
+    and the address is never shown: the link goes to its owner's inbox and nowhere else."""
+    web = state(request)
+    with web.writing() as session:
+        link = _verified(request, Purpose.manage, token)
+        if link.extra:
+            return invalid_link(request)
+        _guard(request, fields.csrf)
+        send_fresh_link(session=session, subscriber_id=link.subscriber_id,
+                        mails_per_day=web.limits.mails_per_day)
+    return message_page(request, title="Check your inbox", paragraphs=[
+        "If this link belongs to a subscription, a fresh link to its settings is on its way "
+        "to the address it was sent to. It should arrive within a few minutes; if it doesn't, "
+        "look in your spam folder.",
+        f"We send at most {web.limits.mails_per_day} of these a day.",
+    ], link=("/", "Go to the home page"))
+
+
 @router.post("/manage/{token}/resubscribe", response_class=HTMLResponse, status_code=303,
-             responses=ACTED_DOC, summary="Back on the list (or confirm a pending signup)")
+             responses=MANAGE_DOC, summary="Back on the list (or confirm a pending signup)")
 def manage_resubscribe(request: Request, token: str,
                        fields: Annotated[TokenFields, Form()]) -> Response:
     with state(request).writing() as session:
@@ -340,7 +427,7 @@ def manage_resubscribe(request: Request, token: str,
 
 
 @router.post("/manage/{token}/erase", response_class=HTMLResponse,
-             responses={**ACTED_DOC, 200: {"description": "Erased", **HTML_DOC}},
+             responses={**MANAGE_DOC, 200: {"description": "Erased", **HTML_DOC}},
              summary="Erase me: delete everything, keep only a hash of the address")
 def manage_erase(request: Request, token: str, fields: Annotated[EraseFields, Form()]) -> Response:
     with state(request).writing() as session:

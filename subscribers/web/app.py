@@ -22,7 +22,7 @@ from digest.settings import Settings
 from subscribers.web import account, admin, archive, feedback, signup, unsubscribe, webhooks
 from subscribers.web.pages import STATIC, WebLimits, WebState, message_page
 from subscribers.web.preview import PreviewService
-from subscribers.web.security import Csrf, Limit, SecurityHeaders, SlidingWindow
+from subscribers.web.security import Csrf, Limit, RateLimiter, SecurityHeaders
 
 
 def limits_from(settings: Settings) -> WebLimits:
@@ -41,6 +41,7 @@ def limits_from(settings: Settings) -> WebLimits:
 def create_app(settings: Settings, *, limits: WebLimits | None = None) -> FastAPI:
     """The app for these settings (the schema must already be migrated)."""
     limits = limits or limits_from(settings)
+    counted_in = settings.rate_limit_redis_url  # "": each process counts in its memory
     warm_up(settings.semantic)
     app = FastAPI(
         title="Paper Digest subscriptions",
@@ -56,9 +57,9 @@ def create_app(settings: Settings, *, limits: WebLimits | None = None) -> FastAP
         csrf=Csrf(settings.signing_keys(), public_url=settings.public_url),
         preview=PreviewService(settings),  # matches by words until the model has loaded
         limits=limits,
-        signup_window=SlidingWindow(limits.signup),
-        actions_window=SlidingWindow(limits.actions),
-        preview_window=SlidingWindow(limits.preview),
+        signup_window=RateLimiter(limits.signup, counted_in),
+        actions_window=RateLimiter(limits.actions, counted_in),
+        preview_window=RateLimiter(limits.preview, counted_in),
     )
     app.add_middleware(SecurityHeaders, route_limits={webhooks.PATH: webhooks.MAX_BODY_BYTES})
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

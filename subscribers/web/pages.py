@@ -23,7 +23,7 @@ from digest.settings import Settings
 from emails.render import short_date
 from subscribers.service import time_zones
 from subscribers.web.preview import PreviewService
-from subscribers.web.security import Csrf, Limit, SlidingWindow
+from subscribers.web.security import Csrf, Limit, RateLimiter
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -34,7 +34,8 @@ COMMON_ZONES = ("UTC", "America/Los_Angeles", "America/New_York", "Europe/London
 
 @dataclass(frozen=True)
 class WebLimits:
-    """Per-IP limits of this process (see security.py for why in-process is enough)."""
+    """Per-client limits: per IPv4 address or IPv6 /64, shared through Redis when one is
+    configured, else per process (security.py)."""
 
     signup: Limit = Limit(20, 600)  # signups per IP per 10 minutes: a lab behind one NAT fits
     actions: Limit = Limit(60, 600)  # confirm / manage form posts per IP per 10 minutes
@@ -50,9 +51,9 @@ class WebState:
     csrf: Csrf
     preview: PreviewService
     limits: WebLimits
-    signup_window: SlidingWindow
-    actions_window: SlidingWindow
-    preview_window: SlidingWindow
+    signup_window: RateLimiter
+    actions_window: RateLimiter
+    preview_window: RateLimiter
     _write_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property

@@ -1,13 +1,21 @@
 """What keeps the pages safe to put on the internet: headers, CSRF, rate limits, body size.
 
-Rate limits are per process and in memory (a sliding window of timestamps per key): enough
-for one web process, and a restart forgets them. With several web processes behind a load
-balancer each enforces its own window, so the effective limit is multiplied by their count;
-the per-address limit on confirmation emails is counted in the database and holds globally.
+Rate limits count per client network: an IPv4 address, or the /64 of an IPv6 address (one
+home or one host gets a whole /64, so per-address buckets would be free to multiply). They
+count in Redis when one is configured (DIGEST_RATE_LIMIT_STORAGE_URL, else a redis:// broker
+URL), so every web process shares one budget; otherwise, and while that Redis does not answer,
+each process counts in its own memory (a sliding window of timestamps per key, bounded). The
+per-address limit on confirmation emails is counted in the database and holds globally.
+
+Behind a reverse proxy the client is the proxy unless uvicorn trusts its X-Forwarded-For:
+`digest serve --forwarded-allow-ips` (or FORWARDED_ALLOW_IPS) names the proxy's addresses.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import math
 import secrets
 import threading
 import time
@@ -16,7 +24,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import redis
 from itsdangerous import BadData, URLSafeTimedSerializer
+from limits import RateLimitItemPerSecond
+from limits.errors import StorageError
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -162,6 +177,13 @@ class Csrf:
 
 # --- rate limits ----------------------------------------------------------------------------
 
+log = logging.getLogger("digest.ratelimits")
+REDIS_KEY_PREFIX = "digest-ratelimit"
+REDIS_RETRY_SECONDS = 15.0  # after Redis fails, count in memory this long before asking again
+# A dead Redis must not hold requests up: fail fast, and retry a dropped connection once.
+REDIS_CONNECT_TIMEOUT = 0.5
+REDIS_TIMEOUT = 1.0
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -170,7 +192,8 @@ class Limit:
 
 
 class SlidingWindow:
-    """At most `limit.count` hits per key in any `limit.seconds`; memory bounded by max_keys."""
+    """At most `limit.count` hits per key in any `limit.seconds`, in this process's memory;
+    memory bounded by max_keys."""
 
     def __init__(self, limit: Limit, *, max_keys: int = 100_000) -> None:
         self.limit = limit
@@ -196,6 +219,122 @@ class SlidingWindow:
             return max(wait, 0.0)
 
 
+def _redacted(url: str) -> str:
+    """The URL without its password, for the log."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+class RedisCounters:
+    """Sliding windows kept in Redis (the `limits` library's moving window: one list of
+    timestamps per key, trimmed and expired by a Lua script), shared by every process that
+    names this Redis.
+
+    While Redis does not answer, `hit` answers None and the caller counts in memory: one
+    warning when Redis goes, one line when it answers again (asked every
+    REDIS_RETRY_SECONDS, so a dead Redis slows no request).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        pool = redis.ConnectionPool.from_url(
+            url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT, socket_timeout=REDIS_TIMEOUT,
+            retry=Retry(NoBackoff(), 1), health_check_interval=30)
+        storage = RedisStorage(url, connection_pool=pool, key_prefix=REDIS_KEY_PREFIX,
+                               wrap_exceptions=True)
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._lock = threading.Lock()
+        self._down_until: float | None = None  # monotonic; None while Redis answers
+
+    def hit(self, limit: Limit, key: str) -> float | None:
+        """0.0 when allowed, seconds to wait when not, None when Redis did not answer."""
+        down_until = self._down_until
+        if down_until is not None and time.monotonic() < down_until:
+            return None
+        item = RateLimitItemPerSecond(limit.count, max(1, math.ceil(limit.seconds)))
+        try:
+            if self._limiter.hit(item, key):
+                wait = 0.0
+            else:
+                reset, _remaining = self._limiter.get_window_stats(item, key)
+                wait = max(reset - time.time(), 0.001)  # refused: never 0.0
+        except (StorageError, redis.RedisError, OSError) as error:
+            self._failed(error)
+            return None
+        if down_until is not None:
+            self._answered()
+        return wait
+
+    def _failed(self, error: Exception) -> None:
+        with self._lock:
+            first = self._down_until is None
+            self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        if first:
+            cause = error.storage_error if isinstance(error, StorageError) else error
+            reason = (str(cause).splitlines() or [""])[0]
+            log.warning("rate limits: Redis at %s does not answer (%s: %s); counting in this "
+                        "process's memory until it does", _redacted(self.url),
+                        type(cause).__name__, reason)
+
+    def _answered(self) -> None:
+        with self._lock:
+            back = self._down_until is not None
+            self._down_until = None
+        if back:
+            log.info("rate limits: Redis at %s answers again; counting there",
+                     _redacted(self.url))
+
+
+_counters: dict[str, RedisCounters] = {}
+_counters_lock = threading.Lock()
+
+
+def redis_counters(url: str) -> RedisCounters:
+    """One set of counters (one connection pool, one outage warning) per Redis URL and process."""
+    with _counters_lock:
+        found = _counters.get(url)
+        if found is None:
+            found = _counters[url] = RedisCounters(url)
+        return found
+
+
+class RateLimiter:
+    """At most `limit.count` hits per key in any `limit.seconds`: counted in Redis when
+    there is one (shared by every web process), else, or while it is down, in memory."""
+
+    def __init__(self, limit: Limit, redis_url: str = "", *, max_keys: int = 100_000) -> None:
+        self.limit = limit
+        self.shared = redis_counters(redis_url) if redis_url else None
+        self.memory = SlidingWindow(limit, max_keys=max_keys)
+
+    def hit(self, key: str) -> float:
+        """Count one hit; 0.0 when allowed, else seconds until the next one would be."""
+        if self.shared is not None:
+            wait = self.shared.hit(self.limit, key)
+            if wait is not None:
+                return wait
+        return self.memory.hit(key)
+
+
+def network_of(host: str) -> str:
+    """Whose bucket an address counts in: an IPv4 address is its own; an IPv6 address counts
+    for its /64 (the smallest network a home or a host is given); an IPv4-mapped IPv6 address
+    is the IPv4 address. Anything else (a test client's name) is itself."""
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])  # without a zone (fe80::1%eth0)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 def client_ip(request: Request) -> str:
-    """The peer address (behind a proxy, run uvicorn with --proxy-headers so it is the real one)."""
-    return request.client.host if request.client else "unknown"
+    """The client's rate-limit bucket: its IPv4 address or its IPv6 /64 (network_of).
+
+    Behind a proxy the peer is the proxy: uvicorn puts the client from X-Forwarded-For in its
+    place only for the proxies it trusts (`digest serve --forwarded-allow-ips`).
+    """
+    return network_of(request.client.host) if request.client else "unknown"

@@ -3,6 +3,9 @@
 The POST needs no cookie and no CSRF token (a mail provider sends it from its own servers);
 the signed token in the URL is the only credential, exactly as in the List-Unsubscribe header.
 It answers 200 with no redirect, after the change is committed, and repeats are harmless.
+Unsubscribe links never expire and "sign out other links" leaves them alone (unlike manage
+links): a mail client may send the one-click POST months after the email, and all a leaked
+one can do is stop mail, which the owner undoes from their settings or by signing up again.
 """
 
 from __future__ import annotations

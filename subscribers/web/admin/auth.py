@@ -33,10 +33,10 @@ from subscribers.web.admin.passwords import (
     token_digest,
 )
 from subscribers.web.pages import page, state, too_many
-from subscribers.web.security import Limit, SlidingWindow, client_ip
+from subscribers.web.security import Limit, RateLimiter, client_ip
 
 SESSION_COOKIE = "digest_admin"
-LOGIN_LIMIT = Limit(10, 600)  # password attempts per IP per 10 minutes
+LOGIN_LIMIT = Limit(10, 600)  # password attempts per IP (IPv6: per /64) per 10 minutes
 MAX_REVOKED = 10_000
 
 
@@ -53,7 +53,7 @@ class AdminState:
     # an HMAC under the secret key (the cookie is signed, not encrypted) that every web
     # process computes alike, unlike the hash of a plain password, whose salt is random.
     fingerprint: str = ""
-    login_window: SlidingWindow = field(default_factory=lambda: SlidingWindow(LOGIN_LIMIT))
+    login_window: RateLimiter = field(default_factory=lambda: RateLimiter(LOGIN_LIMIT))
     _revoked: OrderedDict[str, None] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,6 +79,7 @@ def admin_state_for(settings: Settings) -> AdminState:
         secure=urlsplit(settings.public_url).scheme == "https",
         fingerprint=hmac.new(keys[0].encode(), b"admin-session:" + settings.admin_password
                              .encode(), hashlib.sha256).hexdigest()[:16],
+        login_window=RateLimiter(LOGIN_LIMIT, settings.rate_limit_redis_url),
     )
 
 
