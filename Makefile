@@ -1,22 +1,32 @@
 # `make demo` runs the product on its embedded default; `make test` runs every check.
-# Each target creates .venv when it is missing.
+# Each target creates .venv when it is missing. The demo installs the product alone (`.`);
+# the checks install it with the dev toolchain (`.[dev]`: pytest, Playwright, mypy, ruff).
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
-STAMP = $(VENV)/.installed-stamp
+DEMO_STAMP = $(VENV)/.demo-stamp
+DEV_STAMP = $(VENV)/.dev-stamp
+# The edit loop: all but PostgreSQL, Chromium and `slow` (processes, the MiniLM model).
+FAST_MARKERS ?= not postgres and not browser and not slow
 
-.PHONY: demo test lint bench bench-quick clean
+.PHONY: demo test test-fast lint bench bench-quick clean
 
-$(STAMP): pyproject.toml
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
+$(DEV_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(DEV_STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/digest demo --serve
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
@@ -24,12 +34,17 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-bench: $(STAMP)
+# The edit loop, about a minute on 2 cores; `make test` still runs every test. Every test in
+# test_semantic.py is `slow`: ignoring the file also skips importing torch (~10 s).
+test-fast: $(DEV_STAMP)
+	$(BIN)/pytest -q -m '$(FAST_MARKERS)' --ignore=tests/test_semantic.py
+
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/run_all.py
 
 # CI-sized: 10k subscribers end to end instead of 100k, 100k profiles instead of 1M.
-bench-quick: $(STAMP)
+bench-quick: $(DEV_STAMP)
 	$(BIN)/python bench/run_all.py --quick
 
 clean:
-	rm -rf var tests/artifacts bench/results.json
+	rm -rf var tests/artifacts bench/results.json bench/RESULTS.md

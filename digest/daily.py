@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from digest.clippings.urls import related_links
 from digest.papers import Paper
 from digest.ranking import Match
 
 TRENDING = "Trending today"  # the section of picks chosen by upvotes alone
+LINK_ORDER = ("code", "project", "demo", "weights")  # what a reader scans for first
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,18 @@ class Pick:
 
 @dataclass(frozen=True)
 class Section:
-    """Papers grouped under the keyword that matched them best."""
+    """Papers grouped under the keyword that matched them best (or the day's trending list)."""
 
     keyword: str
     picks: tuple[Pick, ...]
+    trending: bool = False  # the TRENDING section: picks chosen by upvotes, no keyword
+
+
+def paper_links(paper: Paper) -> tuple[tuple[str, str], ...]:
+    """(kind, url) of the code, project, demo and weights links its abstract and comment give,
+    in LINK_ORDER; the clippings autofill's finder, so both products agree on what a link is."""
+    found = related_links([paper.abstract or "", paper.comment or ""])
+    return tuple((kind, found[kind]) for kind in LINK_ORDER if kind in found)
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,7 @@ def compose_daily(
             by_keyword[keyword],
             key=lambda p: (-round(p.score, 6), -p.paper.announced_on.toordinal(), p.paper.arxiv_id),
         )
-        sections.append(Section(keyword=keyword, picks=tuple(picks)))
+        trending = keyword == TRENDING and keyword not in order
+        sections.append(Section(keyword=keyword, picks=tuple(picks), trending=trending))
     return DailyDigest(day=day, keywords=tuple(keywords), sections=tuple(sections),
                        related=tuple(related))

@@ -92,8 +92,35 @@ def confirm_signup(
     )
 
 
-def already_subscribed(*, manage_url: str, service_name: str = "Paper Digest") -> AccountEmail:
-    """A signup for an address already on the list: the owner learns it, nobody else does."""
+def already_subscribed(*, manage_url: str, service_name: str = "Paper Digest",
+                       use_url: str = "", keywords: Sequence[str] = (),
+                       frequency: str = "") -> AccountEmail:
+    """A signup for an address already on the list: the owner learns it, nobody else does.
+
+    When the signup asked for other keywords or delivery (`use_url` given), the email offers
+    them as a button; nothing changes unless the owner presses it.
+    """
+    if use_url:
+        return AccountEmail(
+            kind="already",
+            subject=f"Use your new keywords for {service_name}?",
+            preheader="You're already subscribed. One click switches to the new keywords.",
+            heading="Use these new keywords?",
+            paragraphs=(
+                f"Someone, hopefully you, just signed this address up for {service_name} "
+                "again, with other choices. You're already subscribed, so nothing changed "
+                "yet: your keywords and schedule stay as they were.",
+                "Press the button to use the new ones instead.",
+            ),
+            button_label="Use these new keywords",
+            button_url=_link(use_url),
+            details=(
+                ("New keywords", ", ".join(clean(k) for k in keywords) or "Trending papers"),
+                ("How often", clean(frequency)),
+            ),
+            after=("The button works for 7 days. If that wasn't you, ignore this email; to "
+                   "change anything else, or to leave, use the links below.",),
+        )
     return AccountEmail(
         kind="already",
         subject=f"You're already subscribed to {service_name}",

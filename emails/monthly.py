@@ -121,7 +121,9 @@ def issue_view(content: Mapping[str, Any]) -> IssueView:
         also=tuple(
             GroupView(
                 clean(str(g.get("topic") or "")) or "More links",
-                tuple(_item(link, "note", NOTE_CHARS) for link in g.get("links") or []),
+                # Issues frozen before notes became private keep their text under "note".
+                tuple(_item(link, "summary" if "summary" in link else "note", NOTE_CHARS)
+                      for link in g.get("links") or []),
             )
             for g in content.get("also") or []
         ),

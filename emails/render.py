@@ -17,7 +17,7 @@ from jinja2.filters import do_wordwrap as _jinja_wordwrap
 from markupsafe import Markup, escape
 from mjml import mjml2html
 
-from digest.daily import DailyDigest, Pick
+from digest.daily import DailyDigest, Pick, paper_links
 from emails.message import Message
 from emails.stitch import split_paper_loop
 
@@ -26,6 +26,8 @@ SNIPPET_CHARS = 280
 COMMENT_CHARS = 120
 CHIP_COMMENT_CHARS = 32  # a venue note this short reads best as a chip beside the categories
 MAX_CHIPS = 4
+MAX_LINKS = 3  # code, project, demo, weights links per paper, in that order (HTML size)
+MAX_LINK_CHARS = 200  # a real repository or project page address is far shorter
 _MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
@@ -271,16 +273,26 @@ class PaperView:
     snippet: str
     snippet_html: Markup
     matched: str
-    reasons: tuple[str, ...] = ()  # "similar to <title>", "trending: N upvotes"
+    reasons: tuple[str, ...] = ()  # "similar to <title>"
+    announced: str = ""  # "29 Jan 2026": the listing day it was announced in
+    links: tuple[tuple[str, str], ...] = ()  # ("Code", url), ("Project", url), ...
+    upvotes: str = ""  # "42 upvotes" on the day's trending list; "" when not trending
 
 
 @dataclass(frozen=True)
 class SectionView:
-    """One keyword's papers, ready for the templates."""
+    """One keyword's papers (or the day's trending ones), ready for the templates."""
 
     keyword: str
     count_label: str
     papers: tuple[PaperView, ...]
+    label: str = "Keyword"  # the line above the heading: "Keyword" or "Trending today"
+    heading: str = ""  # the section's heading: the keyword, or what the trending list is
+
+
+TRENDING_LABEL = "Trending today"
+TRENDING_HEADING = "Most upvoted on Hugging Face"
+LINK_LABELS = {"code": "Code", "project": "Project", "demo": "Demo", "weights": "Weights"}
 
 
 def paper_view(pick: Pick) -> PaperView:
@@ -320,7 +332,7 @@ class _Frozen:
     def __init__(self, paper: object) -> None:
         self.paper = paper
         self.key = tuple(
-            (name, tuple(value) if isinstance(value, list) else value)
+            (name, _hashable(value))
             for name, value in vars(paper).items()
             if not name.startswith("_")
         )
@@ -330,6 +342,15 @@ class _Frozen:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Frozen) and self.key == other.key
+
+
+def _hashable(value: object) -> object:
+    """Lists as tuples and dicts (PaperIn.trimmed) as sorted item tuples, for a cache key."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _hashable(v)) for k, v in value.items()))
+    return value
 
 
 def _paper_view(pick: Pick) -> PaperView:
@@ -359,24 +380,36 @@ def _paper_view(pick: Pick) -> PaperView:
         snippet_html=emphasise(snippet, matched),
         matched=matched_line(matched, tuple(clean(keyword) for keyword in pick.close_to)),
         reasons=reasons_of(pick),
+        announced=short_date(paper.announced_on) if paper.announced_on else "",
+        links=tuple(
+            (LINK_LABELS.get(kind, kind.capitalize()), url)
+            for kind, url in paper_links(paper)
+            if len(url) <= MAX_LINK_CHARS and safe_url(url, "")
+        )[:MAX_LINKS],
+        upvotes=upvotes_phrase(pick.upvotes),
     )
 
 
+def upvotes_phrase(upvotes: int) -> str:
+    """'1 upvote' / '42 upvotes'; '' for none."""
+    return f"{upvotes} upvote{'' if upvotes == 1 else 's'}" if upvotes > 0 else ""
+
+
 def matched_line(by_words: Sequence[str], by_meaning: Sequence[str]) -> str:
-    """'speech codec, close to: voice conversion': what matched, in words a reader follows."""
-    parts = [", ".join(by_words)] if by_words else []
-    if by_meaning:
-        parts.append("close to: " + ", ".join(by_meaning))
-    return "; ".join(parts)
+    """'Matched: speech codec; close to: voice conversion', or 'Close to: voice conversion'
+    when only the meaning matched: why a paper is here, in words a reader follows."""
+    if by_words:
+        line = "Matched: " + ", ".join(by_words)
+        return line + ("; close to: " + ", ".join(by_meaning) if by_meaning else "")
+    return "Close to: " + ", ".join(by_meaning) if by_meaning else ""
 
 
 def reasons_of(pick: Pick) -> tuple[str, ...]:
-    """Why a pick is here beyond its keywords, as short plain phrases."""
+    """Why a pick is here beyond its keywords, as short plain phrases (upvotes are shown as
+    a number of their own: PaperView.upvotes)."""
     reasons = []
     if pick.similar_to:
         reasons.append(f"similar to {shorten(clean(pick.similar_to), 80)}")
-    if pick.upvotes:
-        reasons.append(f"trending: {pick.upvotes} upvote{'' if pick.upvotes == 1 else 's'}")
     return tuple(reasons)
 
 
@@ -389,6 +422,8 @@ def daily_context(
             keyword=clean(section.keyword),
             count_label=papers_phrase(len(section.picks), adjective=""),
             papers=tuple(paper_view(pick) for pick in section.picks),
+            label=TRENDING_LABEL if section.trending else "Keyword",
+            heading=TRENDING_HEADING if section.trending else clean(section.keyword),
         )
         for section in digest.sections
         if section.picks

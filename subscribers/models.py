@@ -32,7 +32,9 @@ class SubscriberBase(SQLModel):
     email: str = Field(max_length=320, unique=True, index=True)  # normalised
     keywords: list[str] = Field(default_factory=list, sa_type=JSON)
     frequency: Frequency = Frequency.daily
-    monthly: bool = True  # wants the monthly clippings issue
+    # Wants the monthly clippings issue: only ever on because the reader said so (no pre-ticked
+    # box, no operator default).
+    monthly: bool = False
     timezone: str = Field(default="UTC", max_length=64)
     send_hour: int = Field(default=7, ge=0, le=23)  # local hour
     # The day's top trending papers instead of keyword matches (also what no keywords means).
@@ -69,12 +71,35 @@ class Subscriber(SubscriberBase, table=True):
     # "Sign out other links": manage and confirmation links signed before this second no
     # longer open anything (unsubscribe links still work). None: never signed out.
     links_valid_from: datetime | None = None
+    # Wants the keyword digest (daily or weekly). False after "stop the daily digest" from a
+    # digest's unsubscribe link while the monthly issue goes on; a new signup turns it back on.
+    digest: bool = Field(default=True, sa_column_kwargs={"server_default": "1"})
 
-    def receives_mail(self, today: date) -> bool:
-        """Active and not paused on that day."""
+    def gets_mail(self, today: date) -> bool:
+        """Active and not paused on that day (any list)."""
         if self.status != Status.active:
             return False
         return self.paused_until is None or self.paused_until <= today
+
+    def receives_mail(self, today: date) -> bool:
+        """Gets the keyword digest on that day: active, not paused, and on the digest list."""
+        return self.digest and self.gets_mail(today)
+
+    def lists(self) -> list[str]:
+        """The lists this subscriber asked for, as the consent trail names them."""
+        return consent_lists(digest=self.digest, monthly=self.monthly)
+
+
+class MailList(StrEnum):
+    """The lists a reader joins and leaves separately."""
+
+    digest = "digest"  # the keyword digest, daily or weekly
+    monthly = "monthly"  # the editor's monthly clippings issue
+
+
+def consent_lists(*, digest: bool, monthly: bool) -> list[str]:
+    return [name for name, on in ((MailList.digest.value, digest),
+                                  (MailList.monthly.value, monthly)) if on]
 
 
 class AccountMail(StrEnum):
@@ -82,6 +107,7 @@ class AccountMail(StrEnum):
 
     confirm = "confirm"  # double opt-in after a signup (or a re-signup of a left address)
     already = "already"  # a signup for an address that is already active: here is your link
+    # (with a "use these new keywords?" button when the signup asked for other choices)
     confirm_email = "confirm-email"  # sent to a new address before it replaces the old one
     export = "export"  # a copy of everything we hold, to the address on file
     signed_out = "signed-out"  # "sign out other links" was pressed: the one link that works
@@ -103,7 +129,9 @@ class ConsentEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
     action: ConsentAction
-    channel: str = Field(default="web", max_length=20)  # web, one-click, email-link, cli
+    channel: str = Field(default="web", max_length=20)  # web, one-click, email-link, cli, csv
+    # Which lists it was about, comma-separated (digest, monthly); "" on rows older than that.
+    lists: str = Field(default="", max_length=40, sa_column_kwargs={"server_default": ""})
     created_at: datetime = Field(default_factory=utcnow)
 
 

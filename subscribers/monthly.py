@@ -39,10 +39,12 @@ from emails.monthly import (
 from emails.render import RecipientLinks
 from subscribers.ledger import Delivery, PlannedDelivery, one_of, plan_deliveries
 from subscribers.models import Status, Subscriber, Suppression, email_hash
-from subscribers.outgoing import subscriber_links
+from subscribers.outgoing import link, subscriber_links
 from subscribers.tokens import Purpose, make_tokens
 
 KIND = "monthly"
+# What an unsubscribe token of the monthly issue carries besides the id: it stops that list only.
+MONTHLY_ONLY = "list:monthly"
 
 
 def archive_url(settings: Settings, slug: str) -> str:
@@ -58,7 +60,7 @@ def suppressed_hashes(*, session: Session) -> set[str]:
 def still_wants_monthly(subscriber: Subscriber, today: date, suppressed: set[str]) -> bool:
     """Confirmed, not paused, opted in, and not on the suppression list."""
     return (
-        subscriber.receives_mail(today)
+        subscriber.gets_mail(today)  # the monthly list, whether or not they get the digest
         and subscriber.monthly
         and email_hash(subscriber.email) not in suppressed
     )
@@ -125,9 +127,11 @@ def plan_monthly(*, session: Session, issue: MonthlyIssue, today: date | None = 
 
 
 def recipient_links(settings: Settings, subscriber_id: int) -> RecipientLinks:
-    """The subscriber's own signed manage and unsubscribe links."""
+    """The subscriber's own signed manage and unsubscribe links; unsubscribing (link and
+    one-click) stops the monthly issue only."""
     links = subscriber_links(settings, subscriber_id)
-    return RecipientLinks(links.manage_url, links.unsubscribe_url, links.one_click_url)
+    leave = link(settings, "unsubscribe", Purpose.unsubscribe, subscriber_id, MONTHLY_ONLY)
+    return RecipientLinks(links.manage_url, leave, leave)
 
 
 def recipient_substitutions(
@@ -141,7 +145,8 @@ def recipient_substitutions(
     keys = settings.signing_keys()
     base = settings.public_url.rstrip("/")
     manage = make_tokens(keys=keys, purpose=Purpose.manage, subscriber_ids=subscriber_ids)
-    leave = make_tokens(keys=keys, purpose=Purpose.unsubscribe, subscriber_ids=subscriber_ids)
+    leave = make_tokens(keys=keys, purpose=Purpose.unsubscribe, subscriber_ids=subscriber_ids,
+                        extra=MONTHLY_ONLY)
     sample = f"{base}/unsubscribe/t"
     substitutions(RecipientLinks(f"{base}/manage/t", sample, sample))  # raises if unsafe
     values = []

@@ -8,6 +8,8 @@ dropped), so a queued row never acts on stale state.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlmodel import Session
 
 from digest.settings import Settings
@@ -20,6 +22,7 @@ from subscribers.tokens import Purpose, make_token
 
 ACCOUNT_KINDS = frozenset(kind.value for kind in AccountMail)
 SERVICE_NAME = "Paper Digest"
+EVERY_LIST = "list:all"  # an unsubscribe token's extra: stop every list
 
 
 def link(settings: Settings, path: str, purpose: Purpose, subscriber_id: int,
@@ -59,6 +62,10 @@ def render_account_delivery(*, settings: Settings, delivery: Delivery, subscribe
     sid = subscriber.id or 0
     to = subscriber.email
     links = subscriber_links(settings, sid)
+    # An account email belongs to no list: its unsubscribe stops everything. (A token with
+    # no list, the digest's, stops the digest only; the monthly issue's says list:monthly.)
+    leave_all = link(settings, "unsubscribe", Purpose.unsubscribe, sid, EVERY_LIST)
+    links = replace(links, unsubscribe_url=leave_all, one_click_url=leave_all)
     if delivery.kind == AccountMail.confirm:
         if not _confirm_still_wanted(delivery, subscriber):
             return None
@@ -69,7 +76,15 @@ def render_account_delivery(*, settings: Settings, delivery: Delivery, subscribe
     elif delivery.kind == AccountMail.already:
         if subscriber.status != Status.active:
             return None
-        email = account.already_subscribed(manage_url=links.manage_url, service_name=SERVICE_NAME)
+        wanted = delivery.payload.get("proposal")
+        use_url = ""
+        if isinstance(wanted, dict):
+            use_url = link(settings, "confirm", Purpose.confirm, sid, f"profile:{delivery.id}")
+        email = account.already_subscribed(
+            manage_url=links.manage_url, service_name=SERVICE_NAME, use_url=use_url,
+            keywords=list(wanted.get("keywords") or []) if isinstance(wanted, dict) else [],
+            frequency=frequency_label(Subscriber.model_validate(
+                {"email": to} | wanted)) if isinstance(wanted, dict) else "")
     elif delivery.kind == AccountMail.confirm_email:
         change = pending_change(session=session, subscriber_id=sid,
                                 change_id=int(delivery.payload.get("change_id", 0)))

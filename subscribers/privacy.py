@@ -144,7 +144,8 @@ def export_data(*, session: Session, subscriber: Subscriber) -> dict[str, Any]:
                          .order_by(col(FeedbackVote.created_at)))
     return {
         "subscriber": subscriber.model_dump(mode="json"),
-        "consent": [{"action": e.action.value, "channel": e.channel, "at": _iso(e.created_at)}
+        "consent": [{"action": e.action.value, "channel": e.channel, "lists": e.lists,
+                     "at": _iso(e.created_at)}
                     for e in consent],
         "pending_address_changes": [{"new_email": c.new_email, "requested_at": _iso(c.created_at)}
                                     for c in changes],

@@ -31,12 +31,14 @@ from subscribers.models import (
     ConsentAction,
     ConsentEvent,
     Frequency,
+    MailList,
     Status,
     Subscriber,
     SubscriberCreate,
     SubscriberUpdate,
     Suppression,
     address_key,
+    consent_lists,
     email_hash,
     utcnow,
 )
@@ -46,6 +48,10 @@ MAX_KEYWORD_LENGTH = 100
 MAILS_PER_DAY = 3  # confirmation-type emails one address can be sent per 24 hours
 CHANGES_PER_DAY = 3  # address changes the subscriber at one address can ask for per 24 hours
 ADDRESS_WINDOW = timedelta(days=1)  # what both caps count over; AddressMail rows live as long
+# A second identical signup this soon after one that planned an email (a double-click on
+# Subscribe, a reload) plans no second email.
+REPEAT_WINDOW = timedelta(minutes=2)
+PROFILE_FIELDS = ("keywords", "frequency", "monthly", "timezone", "send_hour", "trending_only")
 
 
 class InvalidInput(ValueError):
@@ -60,6 +66,7 @@ class SignupOutcome(StrEnum):
     already = "already"  # known active address: a "you're already subscribed" email
     limited = "limited"  # this address had its emails for today: nothing sent
     quiet = "quiet"  # bounced or complained: we never mail it on a stranger's say-so
+    repeat = "repeat"  # the same signup again within REPEAT_WINDOW: the first email stands
 
 
 def normalize_email(raw: str) -> str:
@@ -139,10 +146,12 @@ def clean_profile(update: SubscriberUpdate) -> SubscriberUpdate:
 
 
 def record_consent(
-    *, session: Session, subscriber_id: int, action: ConsentAction, channel: str
+    *, session: Session, subscriber_id: int, action: ConsentAction, channel: str,
+    lists: Sequence[str] = (),
 ) -> None:
-    """Append to the consent trail."""
-    session.add(ConsentEvent(subscriber_id=subscriber_id, action=action, channel=channel))
+    """Append to the consent trail: what happened, how (channel), and to which lists."""
+    session.add(ConsentEvent(subscriber_id=subscriber_id, action=action, channel=channel,
+                             lists=",".join(lists)))
 
 
 def plan_account_mail(
@@ -220,13 +229,13 @@ def add_subscriber(
     )
     session.add(subscriber)
     session.flush()
-    if confirmed:
-        record_consent(
-            session=session,
-            subscriber_id=subscriber.id or 0,
-            action=ConsentAction.imported,
-            channel=channel,
-        )
+    record_consent(
+        session=session,
+        subscriber_id=subscriber.id or 0,
+        action=ConsentAction.imported if confirmed else ConsentAction.signup,
+        channel=channel,
+        lists=subscriber.lists(),
+    )
     return subscriber
 
 
@@ -269,10 +278,13 @@ def subscribe(
 ) -> SignupOutcome:
     """A web signup: a new address becomes pending with a confirmation email on its way.
 
-    A known address keeps its profile untouched (anyone can type anyone's address); its
-    owner gets a fresh confirmation or a reminder of their manage link instead. Either way
-    an address gets at most `mails_per_day` such emails a day, counted by address_key (under
-    `secret`, the newest signing key), so erasing a subscriber does not reset the count.
+    The newest signup's choices win for an address that gets no mail (pending, or gone):
+    its confirmation lists them, and confirming keeps them. An active reader's profile is
+    never changed on a stranger's say-so: their "already subscribed" email offers the new
+    choices as a button instead. The same signup again within REPEAT_WINDOW (a double-click)
+    plans no second email. Either way an address gets at most `mails_per_day` such emails a
+    day, counted by address_key (under `secret`, the newest signing key), so erasing a
+    subscriber does not reset the count.
     """
     email = normalize_email(subscriber_create.email)
     profile = clean_profile(SubscriberUpdate.model_validate(subscriber_create.model_dump()))
@@ -280,10 +292,10 @@ def subscribe(
     key = address_key(email, secret)
     spent = address_uses(session=session, key=key, use=AddressUse.confirm) >= mails_per_day
     new_id = _insert_pending(session, create, email)
+    lists = consent_lists(digest=True, monthly=create.monthly)
     if new_id is not None:
-        record_consent(
-            session=session, subscriber_id=new_id, action=ConsentAction.signup, channel="web"
-        )
+        record_consent(session=session, subscriber_id=new_id, action=ConsentAction.signup,
+                       channel="web", lists=lists)
         if spent:  # pending without an email: a signup tomorrow sends the confirmation
             return SignupOutcome.limited
         note_address_use(session=session, key=key, use=AddressUse.confirm)
@@ -292,14 +304,73 @@ def subscribe(
     known = session.exec(select(Subscriber).where(Subscriber.email == email)).one()
     if known.status in (Status.bounced, Status.complained):
         return SignupOutcome.quiet
+    sid = known.id or 0
+    wanted = _profile(create) | {"digest": True}
+    changed = _profile(known) | {"digest": known.digest} != wanted
+    if known.status == Status.active:
+        kind = AccountMail.already
+        payload: dict[str, Any] = {"proposal": wanted} if changed else {}
+    else:
+        kind, payload = AccountMail.confirm, {}
+        for name, value in wanted.items():  # the newest signup wins for an address not in use
+            setattr(known, name, value)
+        session.add(known)
+        record_consent(session=session, subscriber_id=sid, action=ConsentAction.signup,
+                       channel="web", lists=lists)
+        session.flush()
+    # Again the same (a double-click, a reload): the email on its way stands. For an active
+    # reader "the same" includes the offered choices, which the payload carries.
+    if (kind == AccountMail.already or not changed) and _planned_lately(session, sid, kind,
+                                                                          payload):
+        return SignupOutcome.repeat
     if spent:
         return SignupOutcome.limited
     note_address_use(session=session, key=key, use=AddressUse.confirm)
-    if known.status == Status.active:
-        plan_account_mail(session=session, subscriber_id=known.id or 0, kind=AccountMail.already)
-        return SignupOutcome.already
-    plan_account_mail(session=session, subscriber_id=known.id or 0, kind=AccountMail.confirm)
-    return SignupOutcome.resent
+    plan_account_mail(session=session, subscriber_id=sid, kind=kind, payload=payload)
+    return SignupOutcome.already if kind == AccountMail.already else SignupOutcome.resent
+
+
+def _profile(source: SubscriberCreate | Subscriber) -> dict[str, Any]:
+    """The choices a signup makes, comparable and JSON-ready (a ledger payload)."""
+    return {name: (value.value if isinstance(value, StrEnum) else value)
+            for name in PROFILE_FIELDS for value in [getattr(source, name)]}
+
+
+def _planned_lately(session: Session, subscriber_id: int, kind: AccountMail,
+                    payload: dict[str, Any]) -> bool:
+    """Whether this email, with this payload, was planned within REPEAT_WINDOW."""
+    rows = session.exec(select(ledger.Delivery.payload).where(
+        ledger.Delivery.subscriber_id == subscriber_id, ledger.Delivery.kind == kind.value,
+        col(ledger.Delivery.created_at) >= utcnow() - REPEAT_WINDOW))
+    return any((row or {}) == payload for row in rows)
+
+
+def proposal(*, session: Session, subscriber_id: int, delivery_id: int) -> dict[str, Any] | None:
+    """The choices a signup for an active address asked for, from the email that offers
+    them ("use these new keywords?"); None when that email is not this subscriber's."""
+    row = session.get(ledger.Delivery, delivery_id)
+    if row is None or row.subscriber_id != subscriber_id or row.kind != AccountMail.already:
+        return None
+    wanted = (row.payload or {}).get("proposal")
+    return dict(wanted) if isinstance(wanted, dict) else None
+
+
+def accept_proposal(*, session: Session, subscriber_id: int,
+                    delivery_id: int) -> Subscriber | None:
+    """The owner pressed "use these new keywords": the signup's choices replace theirs."""
+    wanted = proposal(session=session, subscriber_id=subscriber_id, delivery_id=delivery_id)
+    subscriber = session.get(Subscriber, subscriber_id)
+    if wanted is None or subscriber is None:
+        return None
+    update = clean_profile(SubscriberUpdate.model_validate(wanted))
+    for name, value in update.model_dump().items():
+        setattr(subscriber, name, value)
+    subscriber.digest = True
+    session.add(subscriber)
+    record_consent(session=session, subscriber_id=subscriber_id, action=ConsentAction.confirm,
+                   channel="email-link", lists=subscriber.lists())
+    session.flush()
+    return subscriber
 
 
 def _activate(
@@ -314,7 +385,8 @@ def _activate(
         delete(Suppression).where(col(Suppression.email_hash) == email_hash(subscriber.email))
     )
     record_consent(
-        session=session, subscriber_id=subscriber.id or 0, action=action, channel=channel
+        session=session, subscriber_id=subscriber.id or 0, action=action, channel=channel,
+        lists=subscriber.lists(),
     )
     session.flush()
     return subscriber
@@ -337,19 +409,38 @@ def resubscribe(*, session: Session, subscriber_id: int) -> Subscriber | None:
     return _activate(session, subscriber, action, "manage-link")
 
 
-def unsubscribe(*, session: Session, subscriber_id: int, channel: str = "web") -> Subscriber | None:
-    """No more mail; the profile stays so a change of mind is one click. Repeats are no-ops."""
+def unsubscribe(*, session: Session, subscriber_id: int, channel: str = "web",
+                mail_list: MailList | None = None) -> Subscriber | None:
+    """No more mail of `mail_list` (None: none at all). Repeats are no-ops.
+
+    Leaving the one list a reader still gets, or leaving while not active, is leaving
+    altogether: the profile stays so a change of mind is one click, and every confirmation
+    link sent before this moment is dead.
+    """
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None or subscriber.status == Status.unsubscribed:
         return subscriber
-    subscriber.status = Status.unsubscribed
-    subscriber.unsubscribed_at = utcnow()
+    other = {MailList.digest: subscriber.monthly, MailList.monthly: subscriber.digest}
+    on = {MailList.digest: subscriber.digest, MailList.monthly: subscriber.monthly}
+    if mail_list is not None and subscriber.status == Status.active and not on[mail_list]:
+        return subscriber  # already off that list
+    if mail_list is not None and subscriber.status == Status.active and other[mail_list]:
+        if mail_list == MailList.digest:
+            subscriber.digest = False
+        else:
+            subscriber.monthly = False
+        left = [mail_list.value]
+    else:
+        left = subscriber.lists()
+        subscriber.status = Status.unsubscribed
+        subscriber.unsubscribed_at = utcnow()
     session.add(subscriber)
     record_consent(
         session=session,
         subscriber_id=subscriber_id,
         action=ConsentAction.unsubscribe,
         channel=channel,
+        lists=left,
     )
     session.flush()
     return subscriber

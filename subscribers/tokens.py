@@ -65,7 +65,8 @@ def make_token(*, keys: list[str], purpose: Purpose, subscriber_id: int, extra: 
     return str(_serializer(keys, purpose).dumps(payload))
 
 
-def make_tokens(*, keys: list[str], purpose: Purpose, subscriber_ids: Sequence[int]) -> list[str]:
+def make_tokens(*, keys: list[str], purpose: Purpose, subscriber_ids: Sequence[int],
+                extra: str = "") -> list[str]:
     """`make_token` for many subscribers at once (a monthly issue's thousand recipients).
 
     The same tokens `dumps` makes (payload, timestamp, HMAC, each URL-safe base64), with the
@@ -73,6 +74,9 @@ def make_tokens(*, keys: list[str], purpose: Purpose, subscriber_ids: Sequence[i
     first token is read back through itsdangerous; if it disagrees, the library signs them all.
     """
     serializer = _serializer(keys, purpose)
+    if extra and not extra.replace(":", "").replace("-", "").isalnum():
+        raise ValueError(f"extra must be plain letters, digits, ':' and '-': {extra!r}")
+    tail = b',"%s"]' % extra.encode() if extra else b"]"
     signer = serializer.make_signer()
     assert isinstance(signer, TimestampSigner)  # what URLSafeTimedSerializer makes
     key = signer.derive_key()
@@ -80,16 +84,19 @@ def make_tokens(*, keys: list[str], purpose: Purpose, subscriber_ids: Sequence[i
     stamp = sep + base64_encode(int_to_bytes(signer.get_timestamp()))
     tokens = []
     for sid in subscriber_ids:
-        value = base64_encode(b"[%d]" % sid) + stamp  # compact JSON of [sid], never compressed
+        # Compact JSON of [sid] or [sid, extra], never compressed.
+        value = base64_encode(b"[%d" % sid + tail) + stamp
         tokens.append(
             (value + sep + base64_encode(hmac.digest(key, value, signer.digest_method))).decode()
         )
     try:
-        agrees = not tokens or serializer.loads(tokens[0]) == [subscriber_ids[0]]
+        agrees = not tokens or serializer.loads(tokens[0]) == (
+            [subscriber_ids[0], extra] if extra else [subscriber_ids[0]])
     except BadData:  # pragma: no cover - only if itsdangerous changed its format
         agrees = False
     if not agrees:  # pragma: no cover
-        return [signer.sign(serializer.dump_payload([sid])).decode() for sid in subscriber_ids]
+        return [make_token(keys=keys, purpose=purpose, subscriber_id=sid, extra=extra)
+                for sid in subscriber_ids]
     return tokens
 
 

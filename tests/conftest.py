@@ -101,7 +101,7 @@ def settings(var_dir: Path) -> Settings:
     )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_settings(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Settings]:
     """The same test on a SQLite file and on a fresh schema in the local PostgreSQL."""
     if request.param == "sqlite":

@@ -1,7 +1,8 @@
 """Real papers for ranking tests and bench/rank.py, as plain dataclasses (no database).
 
 The bundled sample corpus (digest/data/sample_corpus.atom) is read with the standard library so
-the ranking tests do not depend on the feed parsers; the "Daily Papers" seed page is the fallback.
+the ranking tests do not depend on the feed parsers; the "Daily Papers" seed page it was built
+from (a copy in tests/data/seeds, so no test reads outside the repository) is the fallback.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = ROOT / "digest" / "data" / "sample_corpus.atom"
-SEED_PAGE = Path("/work/shared/seeds/001_0a4e1afdd8f2084f.txt")
+SEED_PAGE = ROOT / "tests" / "data" / "seeds" / "001_0a4e1afdd8f2084f.txt"
 
 _ATOM = "{http://www.w3.org/2005/Atom}"
 _ID = re.compile(r"abs/(?P<id>[^\s/]+?)(?:v\d+)?$")

@@ -71,6 +71,7 @@ def test_the_signup_page_takes_an_internationalised_domain(settings: Settings) -
     assert _emails(settings) == {"ada@xn--bcher-kva.example"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("address", "why"), REFUSED[::2])
 def test_cli_subscribers_add_refuses_in_one_line(var_dir: Path, address: str, why: str) -> None:
     result = run(var_dir, "subscribers", "add", address, "--keywords", "TTS")

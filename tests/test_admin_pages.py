@@ -63,6 +63,8 @@ def test_csv_import_reports_bad_lines_and_adds_the_good_ones(migrated: Settings)
         assert added["ada@example.org"].keywords == ["speech synthesis", "TTS"]
         assert added["ada@example.org"].timezone == "Europe/Paris"
         assert added["erin@example.org"].monthly is False
+        assert added["frank@example.org"].monthly is False  # an empty column is not consent
+        assert added["ada@example.org"].monthly is True
         consent = session.exec(select(ConsentEvent)).all()
         assert {(c.action, c.channel) for c in consent} == {(ConsentAction.imported, "admin")}
         assert len(consent) == 3

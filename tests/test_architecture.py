@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
@@ -19,6 +20,7 @@ from workers.migrate import upgrade
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_dependencies_point_one_way() -> None:
     """digest <- emails <- subscribers <- workers, checked by import-linter."""
     lint_imports = shutil.which("lint-imports", path=str(Path(sys.executable).parent))

@@ -97,6 +97,7 @@ def digest_process(env: dict[str, str], cwd: Path, name: str, *args: str) -> sta
     return stack.CeleryProcess(list(args), env, cwd / f"{name}.log", cwd, program=(DIGEST,))
 
 
+@pytest.mark.slow
 def test_worker_and_beat_send_a_day_on_the_sqlite_broker(
     seeded: tuple[Settings, date], processes: list[stack.CeleryProcess], tmp_path: Path
 ) -> None:
@@ -138,6 +139,7 @@ def test_worker_and_beat_send_a_day_on_the_sqlite_broker(
 @pytest.mark.parametrize(
     "command", [["worker"], ["beat"], ["send", "daily", "--date", "2026-01-29"]]
 )
+@pytest.mark.slow
 def test_a_broker_that_cannot_start_is_one_line_and_a_failure(
     tmp_path: Path, command: list[str]
 ) -> None:

@@ -1,14 +1,18 @@
-"""The `digest` command, run as a user would: a real process, a fresh var/ directory."""
+"""The `digest` command with a fresh var/ directory: its logic in this process (Typer's
+CliRunner, `invoke`), and a few runs as a user would, in a real process (`run`)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
+from typer.testing import CliRunner
 
 from tests.subprocess_env import without_digest_settings
 
@@ -35,9 +39,41 @@ def run(
     )
 
 
+def invoke(
+    var_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`run` without the process: the same command, environment (DIGEST_ settings but
+    DIGEST_SEMANTIC dropped) and working directory, through Typer's CliRunner in this
+    interpreter, so no 4 s of start-up and imports per call. An exception the command lets
+    escape lands in stderr as a traceback, as it would from a process."""
+    from digest.settings import get_settings
+    from workers.cli import app
+
+    environment: dict[str, str | None] = {
+        key: None for key in os.environ if key.startswith("DIGEST_") and key != "DIGEST_SEMANTIC"
+    }
+    environment |= {
+        "DIGEST_VAR_DIR": str(var_dir),
+        "DIGEST_PUBLIC_URL": "http://digest.test",
+        **(env or {}),
+    }
+    cwd = Path.cwd()
+    os.chdir(var_dir.parent)
+    get_settings.cache_clear()  # read once per process: here, once per command
+    try:
+        result = CliRunner().invoke(app, list(args), env=environment)
+    finally:
+        get_settings.cache_clear()
+        os.chdir(cwd)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess([DIGEST, *args], result.exit_code, result.stdout, stderr)
+
+
 @pytest.fixture
 def stocked(var_dir: Path) -> Path:
-    result = run(var_dir, "ingest", "--sample")
+    result = invoke(var_dir, "ingest", "--sample")
     assert result.returncode == 0, result.stderr
     assert "337 added" in result.stdout
     return var_dir
@@ -54,19 +90,27 @@ def test_every_command_has_an_example_in_its_help(var_dir: Path) -> None:
         ["subscribers", "list"],
         ["send", "daily"],
     ):
-        result = run(var_dir, *command, "--help")
+        result = invoke(var_dir, *command, "--help")
         assert result.returncode == 0, result.stderr
         assert "Example:" in result.stdout, command
 
 
+@pytest.mark.slow
+def test_the_installed_command_starts_and_shows_help(var_dir: Path) -> None:
+    """Smoke: the console script itself, in a process of its own."""
+    result = run(var_dir, "ingest", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Example:" in result.stdout
+
+
 def test_db_upgrade_reports_the_revision(var_dir: Path) -> None:
-    result = run(var_dir, "db", "upgrade")
+    result = invoke(var_dir, "db", "upgrade")
     assert result.returncode == 0, result.stderr
     assert "revision 0001" in result.stdout or "revision 0" in result.stdout
 
 
 def test_ingesting_twice_adds_nothing_the_second_time(stocked: Path) -> None:
-    result = run(stocked, "ingest", "--sample", "--json")
+    result = invoke(stocked, "ingest", "--sample", "--json")
     report = json.loads(result.stdout)
     assert (report["added"], report["unchanged"]) == (0, 337)
 
@@ -81,14 +125,23 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(var_dir: Path, tmp_path: Path
         ["send", "daily", "--date", "yesterday"],
         ["subscribers", "add", "not-an-address", "--keywords", "tts"],
     ):
-        result = run(var_dir, *args)
+        result = invoke(var_dir, *args)
         assert result.returncode != 0, args
         assert "Traceback" not in result.stderr, args
         assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
 
 
+@pytest.mark.slow
+def test_a_process_exits_non_zero_with_one_line_on_bad_input(var_dir: Path) -> None:
+    """Smoke: the exit code and stderr a shell sees, from a real process."""
+    result = run(var_dir, "ingest", str(var_dir / "missing.xml"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 def test_rank_prints_json_best_first_with_what_matched(stocked: Path) -> None:
-    result = run(
+    result = invoke(
         stocked, "rank", "--keywords", "speech tokenizer, audio codec", "--limit", "5", "--json"
     )
     assert result.returncode == 0, result.stderr
@@ -103,28 +156,28 @@ def test_rank_prints_json_best_first_with_what_matched(stocked: Path) -> None:
 
 
 def test_rank_since_restricts_the_window(stocked: Path) -> None:
-    result = run(stocked, "rank", "--keywords", "TTS", "--since", "2026-01-20", "--json")
+    result = invoke(stocked, "rank", "--keywords", "TTS", "--since", "2026-01-20", "--json")
     rows = json.loads(result.stdout)
     assert rows and all(r["arxiv_id"].startswith(("2601.", "2512.", "25", "24")) for r in rows)
     everything = json.loads(
-        run(stocked, "rank", "--keywords", "TTS", "--limit", "500", "--json").stdout
+        invoke(stocked, "rank", "--keywords", "TTS", "--limit", "500", "--json").stdout
     )
     assert len(rows) < len(everything)
 
 
 def test_subscribers_add_and_list(stocked: Path) -> None:
-    added = run(
+    added = invoke(
         stocked, "subscribers", "add", "Ada@Example.org", "--keywords", "tts, prosody", "--json"
     )
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["email"] == "ada@example.org"
-    again = run(stocked, "subscribers", "add", "ada@example.org", "--keywords", "tts")
+    again = invoke(stocked, "subscribers", "add", "ada@example.org", "--keywords", "tts")
     assert again.returncode == 1 and "already" in again.stderr
-    nothing = run(stocked, "subscribers", "add", "bob@example.org")
+    nothing = invoke(stocked, "subscribers", "add", "bob@example.org")
     assert nothing.returncode == 1 and "at least one keyword" in nothing.stderr
-    trending = run(stocked, "subscribers", "add", "cy@example.org", "--trending-only", "--json")
+    trending = invoke(stocked, "subscribers", "add", "cy@example.org", "--trending-only", "--json")
     assert trending.returncode == 0, trending.stderr
-    listed = json.loads(run(stocked, "subscribers", "list", "--json").stdout)
+    listed = json.loads(invoke(stocked, "subscribers", "list", "--json").stdout)
     assert [(s["email"], s["keywords"], s["trending_only"]) for s in listed] == [
         ("ada@example.org", ["tts", "prosody"], False),
         ("cy@example.org", [], True),
@@ -132,13 +185,13 @@ def test_subscribers_add_and_list(stocked: Path) -> None:
 
 
 def test_send_daily_dry_run_writes_nothing(stocked: Path) -> None:
-    run(stocked, "subscribers", "add", "ada@example.org", "--keywords", "TTS, speech synthesis")
-    dry = json.loads(run(stocked, "send", "daily", "--dry-run", "--json").stdout)
+    invoke(stocked, "subscribers", "add", "ada@example.org", "--keywords", "TTS, speech synthesis")
+    dry = json.loads(invoke(stocked, "send", "daily", "--dry-run", "--json").stdout)
     assert dry["dry_run"] and dry["digests"][0]["papers"] > 0 and dry["sent"] == 0
     assert not (stocked / "outbox").exists() or not list((stocked / "outbox").glob("*.eml"))
-    real = json.loads(run(stocked, "send", "daily", "--json").stdout)
+    real = json.loads(invoke(stocked, "send", "daily", "--json").stdout)
     assert real["planned"] == 1 and real["sent"] == 1
-    again = json.loads(run(stocked, "send", "daily", "--json").stdout)
+    again = json.loads(invoke(stocked, "send", "daily", "--json").stdout)
     assert again["planned"] == 0 and again["sent"] == 0 and again["already_planned"] == 1
     assert len(list((stocked / "outbox").glob("*.eml"))) == 1
 
@@ -152,9 +205,9 @@ def test_trending_stores_a_day_and_reports_a_broken_api_in_one_line(
         json.dumps(DAILY), content_type="application/json")
     httpserver.expect_request("/broken/daily_papers").respond_with_data("<html>oops</html>")
     env = {"DIGEST_TRENDING_URL": httpserver.url_for("/api/daily_papers")}
-    result = run(stocked, "trending", "--date", DAY.isoformat(), "--json", env=env)
+    result = invoke(stocked, "trending", "--date", DAY.isoformat(), "--json", env=env)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["scores_added"] == len({i["paper"]["id"] for i in DAILY})
-    broken = run(stocked, "trending", "--date", DAY.isoformat(),
+    broken = invoke(stocked, "trending", "--date", DAY.isoformat(),
                  env={"DIGEST_TRENDING_URL": httpserver.url_for("/broken/daily_papers")})
     assert broken.returncode == 1 and len(broken.stderr.strip().splitlines()) == 1

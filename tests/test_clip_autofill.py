@@ -113,7 +113,7 @@ def test_arxiv_paper_from_the_api_then_from_the_store(api: Settings,
     assert clip.suggested_section == "Speech & Audio"
     assert {"TTS", "NAR", "Diffusion"} <= set(clip.suggested_tags)
     assert missing.autofill == AutofillState.failed
-    assert missing.title == missing.url
+    assert missing.title == "arXiv 2604.99999"  # from the address, not the raw url
     assert missing.autofill_error == "arXiv has no paper 2604.99999"
     assert (report.filled, report.failed) == (1, 1)
 
@@ -145,7 +145,7 @@ def test_arxiv_api_failure_is_recorded_not_raised(migrated: Settings,
         saved = session.exec(select(Clip)).one()
     assert saved.autofill == AutofillState.failed
     assert saved.autofill_error == "arXiv API: HTTP 503"
-    assert saved.title == "https://arxiv.org/abs/2604.00001"
+    assert saved.title == "arXiv 2604.00001"
 
 
 @pytest.fixture
@@ -197,7 +197,7 @@ def test_page_titles_and_failures(api: Settings, pages: HTTPServer) -> None:
         clip = clips[name]
         assert clip.autofill == AutofillState.failed, name
         assert clip.autofill_error == f"{urls[name]}: {reason}"
-        assert clip.title == clip.url
+        assert clip.title == name.removesuffix(".pdf").capitalize()  # from the path
 
 
 def test_parse_page_prefers_og_title_and_reads_links() -> None:

@@ -122,6 +122,7 @@ def test_overrides_survive_suggestions_and_ordering(migrated: Settings) -> None:
 
 
 # SQLite serialises whole transactions; the race needs PostgreSQL's row-level locking.
+@pytest.mark.postgres
 @pytest.mark.parametrize("db_settings", ["postgres"], indirect=True)
 def test_two_saves_at_the_same_moment_make_one_clip(migrated: Settings) -> None:
     """Session B inserts while A's uncommitted row holds the key: B merges once A commits."""

@@ -82,6 +82,7 @@ def timed(var_dir: Path, *args: str, env: dict[str, str]) -> tuple[float, str, i
     return time.monotonic() - started, result.stderr, result.returncode, result.stdout
 
 
+@pytest.mark.slow
 def test_a_listing_that_never_ends_is_read_up_to_the_byte_cap(var_dir: Path, hostile: str
                                                                ) -> None:
     took, stderr, code, _ = timed(var_dir, "ingest", f"{hostile}/rss/endless", env={})
@@ -90,6 +91,7 @@ def test_a_listing_that_never_ends_is_read_up_to_the_byte_cap(var_dir: Path, hos
     assert Hostile.sent["/rss/endless"] < 40 * 2**20  # it stopped reading, the server noticed
 
 
+@pytest.mark.slow
 def test_a_listing_that_drips_is_read_up_to_the_time_cap(var_dir: Path, hostile: str) -> None:
     # Each byte comes well within the 2 s per read, even on a loaded machine (1 s was not).
     env = {"DIGEST_HTTP_TIMEOUT_SECONDS": "2"}
@@ -98,6 +100,7 @@ def test_a_listing_that_drips_is_read_up_to_the_time_cap(var_dir: Path, hostile:
     assert took < 30
 
 
+@pytest.mark.slow
 def test_trending_and_the_arxiv_api_are_capped_too(var_dir: Path, hostile: str) -> None:
     env = {"DIGEST_TRENDING_URL": f"{hostile}/daily_papers",
            "DIGEST_ARXIV_API_URL": f"{hostile}/api/query"}
@@ -108,6 +111,7 @@ def test_trending_and_the_arxiv_api_are_capped_too(var_dir: Path, hostile: str) 
     assert took < 30
 
 
+@pytest.mark.slow
 def test_a_clip_page_that_never_ends_still_gives_its_title(var_dir: Path, hostile: str) -> None:
     env = {"DIGEST_CLIP_FETCH_TIMEOUT_SECONDS": "1"}
     took, stderr, code, stdout = timed(var_dir, "clip", "add", f"{hostile}/page/drip",
@@ -124,6 +128,7 @@ def _entry(n: int, title: str, abstract: str, comment: str, authors: list[str]) 
             f'<category term="cs.SD"/>{names}</entry>')
 
 
+@pytest.mark.slow
 def test_over_long_fields_are_cut_on_ingest_and_reported(var_dir: Path, tmp_path: Path) -> None:
     huge = _entry(1, "Speech " * 300_000, "x" * 50_000, "c" * 5_000,
                   [f"Author {n}" for n in range(3_000)] + ["N" * 1_000])

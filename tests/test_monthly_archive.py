@@ -19,7 +19,7 @@ def _issue(settings: Settings, month: str, *, send: bool, hostile: bool = False)
         clips = sample_clips(month)
         if hostile:
             clips.append(
-                clip(month, n=77, kind=ClipKind.highlight, title=HOSTILE, note=HOSTILE,
+                clip(month, n=77, kind=ClipKind.highlight, title=HOSTILE, summary=HOSTILE,
                      links={"code": "javascript:alert(1)", "demo": "https://ok.example/d"})
             )  # fmt: skip
         session.add_all(clips)

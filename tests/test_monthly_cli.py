@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from digest.db import session_scope
@@ -17,6 +18,7 @@ from workers.migrate import upgrade
 KEYS = {"DIGEST_SECRET_KEYS": "test-secret-newest,test-secret-older"}
 
 
+@pytest.mark.slow
 def test_draft_preview_approve_send(settings: Settings, var_dir: Path, tmp_path: Path) -> None:
     upgrade(settings)
     with session_scope(settings.sqlalchemy_url) as session:

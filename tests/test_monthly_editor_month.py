@@ -85,7 +85,7 @@ def test_an_editors_month(migrated: Settings, fake_sendgrid: FakeSendGrid) -> No
         update_clip(session=session, clip_id=first.id or 0, changes={"section": moved_to})
         update_clip(session=session, clip_id=second.id or 0,
                     changes={"tags": ["Speech Tokenization"], "kind": ClipKind.highlight,
-                             "note": "Written up by the editor."})
+                             "summary": "Written up by the editor."})
         # Re-sorting later never undoes the editor.
         enrich_clips(session=session, settings=settings, clips=clips, fetch=False)
     with session_scope(settings.sqlalchemy_url) as session:

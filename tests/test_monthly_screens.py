@@ -39,7 +39,7 @@ def full_issue() -> list[Clip]:
     for n in range(9):
         clips.append(clip(
             n=n, kind=ClipKind.highlight, title=f"Highlight {n + 1}: a very capable open model",
-            note="\n\n".join([SENTENCE * 3] * 3), explainer=SENTENCE * 2,
+            summary="\n\n".join([SENTENCE * 3] * 3), explainer=SENTENCE * 2,
             suggested_tags=list(TAGS[n % 3 : n % 3 + 4]),
             links={"code": f"https://github.com/lab/model{n}", "demo": "https://example.org/d",
                    "weights": "https://huggingface.co/lab/m"}))  # fmt: skip
@@ -51,7 +51,8 @@ def full_issue() -> list[Clip]:
     for n in range(36):
         clips.append(clip(
             n=200 + n, kind=ClipKind.link, title=f"Resource {n + 1}",
-            url=f"https://example.org/r{n}", note=SENTENCE[:140], topic=TOPICS[n % 3]))  # fmt: skip
+            url=f"https://example.org/r{n}", summary=SENTENCE[:140],
+            topic=TOPICS[n % 3]))  # fmt: skip
     return clips
 
 

@@ -195,6 +195,7 @@ def test_a_send_run_survives_addresses_it_cannot_send_to(
     assert sorted(mailbox.accepted) == good  # nothing went to evil.example
 
 
+@pytest.mark.slow
 def test_a_message_that_kills_its_sender_is_quarantined_and_the_rest_go_out(
     tmp_path: Path, smtp: tuple[Mailbox, int]
 ) -> None:

@@ -392,6 +392,7 @@ def naive_rank(
     return [Match(arxiv_id=r[2], score=r[3], matched=r[4]) for r in rows[:limit]]
 
 
+@pytest.mark.slow
 def test_the_sparse_pass_equals_a_naive_loop(index: PaperIndex, corpus: list[SimplePaper]) -> None:
     rng = random.Random(7)
     words = vocabulary(corpus)

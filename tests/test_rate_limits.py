@@ -148,6 +148,7 @@ def digest_servers(var_dir: Path, count: int, *, env: dict[str, str],
         yield ports
 
 
+@pytest.mark.slow
 def test_two_web_processes_share_one_budget_in_redis(var_dir: Path, redis_url: str) -> None:
     """The broker names Redis, so the limits count there: 3 signups per client in all, not
     3 per process."""
@@ -228,6 +229,7 @@ def test_a_redis_that_stops_answering_falls_back_to_memory_with_one_log_line(
 # --- the proxy setting ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_proxy_setting_decides_whose_bucket_a_request_counts_in(var_dir: Path) -> None:
     """A proxy at 127.0.0.2 (not this host's 127.0.0.1): by default its X-Forwarded-For is not
     believed and every reader shares its bucket; named in --forwarded-allow-ips, each reader
@@ -254,6 +256,7 @@ def test_the_proxy_setting_decides_whose_bucket_a_request_counts_in(var_dir: Pat
         assert via(trusting, f"{random_64()}::1") == [303]  # another /64
 
 
+@pytest.mark.slow
 def test_serve_help_documents_the_proxy_setting() -> None:
     result = subprocess.run([DIGEST, "serve", "--help"], capture_output=True, text=True,
                             env={**os.environ, "COLUMNS": "200"}, timeout=60)

@@ -16,6 +16,7 @@ from emails.render import (
     emphasise,
     render_daily,
     short_authors,
+    short_date,
     shorten,
 )
 
@@ -162,7 +163,9 @@ def test_missing_authors_and_comment_leave_no_empty_lines() -> None:
     assert "et al." not in message.text
     assert "ICASSP" not in message.html and "ICASSP" not in message.text
     title_line = next(i for i, line in enumerate(message.text.splitlines()) if paper.title in line)
-    assert message.text.splitlines()[title_line + 1].strip() == "cs.SD · eess.AS · cs.CL"
+    lines = message.text.splitlines()
+    following = [line.strip() for line in lines[title_line + 1 : title_line + 3]]
+    assert following == [f"Announced {short_date(paper.announced_on)}", "cs.SD · eess.AS · cs.CL"]
 
 
 HOSTILE_TITLE = "<script>alert(1)</script> \u202etxt.exe Speech"
@@ -288,3 +291,14 @@ def test_a_pick_found_by_meaning_says_close_to_and_is_not_highlighted() -> None:
     html = " ".join(" ".join(parse(message.html).text).split())
     assert "Matched: speech emotion; close to: voice conversion" in html
     assert "<mark" not in message.html.split("voice conversion", 1)[0][-40:]
+
+
+def test_a_pick_found_by_meaning_alone_says_close_to() -> None:
+    paper = make_paper(2, title="Recognising how speakers feel", abstract="Affect from voices.")
+    pick = Pick(paper=paper, score=3.0, matched=("voice conversion",),
+                close_to=("voice conversion",))
+    digest = DailyDigest(day=DAY, keywords=("voice conversion",),
+                         sections=(Section(keyword="voice conversion", picks=(pick,)),))
+    message = render(digest)
+    assert "Close to: voice conversion" in " ".join(message.text.split())
+    assert "Matched:" not in message.text

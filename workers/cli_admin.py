@@ -8,8 +8,6 @@ from typing import Annotated
 
 import typer
 
-from subscribers.web.admin.passwords import hash_password
-
 admin_app = typer.Typer(help="The admin pages (/admin).", no_args_is_help=True)
 
 
@@ -23,6 +21,8 @@ def hash_password_command(
     Example: digest admin hash-password   (then DIGEST_ADMIN_PASSWORD='scrypt$16384$8$1$...')
     Example: printf %s "$PW" | digest admin hash-password --stdin
     """
+    from subscribers.web.admin.passwords import hash_password
+
     if stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:

@@ -1,31 +1,26 @@
-"""`digest clip ...`: the editor saves, imports, lists and re-sorts the month's links."""
+"""`digest clip ...`: the editor saves, imports, lists and re-sorts the month's links.
+
+The clippings and database modules are imported inside the commands: `digest --help` and
+every other command must not pay for them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
-from digest.clippings.enrich import EnrichReport, suggest_month
-from digest.clippings.imports import import_clips
-from digest.clippings.models import Clip
-from digest.clippings.sorting import Suggestion
-from digest.clippings.store import (
-    add_clip,
-    check_month,
-    clip_json,
-    current_month,
-    enrich_clips,
-    list_clips,
-)
-from digest.db import session_scope
-from workers.cli_support import command_errors, emit_json, ready
+from workers.cli_support import command_errors, emit_json, parse_month, progress_bar, ready
+
+if TYPE_CHECKING:
+    from digest.clippings.enrich import EnrichReport
+    from digest.clippings.models import Clip
+    from digest.clippings.sorting import Suggestion
 
 clip_app = typer.Typer(help="The editor's clippings: links saved through the month.",
                        no_args_is_help=True)
@@ -36,6 +31,8 @@ MAX_FILE = 20 * 1024 * 1024
 
 def clip_with_reasons(clip: Clip, suggestion: Suggestion | None = None) -> dict[str, Any]:
     """A clip as JSON, with why it was sorted where it was when the suggestion is at hand."""
+    from digest.clippings.store import clip_json
+
     data = clip_json(clip)
     if suggestion is not None:
         data["why"] = {
@@ -66,7 +63,8 @@ def add(
     note: Annotated[str, typer.Option(help="Your note about it.")] = "",
     tags: Annotated[str, typer.Option(help="Comma-separated tags (your override).")] = "",
     highlight: Annotated[bool, typer.Option(help="Mark it as one of the highlights.")] = False,
-    month: Annotated[str | None, typer.Option(help="Issue month YYYY-MM (default: now).")] = None,
+    month: Annotated[str | None, typer.Option(metavar="YYYY-MM",
+                                              help="Issue month YYYY-MM (default: now).")] = None,
     fetch: Annotated[bool, typer.Option(help="Fetch titles and abstracts (--no-fetch: offline).")]
     = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the clip as JSON.")] = False,
@@ -75,6 +73,11 @@ def add(
 
     Example: digest clip add https://arxiv.org/pdf/2604.01234v2 --note "strong baseline" --tags TTS
     """
+    from digest.clippings.store import add_clip, enrich_clips
+    from digest.db import session_scope
+
+    if month is not None:
+        parse_month(month)
     settings = ready()
     with session_scope(settings.sqlalchemy_url) as session:
         result = add_clip(session=session, url=url, note=note, tags=tags or None,
@@ -98,6 +101,7 @@ def import_file(
     file: Annotated[Path, typer.Argument(help="Bookmarks HTML export, CSV with a url column, "
                                          "or one url per line.")],
     month: Annotated[str | None, typer.Option(
+        metavar="YYYY-MM",
         help="Put every link in this month YYYY-MM (default: each bookmark's own month).")] = None,
     fetch: Annotated[bool, typer.Option(help="Fetch titles and abstracts (--no-fetch: offline).")]
     = True,
@@ -107,8 +111,14 @@ def import_file(
 
     Example: digest clip import ~/bookmarks.html --month 2026-04
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from digest.clippings.imports import import_clips
+    from digest.clippings.store import enrich_clips
+    from digest.db import session_scope
+
     if month is not None:
-        check_month(month)
+        parse_month(month)
     try:
         if file.stat().st_size > MAX_FILE:
             raise ValueError(f"{file}: larger than {MAX_FILE // 2**20} MB")
@@ -130,11 +140,13 @@ def import_file(
         raise typer.Exit(1) from None
     # Titles are fetched after the import is committed: a writer waiting on the network
     # would hold up the server's writes on SQLite.
-    with session_scope(settings.sqlalchemy_url) as session:
+    with session_scope(settings.sqlalchemy_url) as session, progress_bar(
+        "autofilling" if fetch else "filling in offline", len(report.clips)
+    ) as advance:
         for clip in report.clips:
             session.add(clip)
         enriched = enrich_clips(session=session, settings=settings, clips=report.clips,
-                                fetch=fetch)
+                                fetch=fetch, progress=advance)
     failed = sorted(enriched.errors.items())
     if as_json:
         emit_json({"format": report.format, "added": report.added, "merged": report.merged,
@@ -161,13 +173,19 @@ def import_file(
 @clip_app.command("list")
 @command_errors
 def list_command(
-    month: Annotated[str | None, typer.Option(help="Issue month YYYY-MM (default: now).")] = None,
+    month: Annotated[str | None, typer.Option(metavar="YYYY-MM",
+                                              help="Issue month YYYY-MM (default: now).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A month's clips by section, with suggestions beside your overrides.
 
     Example: digest clip list --month 2026-04 --json
     """
+    from digest.clippings.store import clip_json, current_month, list_clips
+    from digest.db import session_scope
+
+    if month is not None:
+        parse_month(month)
     settings = ready()
     with session_scope(settings.sqlalchemy_url) as session:
         clips = list_clips(session=session, month=month or current_month())
@@ -193,14 +211,18 @@ def list_command(
 @clip_app.command("suggest")
 @command_errors
 def suggest_command(
-    month: Annotated[str, typer.Option(help="Issue month YYYY-MM.")],
+    month: Annotated[str, typer.Option(metavar="YYYY-MM", help="Issue month YYYY-MM.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Re-run section, tag and highlight suggestions for a month (your overrides stay).
 
     Example: digest clip suggest --month 2026-04
     """
-    month = check_month(month)
+    from digest.clippings.enrich import suggest_month
+    from digest.clippings.store import list_clips
+    from digest.db import session_scope
+
+    month = parse_month(month)
     settings = ready()
     with session_scope(settings.sqlalchemy_url) as session:
         suggestions = suggest_month(session=session, settings=settings, month=month)

@@ -1,6 +1,7 @@
 """`digest monthly ...`: the editor's issue from the command line (draft, preview, approve, send).
 
-Every command migrates first, prints one clear line on bad input and exits 1.
+Every command migrates first, prints one clear line on bad input and exits 1. The issue and
+database modules are imported inside the commands, so `digest --help` stays instant.
 """
 
 from __future__ import annotations
@@ -11,41 +12,29 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from sqlalchemy import func
-from sqlmodel import Session, col, or_, select
 
-from digest.clippings.issue import (
-    approve_issue,
-    check_month,
-    draft_issue,
-    get_issue,
-    list_issues,
-    reopen_issue,
-)
-from digest.clippings.models import IssueStatus, MonthlyIssue
-from digest.db import session_scope
-from digest.settings import Settings
-from emails.transports import make_transport
-from emails.transports.outbox import write_index
-from subscribers import ledger
-from subscribers.models import utcnow
-from subscribers.monthly import KIND, eligible_subscriber_ids, plan_monthly, preview_email
-from workers import broadcast
-from workers.cli_support import command_errors, ready
+from workers.cli_support import command_errors, parse_month, ready
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from digest.clippings.models import MonthlyIssue
+    from digest.settings import Settings
 
 app = typer.Typer(help="The monthly clippings issue.", no_args_is_help=True)
 F = TypeVar("F", bound=Callable[..., Any])
-Month = Annotated[str, typer.Option("--month", help="The issue's month, YYYY-MM.")]
+Month = Annotated[str, typer.Option("--month", metavar="YYYY-MM",
+                                    help="The issue's month, YYYY-MM.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 GMAIL_CLIPS_AT = 100_000  # bytes of HTML; Gmail hides the rest of a message past ~102 KB
 
 
 def _ready(month: str | None = None) -> Settings:
     if month is not None:
-        check_month(month)  # before touching the database
+        parse_month(month)  # before touching the database
     return ready()
 
 
@@ -94,6 +83,9 @@ def draft(
     if intro is not None and intro_file is not None:
         raise ValueError("give --intro or --intro-file, not both")
     text = intro_file.read_text(encoding="utf-8") if intro_file else intro
+    from digest.clippings.issue import draft_issue
+    from digest.db import session_scope
+
     settings = _ready(month)
     with session_scope(settings.sqlalchemy_url) as session:
         summary = _summary(draft_issue(session=session, month=month, intro=text, title=title))
@@ -112,6 +104,10 @@ def preview(
     A draft shows the clips as they are now; an approved or sent issue its frozen content.
     Example: digest monthly preview --month 2026-04 --out /tmp/preview
     """
+    from digest.clippings.issue import get_issue
+    from digest.db import session_scope
+    from subscribers.monthly import preview_email
+
     settings = _ready(month)
     with session_scope(settings.sqlalchemy_url) as session:
         issue = get_issue(session=session, month=month)
@@ -138,6 +134,9 @@ def approve(month: Month, as_json: AsJson = False) -> None:
 
     Example: digest monthly approve --month 2026-04
     """
+    from digest.clippings.issue import approve_issue
+    from digest.db import session_scope
+
     settings = _ready(month)
     with session_scope(settings.sqlalchemy_url) as session:
         summary = _summary(approve_issue(session=session, month=month))
@@ -151,6 +150,9 @@ def reopen(month: Month, as_json: AsJson = False) -> None:
 
     Example: digest monthly reopen --month 2026-04
     """
+    from digest.clippings.issue import reopen_issue
+    from digest.db import session_scope
+
     settings = _ready(month)
     with session_scope(settings.sqlalchemy_url) as session:
         summary = _summary(reopen_issue(session=session, month=month))
@@ -170,6 +172,12 @@ def send(
     Without --wait the rows wait for `digest serve` or the Celery workers.
     Example: digest monthly send --month 2026-04 --dry-run
     """
+    from digest.clippings.issue import get_issue
+    from digest.clippings.models import IssueStatus
+    from digest.db import session_scope
+    from subscribers import ledger
+    from subscribers.monthly import KIND, eligible_subscriber_ids, plan_monthly
+
     settings = _ready(month)
     with session_scope(settings.sqlalchemy_url) as session:
         issue = get_issue(session=session, month=month)
@@ -194,6 +202,11 @@ def send(
 
 def _deliver(settings: Settings, month: str) -> dict[str, Any]:
     """Send inline on the embedded default; with a broker, start the workers and wait."""
+    from digest.db import session_scope
+    from emails.transports import make_transport
+    from emails.transports.outbox import write_index
+    from workers import broadcast
+
     if not settings.broker_url:
         report = broadcast.send_all(settings=settings, transport=make_transport(settings))
         if settings.mail_backend == "outbox":
@@ -214,6 +227,13 @@ def _deliver(settings: Settings, month: str) -> dict[str, Any]:
 
 def _due_now(session: Session, month: str) -> int:
     """The month's rows being sent, or waiting and due now."""
+    from sqlalchemy import func
+    from sqlmodel import col, or_, select
+
+    from subscribers import ledger
+    from subscribers.models import utcnow
+    from subscribers.monthly import KIND
+
     row = ledger.Delivery
     query = (
         select(func.count())
@@ -238,6 +258,9 @@ def list_command(as_json: AsJson = False) -> None:
 
     Example: digest monthly list --json
     """
+    from digest.clippings.issue import list_issues
+    from digest.db import session_scope
+
     settings = _ready()
     with session_scope(settings.sqlalchemy_url) as session:
         items = [_summary(issue) for issue in list_issues(session=session)]

@@ -38,6 +38,7 @@ class PlanReport:
     already_planned: int = 0
     nothing_relevant: int = 0
     previews: list[tuple[str, int]] = field(default_factory=list)  # (email, papers) per digest
+    papers: dict[str, list[str]] = field(default_factory=dict)  # email -> arXiv ids, best first
 
     def add(self, other: PlanReport) -> None:
         self.due += other.due
@@ -45,6 +46,7 @@ class PlanReport:
         self.already_planned += other.already_planned
         self.nothing_relevant += other.nothing_relevant
         self.previews.extend(other.previews)
+        self.papers.update(other.papers)
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,7 @@ def plan_slot(
             report.nothing_relevant += 1  # never an empty digest
             continue
         report.previews.append((subscriber.email, len(matches)))
+        report.papers[subscriber.email] = [m.arxiv_id for m in matches]
         payload: dict[str, object] = {
             "day": slot.day.isoformat(),
             "matches": [match_json(m) for m in matches],

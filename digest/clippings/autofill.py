@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from digest.clippings.models import AutofillState, Clip, ClipKind
 from digest.clippings.summary import draft_summary
+from digest.clippings.titles import guessed_title, title_from_url
 from digest.clippings.urls import related_kind, related_links
 from digest.papers import PaperIn, papers_by_id
 from digest.sources.arxiv_api import ApiClient, result_to_paper
@@ -110,8 +111,11 @@ def paper_facts(
 def _fail(clip: Clip, reason: str) -> None:
     clip.autofill = AutofillState.failed
     clip.autofill_error = reason[:MAX_ERROR]
-    if not clip.title:
-        clip.title = clip.url  # the url stands in for the title until someone fixes it
+    if not clip.title or clip.title == clip.url:
+        # A title read from the address stands in until someone fixes it (the issue page
+        # lists it among what the editor still has to write).
+        clip.title = title_from_url(clip.url, clip.arxiv_id)
+    _add_links(clip, related_links([clip.note], own_url=clip.url))  # found without a network
 
 
 def _add_links(clip: Clip, found: dict[str, str]) -> None:
@@ -126,7 +130,7 @@ def _placeholder_title(clip: Clip) -> bool:
     """No title, the url, or a browser's tab title for the paper ('[2604.01234] ...')."""
     title = clip.title.strip()
     return (
-        not title or title == clip.url or title.startswith("Paper page - ")
+        guessed_title(clip) or title.startswith("Paper page - ")
         or bool(clip.arxiv_id and clip.arxiv_id in title)
     )
 
@@ -173,7 +177,7 @@ def fill_page(clip: Clip, page: PageInfo | str) -> None:
     if not page.title:
         _fail(clip, f"{clip.url}: the page has no title")
         return
-    if not clip.title or clip.title == clip.url:
+    if guessed_title(clip):
         clip.title = page.title
     if clip.kind != ClipKind.link and not clip.abstract and page.description:
         clip.abstract = page.description  # OpenReview puts the abstract in og:description
@@ -201,7 +205,7 @@ def autofill_clips(
             if found is not None:
                 fill_paper(clip, found)
             elif not fetch:
-                clip.title = clip.title or clip.url
+                _offline(clip)
             else:
                 _fail(clip, api_error or f"arXiv has no paper {clip.arxiv_id}")
             session.add(clip)
@@ -212,5 +216,13 @@ def autofill_clips(
         if fetch:
             fill_page(clip, pages[clip.url])
         else:
-            clip.title = clip.title or clip.url
+            _offline(clip)
         session.add(clip)
+
+
+def _offline(clip: Clip) -> None:
+    """No network: a title from the address and the links the note names; still pending, so
+    a later autofill with the network fills in the rest."""
+    if not clip.title or clip.title == clip.url:
+        clip.title = title_from_url(clip.url, clip.arxiv_id)
+    _add_links(clip, related_links([clip.note], own_url=clip.url))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import func
@@ -14,6 +14,8 @@ from digest.clippings.models import AutofillState, Clip
 from digest.clippings.sorting import Suggestion, apply_suggestion, suggest
 from digest.settings import Settings
 from digest.trending import TrendingScore
+
+AUTOFILL_BATCH = 100  # clips autofilled per step: one arXiv API request's worth of ids
 
 
 @dataclass
@@ -62,14 +64,23 @@ def suggest_clips(
 
 
 def enrich(
-    *, session: Session, settings: Settings, clips: Sequence[Clip], fetch: bool = True
+    *, session: Session, settings: Settings, clips: Sequence[Clip], fetch: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> EnrichReport:
-    """Autofill the clips (network only when fetch), then suggest section, tags and highlight."""
+    """Autofill the clips (network only when fetch), then suggest section, tags and highlight;
+    `progress(n)` hears of every batch of n clips autofilled (an import of thousands)."""
     session.flush()  # new clips need their ids and must be visible to the month's query
-    autofill_clips(
-        session=session, clips=clips, api_url=settings.arxiv_api_url,
-        timeout=settings.clip_fetch_timeout_seconds, fetch=fetch,
-    )
+    # One write at the end, none between batches: on SQLite a write would hold the database's
+    # lock while the next batch waits on the network.
+    with session.no_autoflush:
+        for start in range(0, len(clips), AUTOFILL_BATCH):
+            batch = clips[start:start + AUTOFILL_BATCH]
+            autofill_clips(
+                session=session, clips=batch, api_url=settings.arxiv_api_url,
+                timeout=settings.clip_fetch_timeout_seconds, fetch=fetch,
+            )
+            if progress is not None:
+                progress(len(batch))
     session.flush()
     report = EnrichReport()
     for clip in clips:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from digest.clippings.models import Clip, ClipKind, IssueStatus, MonthlyIssue
+from digest.clippings.models import AutofillState, Clip, ClipKind, IssueStatus, MonthlyIssue
+from digest.clippings.titles import guessed_title
 
 CONFIG = Path(__file__).resolve().parents[1] / "data" / "clippings.toml"
 # The one place the default section order lives (digest/data/clippings.toml overrides it).
@@ -94,12 +96,57 @@ def _title(clip: Clip) -> str:
     return clip.title.strip() or clip.url
 
 
+# The note is the editor's private aside ("...; must read"): it never reaches readers. The
+# public write-up of every kind of clip is its summary (autofilled, then edited).
+def public_text(clip: Clip) -> str:
+    """What readers see of a clip: its summary, never its note."""
+    return clip.summary.strip()
+
+
+@dataclass(frozen=True)
+class ToWrite:
+    """A clip the editor still has to write for: what is missing, in the editor's words."""
+
+    clip_id: int | None
+    title: str
+    url: str
+    problems: tuple[str, ...]
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split()).casefold().strip(" .;:!")
+
+
+def copied_from_note(clip: Clip) -> bool:
+    """The public write-up repeats the private note (pasted in, or the note is all it says)."""
+    note, summary = _squash(clip.note), _squash(clip.summary)
+    return bool(note and summary and (note == summary or len(note) >= 12 and note in summary))
+
+
+def to_write(clips: list[Clip]) -> list[ToWrite]:
+    """What the editor still has to write before the issue reads well, clip by clip."""
+    todo = []
+    for clip in clips:
+        problems = []
+        if guessed_title(clip):
+            problems.append("title guessed from the address: check it")
+        if not public_text(clip):
+            problems.append("no public write-up: write its summary (the note stays private)")
+        elif copied_from_note(clip):
+            problems.append("the summary repeats your private note: rewrite it for readers")
+        if clip.autofill == AutofillState.failed and clip.autofill_error:
+            problems.append(f"autofill failed ({clip.autofill_error[:120]})")
+        if problems:
+            todo.append(ToWrite(clip.id, _title(clip), clip.url, tuple(problems)))
+    return todo
+
+
 def _highlight(clip: Clip) -> dict[str, Any]:
     return {
         "title": _title(clip),
         "url": clip.url,
         "tags": clip.effective_tags,
-        "write_up": clip.note.strip() or clip.summary.strip(),
+        "write_up": public_text(clip),
         "explainer": clip.explainer.strip(),
         "links": _links(clip),
     }
@@ -110,13 +157,13 @@ def _paper(clip: Clip) -> dict[str, Any]:
         "title": _title(clip),
         "url": clip.url,
         "tags": clip.effective_tags,
-        "summary": clip.summary.strip() or clip.note.strip(),
+        "summary": public_text(clip),
         "links": _links(clip),
     }
 
 
 def _also(clip: Clip) -> dict[str, Any]:
-    return {"title": _title(clip), "url": clip.url, "note": clip.note.strip() or clip.summary}
+    return {"title": _title(clip), "url": clip.url, "summary": public_text(clip)}
 
 
 def issue_content(

@@ -8,7 +8,7 @@ note and tags into the first.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -281,10 +281,12 @@ def months_with_clips(*, session: Session) -> list[str]:
 
 
 def enrich_clips(
-    *, session: Session, settings: Settings, clips: Sequence[Clip], fetch: bool = True
+    *, session: Session, settings: Settings, clips: Sequence[Clip], fetch: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> EnrichReport:
     """Autofill (store, arXiv API, page titles) then suggestions; failures recorded, not raised."""
-    return enrich(session=session, settings=settings, clips=clips, fetch=fetch)
+    return enrich(session=session, settings=settings, clips=clips, fetch=fetch,
+                  progress=progress)
 
 
 def clip_json(clip: Clip) -> dict[str, Any]:

@@ -30,7 +30,15 @@ from subscribers.privacy import (
     request_email_change,
     request_export,
 )
-from subscribers.service import InvalidInput, confirm, pause, resubscribe, update_profile
+from subscribers.service import (
+    InvalidInput,
+    accept_proposal,
+    confirm,
+    pause,
+    proposal,
+    resubscribe,
+    update_profile,
+)
 from subscribers.tokens import (
     InvalidToken,
     Purpose,
@@ -130,12 +138,23 @@ def _subscriber_and_extra(request: Request, session: Session, purpose: Purpose,
     subscriber = session.get(Subscriber, link.subscriber_id)
     if subscriber is None:
         raise Stop(invalid_link(request))
+    if purpose == Purpose.confirm and not link.extra and left_since(link, subscriber):
+        raise Stop(invalid_link(request))
     if signed_out(link, valid_from=subscriber.links_valid_from):
         # A confirmation link leads to the settings page too; its owner was just emailed a
         # fresh manage link, so it gets the plain page (confirmation links expire anyway).
         raise Stop(expired_link(request, token) if purpose == Purpose.manage
                    else invalid_link(request))
     return subscriber, link.extra
+
+
+def left_since(link: SignedLink, subscriber: Subscriber) -> bool:
+    """A confirmation link signed before the subscriber's last unsubscribe: dead, so an old
+    email cannot put back on the list someone who left (a fresh signup sends a new one)."""
+    left = subscriber.unsubscribed_at
+    if left is None:
+        return False
+    return link.issued_at < (left if left.tzinfo else left.replace(tzinfo=UTC))
 
 
 def _guard(request: Request, csrf: str) -> None:
@@ -166,6 +185,12 @@ def _change_id(extra: str) -> int:
     return int(number) if kind == "email" and number.isdigit() else 0
 
 
+def _proposal_id(extra: str) -> int:
+    """The "already subscribed" email whose new choices a "use these" link accepts."""
+    kind, _, number = extra.partition(":")
+    return int(number) if kind == "profile" and number.isdigit() else 0
+
+
 @router.get("/confirm/{token}", response_class=HTMLResponse, responses=INVALID_DOC,
             summary="Confirmation page (changes nothing)")
 def confirm_page(request: Request, token: str) -> HTMLResponse:
@@ -174,8 +199,15 @@ def confirm_page(request: Request, token: str) -> HTMLResponse:
         sid = subscriber.id or 0
         context: dict[str, Any] = {"action": f"/confirm/{token}", "new_email": "",
                                    "keywords": subscriber.keywords, "active": False,
-                                   "manage_url": ""}
-        if extra:
+                                   "manage_url": "", "proposal": None}
+        if _proposal_id(extra):
+            wanted = proposal(session=session, subscriber_id=sid,
+                              delivery_id=_proposal_id(extra))
+            if wanted is None or subscriber.status != Status.active:
+                return invalid_link(request)
+            context["proposal"] = {"keywords": wanted.get("keywords") or [],
+                                   "trending_only": bool(wanted.get("trending_only"))}
+        elif extra:
             change = pending_change(session=session, subscriber_id=sid,
                                     change_id=_change_id(extra))
             if change is None:
@@ -197,6 +229,12 @@ def confirm_action(request: Request, token: str,
         if not extra:
             confirm(session=session, subscriber_id=sid)
             return RedirectResponse(_manage_url(request, sid, "confirmed"), status_code=303)
+        if _proposal_id(extra):
+            if subscriber.status != Status.active or accept_proposal(
+                    session=session, subscriber_id=sid,
+                    delivery_id=_proposal_id(extra)) is None:
+                return invalid_link(request)
+            return RedirectResponse(_manage_url(request, sid, "saved"), status_code=303)
         try:
             changed = confirm_email_change(session=session, subscriber_id=sid,
                                            change_id=_change_id(extra))
@@ -254,7 +292,7 @@ def manage_page(request: Request, subscriber: Subscriber, token: str, *,
     values = values or subscriber_values(subscriber)
     keywords = preview_keywords(values["keywords"])
     leave = make_token(keys=web.keys, purpose=Purpose.unsubscribe,
-                       subscriber_id=subscriber.id or 0)
+                       subscriber_id=subscriber.id or 0, extra="list:all")  # every list
     week = papers_this_week(request, subscriber)
     related = web.preview.related(subscriber.keywords) if week is not None else ()
     return page(request, "manage.html", {

@@ -85,7 +85,7 @@ def subscriber_values(subscriber: Subscriber) -> dict[str, Any]:
 
 
 def default_values() -> dict[str, Any]:
-    return {"keywords": "", "frequency": "daily", "monthly": True, "timezone": "UTC",
+    return {"keywords": "", "frequency": "daily", "monthly": False, "timezone": "UTC",
             "send_hour": "7", "email": "", "trending_only": False}
 
 

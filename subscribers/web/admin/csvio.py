@@ -69,7 +69,8 @@ def _create(row: dict[str, str]) -> SubscriberCreate:
     frequency = (row.get("frequency") or "daily").strip().lower()
     if frequency not in {f.value for f in Frequency}:
         raise InvalidInput(f"frequency must be daily or weekly, got {frequency!r}")
-    monthly = (row.get("monthly") or "yes").strip().lower()
+    # Consent to the monthly issue is never assumed: an empty or missing column means no.
+    monthly = (row.get("monthly") or "no").strip().lower()
     if monthly not in TRUE | FALSE:
         raise InvalidInput(f"monthly must be yes or no, got {monthly!r}")
     hour = (row.get("send_hour") or "7").strip()

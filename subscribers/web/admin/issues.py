@@ -8,15 +8,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
+from sqlmodel import Session
 from starlette.exceptions import HTTPException
 
 from digest.clippings.issue import (
     IssueError,
+    ToWrite,
     approve_issue,
     draft_issue,
     get_issue,
     list_issues,
+    month_clips,
     reopen_issue,
+    to_write,
 )
 from digest.clippings.models import IssueStatus, MonthlyIssue
 from digest.clippings.store import check_month, current_month, months_with_clips
@@ -59,11 +63,19 @@ def _issue_page(request: Request, month: str, *, error: str = "", status: int = 
                 done: str = "") -> Response:
     with state(request).reading() as session:
         issue = get_issue(session=session, month=month)
+        todo = _todo(session, month, issue)
         if issue is not None:
             session.expunge(issue)
     return admin_page(request, "admin/issue.html", {
         "month": month, "issue": issue, "error": error, "done": done, "nav": "issues",
-        "statuses": IssueStatus}, status=status)
+        "statuses": IssueStatus, "todo": todo}, status=status)
+
+
+def _todo(session: Session, month: str, issue: MonthlyIssue | None) -> list[ToWrite]:
+    """What the editor still has to write; nothing once the content is frozen."""
+    if issue is not None and issue.status != IssueStatus.draft:
+        return []
+    return to_write(month_clips(session=session, month=month))
 
 
 DONE = {"drafted": "Draft updated from the clips.", "approved": "Approved: the content is "
@@ -139,20 +151,17 @@ def send(request: Request, month: str, fields: Annotated[CsrfOnly, Form()]) -> R
     return _act(request, month, "sent", "send")
 
 
-def _loaded(request: Request, month: str) -> MonthlyIssue:
+@router.get("/issues/{month}/preview", response_class=HTMLResponse)
+def preview(request: Request, month: str) -> Response:
+    """The email at 375 and 800 px side by side, each in a frame of that width."""
+    month = _month(month)
     with state(request).reading() as session:
         issue = get_issue(session=session, month=month)
         if issue is None:
             raise HTTPException(404)
+        todo = _todo(session, month, issue)
         session.expunge(issue)
-    return issue
-
-
-@router.get("/issues/{month}/preview", response_class=HTMLResponse)
-def preview(request: Request, month: str) -> Response:
-    """The email at 375 and 800 px side by side, each in a frame of that width."""
-    issue = _loaded(request, _month(month))
-    response = admin_page(request, "admin/issue_preview.html", {"issue": issue,
+    response = admin_page(request, "admin/issue_preview.html", {"issue": issue, "todo": todo,
                                                                 "nav": "issues"})
     response.headers["Content-Security-Policy"] = PREVIEW_CSP
     response.headers["X-Frame-Options"] = "DENY"
