@@ -72,12 +72,13 @@ def test_trending_only_subscribers_get_the_days_top_papers_with_upvotes(
         message = sending.render_digest(settings=migrated, session=session, delivery=hot,
                                         subscriber=session.get(Subscriber, ids[0]))
         assert message is not None
-        assert "Trending today" in message.html and "trending: 120 upvotes" in message.text
+        assert "Trending today" in message.html and "▲ 120 upvotes" in message.html
+        assert "▲ 120 upvotes on Hugging Face" in message.text
         kw = rows[ids[1] or 0]
         assert "2603.00100" not in [m["arxiv_id"] for m in kw.payload["matches"]]
         mail = sending.render_digest(settings=migrated, session=session, delivery=kw,
                                      subscriber=session.get(Subscriber, ids[1]))
-        assert mail is not None and "trending: 45 upvotes" in mail.text
+        assert mail is not None and "▲ 45 upvotes on Hugging Face" in mail.text
 
 
 def test_the_signup_form_offers_trending_only_without_keywords(web: Settings) -> None:
