@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from digest.analysis import analyze_keyword
 
-# Fixed scores of the two filters, on the BM25F scale (a keyword in a title scores about 3-6):
+# Fixed scores of the two filters, on the keyword scale (0-6; a keyword in a title scores 4-6):
 # an author you follow is as strong as a title hit; a category alone just clears the default
 # floor (1.5), so a keyword match in that category still ranks above a bare category member.
 AUTHOR_SCORE = 4.0

@@ -425,7 +425,8 @@ def rank_profiles(
     norm: float = KEYWORD_NORM,
     paper_weights: np.ndarray | None = None,
 ) -> list[list[Match]]:
-    """Per profile, up to `limit` papers best first whose best keyword scores >= floor.
+    """Per profile, up to `limit` papers best first that one of its keywords brings over that
+    keyword's floor (`floor`, or lower on a quiet day: adaptive_floors).
 
     `exclude[i]` holds ids profile i was already sent; `candidates` limits the papers considered.
     Ties go to the newer paper, then the smaller arXiv id. A profile's result never depends on

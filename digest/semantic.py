@@ -27,7 +27,6 @@ from sqlmodel import Field, SQLModel, col, select
 
 from digest.analysis import shipped_pairs
 from digest.db import session_scope
-from digest.query import Kind, QueryError, parse_term
 from digest.scoring import PaperLike
 
 # Papers are read up to MAX_TOKENS word pieces (the title and the abstract's first half):
@@ -102,19 +101,6 @@ def paper_text(paper: PaperLike) -> str:
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def phrases(keywords: Sequence[str]) -> list[str]:
-    """The profile's positive phrase keywords as written (author:, cat:, -x have no meaning)."""
-    found = []
-    for keyword in keywords:
-        try:
-            term = parse_term(keyword)
-        except QueryError:
-            continue
-        if term.kind is Kind.PHRASE and not term.negative:
-            found.append(term.value)
-    return list(dict.fromkeys(found))
 
 
 Stored = Mapping[str, tuple[str, np.ndarray]]  # arXiv id -> (text hash, vector)
