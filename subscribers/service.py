@@ -446,6 +446,35 @@ def unsubscribe(*, session: Session, subscriber_id: int, channel: str = "web",
     return subscriber
 
 
+def resume_digest(*, session: Session, subscriber_id: int,
+                  channel: str = "manage-link") -> Subscriber | None:
+    """Back on the keyword digest after stopping it alone (the monthly issue went on).
+
+    Only for an active reader who is off the digest; anyone else is left as they are (a
+    reader who left altogether comes back through resubscribe). Repeats are no-ops.
+    """
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status != Status.active or subscriber.digest:
+        return subscriber
+    subscriber.digest = True
+    session.add(subscriber)
+    record_consent(session=session, subscriber_id=subscriber_id,
+                   action=ConsentAction.resubscribe, channel=channel,
+                   lists=[MailList.digest.value])
+    session.flush()
+    return subscriber
+
+
+def digest_stopped_at(*, session: Session, subscriber_id: int) -> datetime | None:
+    """When the reader last stopped the keyword digest alone, from the consent trail."""
+    query = select(ConsentEvent.created_at).where(
+        ConsentEvent.subscriber_id == subscriber_id,
+        ConsentEvent.action == ConsentAction.unsubscribe,
+        ConsentEvent.lists == MailList.digest.value,
+    ).order_by(col(ConsentEvent.id).desc())
+    return session.exec(query).first()
+
+
 def update_profile(
     *, session: Session, subscriber_id: int, subscriber_update: SubscriberUpdate
 ) -> Subscriber | None:

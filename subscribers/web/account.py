@@ -21,7 +21,7 @@ from digest.suggestions import THIN_WEEK
 from emails.render import short_date
 from subscribers import ledger
 from subscribers.links import send_fresh_link, sign_out_links
-from subscribers.models import Status, Subscriber
+from subscribers.models import MailList, Status, Subscriber
 from subscribers.privacy import (
     AddressTaken,
     confirm_email_change,
@@ -34,9 +34,11 @@ from subscribers.service import (
     InvalidInput,
     accept_proposal,
     confirm,
+    digest_stopped_at,
     pause,
     proposal,
     resubscribe,
+    resume_digest,
     update_profile,
 )
 from subscribers.tokens import (
@@ -262,6 +264,7 @@ def _notice(done: str, subscriber: Subscriber) -> str:
         "email-changed": f"Done: emails now go to {subscriber.email}.",
         "export": f"A copy of your data is on its way to {subscriber.email}.",
         "resubscribed": "You're back on the list.",
+        "digest-resumed": "The keyword digest is back on: it resumes at your next send hour.",
         "limit": "That's today's limit for this kind of email. Please try again tomorrow.",
     }
     return notices.get(done, "")
@@ -285,6 +288,24 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+LIST_NAMES = {MailList.digest.value: "the keyword digest", MailList.monthly.value:
+              "the monthly issue"}
+
+
+def subscriber_lists(request: Request, subscriber: Subscriber) -> dict[str, Any]:
+    """Which lists an active reader gets, and when they stopped the keyword digest alone (the
+    consent trail's date, None when unknown) if they did."""
+    active = subscriber.status == Status.active
+    stopped = active and not subscriber.digest
+    stopped_on = None
+    if stopped:
+        with state(request).reading() as session:
+            at = digest_stopped_at(session=session, subscriber_id=subscriber.id or 0)
+        stopped_on = _aware(at).date() if at is not None else None
+    return {"lists_got": [LIST_NAMES[name] for name in subscriber.lists()] if active else [],
+            "digest_stopped": stopped, "digest_stopped_on": stopped_on}
+
+
 def manage_page(request: Request, subscriber: Subscriber, token: str, *,
                 values: dict[str, Any] | None = None, errors: Errors | None = None,
                 notice: str = "", status: int = 200) -> HTMLResponse:
@@ -294,6 +315,7 @@ def manage_page(request: Request, subscriber: Subscriber, token: str, *,
     leave = make_token(keys=web.keys, purpose=Purpose.unsubscribe,
                        subscriber_id=subscriber.id or 0, extra="list:all")  # every list
     week = papers_this_week(request, subscriber)
+    lists = subscriber_lists(request, subscriber)
     related = web.preview.related(subscriber.keywords) if week is not None else ()
     return page(request, "manage.html", {
         "base": f"/manage/{token}",
@@ -315,6 +337,7 @@ def manage_page(request: Request, subscriber: Subscriber, token: str, *,
         "preview": web.preview.preview(keywords) if keywords else None,
         "detect_timezone": False,
         "link_days": web.settings.manage_link_days,
+        **lists,
     }, status=status, with_form=True, private=True)
 
 
@@ -462,6 +485,17 @@ def manage_resubscribe(request: Request, token: str,
         _guard(request, fields.csrf)
         resubscribe(session=session, subscriber_id=subscriber.id or 0)
     return RedirectResponse(f"/manage/{token}?done=resubscribed", status_code=303)
+
+
+@router.post("/manage/{token}/resume-digest", response_class=HTMLResponse, status_code=303,
+             responses=MANAGE_DOC, summary="Back on the keyword digest after stopping it alone")
+def manage_resume_digest(request: Request, token: str,
+                         fields: Annotated[TokenFields, Form()]) -> Response:
+    with state(request).writing() as session:
+        subscriber = _subscriber(request, session, Purpose.manage, token)
+        _guard(request, fields.csrf)
+        resume_digest(session=session, subscriber_id=subscriber.id or 0)
+    return RedirectResponse(f"/manage/{token}?done=digest-resumed", status_code=303)
 
 
 @router.post("/manage/{token}/erase", response_class=HTMLResponse,
