@@ -9,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY digest ./digest
 COPY emails ./emails
 COPY subscribers ./subscribers

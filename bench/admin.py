@@ -23,8 +23,8 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from subscribers.models import Subscriber, SubscriberCreate
 from subscribers.service import add_subscriber
 from subscribers.web.admin.csvio import import_csv

@@ -44,13 +44,13 @@ from sqlalchemy import event, text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 from sqlmodel import col, select  # noqa: E402
 
-from digest.db import get_engine, session_scope  # noqa: E402
-from digest.settings import Settings, get_settings  # noqa: E402
+from core.db import get_engine, session_scope  # noqa: E402
+from core.settings import Settings, get_settings  # noqa: E402
 from subscribers import ledger  # noqa: E402
 from subscribers.models import utcnow  # noqa: E402
-from tests import celery_stack as stack  # noqa: E402
-from workers import sending  # noqa: E402
+from tests.support import celery_stack as stack  # noqa: E402
 from workers.celery_app import app, make_celery  # noqa: E402
+from workers.compose import render_row  # noqa: E402
 from workers.tasks import SENDERS_PER_PLAN, process_transport  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -93,7 +93,7 @@ def worker_trips(directory: Path) -> int:
 
 @app.task(name="bench.send_one")
 def send_one_task(delivery_id: int) -> str:
-    """The baseline's task: claim one row, load, render and send one message."""
+    """The baseline's task: claim one row, load and render it, send one message, record."""
     settings = get_settings()
     with session_scope(settings.sqlalchemy_url) as session:
         row = session.get(ledger.Delivery, delivery_id, with_for_update=True)
@@ -102,16 +102,16 @@ def send_one_task(delivery_id: int) -> str:
         row.status = ledger.DeliveryStatus.sending
         row.attempts += 1
         row.lease_until = utcnow() + timedelta(minutes=10)
-        attempt = row.attempts
-    report = sending.SendReport()
-    sending.send_one(
-        settings=settings,
-        transport=process_transport(),
-        delivery_id=delivery_id,
-        report=report,
-        attempt=attempt,
-    )
-    return "sent" if report.sent else "not sent"
+    with session_scope(settings.sqlalchemy_url) as session:
+        row = session.get(ledger.Delivery, delivery_id, with_for_update=True)
+        message = render_row(settings, session, row) if row else None
+        if message is None:
+            ledger.set_outcome(session=session, ids=[delivery_id],
+                               status=ledger.DeliveryStatus.skipped, error="no longer applies")
+            return "not sent"
+        message_id = process_transport().send(message)
+        ledger.mark_sent(session=session, sent=[(delivery_id, message_id)])
+    return "sent"
 
 
 def emit(**figures: object) -> None:

@@ -23,12 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.monthly_send import seeded  # noqa: E402
+from bench.monthly_send import OnePerRequest, seeded  # noqa: E402
 from bench.provider import ProviderProcess  # noqa: E402
-from digest.db import get_engine  # noqa: E402
+from core.db import get_engine  # noqa: E402
 from emails.transports.sendgrid import SendGridTransport  # noqa: E402
-from tests import celery_stack as stack  # noqa: E402
-from workers import broadcast, sending  # noqa: E402
+from tests.support import celery_stack as stack  # noqa: E402
+from workers import sending  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -46,10 +46,9 @@ def run(mode: str, recipients: int, delay: float) -> dict[str, object]:
             seed_s = time.perf_counter() - seeding
             with SendGridTransport(provider.api_key, provider.url) as transport:
                 started = time.perf_counter()
-                if mode == "batched":
-                    report = broadcast.send_monthly_batches(settings=settings, transport=transport)
-                else:
-                    report = sending.send_due(settings=settings, transport=transport)
+                # The same sender either way; only what the transport can batch differs.
+                chosen = transport if mode == "batched" else OnePerRequest(transport)
+                report = sending.send_due(settings=settings, transport=chosen)
                 seconds = time.perf_counter() - started
     finally:
         summary = provider.stop()

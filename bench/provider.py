@@ -1,7 +1,8 @@
 """The local SendGrid v3 server for benchmarks, in a process of its own.
 
-The test fake (tests/fake_sendgrid.py) keeps every accepted body, which at 100,000 messages of
-about 40 KB would be gigabytes; here only each personalization's delivery id is counted. Every
+The test fake (tests/support/fake_sendgrid.py) keeps every accepted body, which at 100,000
+messages of about 40 KB would be gigabytes; here only each personalization's delivery id is
+counted. Every
 body is still validated against SendGrid's schema and API rules, and every answer waits the
 configured delay, like a real provider's round trip. Running it in its own process keeps its
 CPU (JSON parsing, validation) from sharing a GIL with the planner.
@@ -16,7 +17,7 @@ from collections import Counter
 from multiprocessing.connection import Connection
 from typing import Any
 
-from tests.fake_sendgrid import FakeSendGrid
+from tests.support.fake_sendgrid import FakeSendGrid
 
 
 class CountingSendGrid(FakeSendGrid):

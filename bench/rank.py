@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import random
 import re
 import resource
@@ -51,7 +52,7 @@ from digest.ranking import (  # noqa: E402
     Ranker,
     rank_profiles,
 )
-from tests.ranking_corpus import SimplePaper, load_corpus  # noqa: E402
+from tests.support.ranking_corpus import SimplePaper, load_corpus  # noqa: E402
 
 STOP = {
     "a", "an", "the", "of", "for", "and", "to", "in", "on", "with", "from", "by", "via", "at", "as",
@@ -63,7 +64,8 @@ _SHARED: dict[str, Ranker] = {}  # the forked shard workers read the parent's ra
 
 
 def emit(**figures: object) -> None:
-    print(json.dumps({"bench": "rank", **figures}), flush=True)
+    load = round(os.getloadavg()[0], 2)  # on a shared machine, trust ratios over seconds
+    print(json.dumps({"bench": "rank", **figures, "load": load}), flush=True)
 
 
 def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> int:
@@ -139,18 +141,19 @@ def sparse_pass(ranker: Ranker, start: int, stop: int, chunk: int, limit: int) -
                    for name in ("profiles", "papers", "scores")))
 
 
-def _shard(job: tuple[int, int, int, int]) -> tuple[Picks, float]:
-    started = time.perf_counter()
+def _shard(job: tuple[int, int, int, int]) -> tuple[Picks, float, float]:
+    started, cpu = time.perf_counter(), time.process_time()
     picks = sparse_pass(_SHARED["ranker"], *job)
-    return picks, time.perf_counter() - started
+    return picks, time.perf_counter() - started, time.process_time() - cpu
 
 
-def loop_baseline(ranker: Ranker, count: int, limit: int, floor: float) -> float:
-    """Seconds for `count` profiles ranked one at a time with numpy (dense S rows per profile)."""
+def loop_baseline(ranker: Ranker, count: int, limit: int, floor: float) -> tuple[float, float]:
+    """Seconds (wall, CPU) for `count` profiles ranked one at a time with numpy (dense S rows
+    per profile)."""
     dense = ranker.scores.toarray()
     tie = ranker.index.tie_rank
     profiles = ranker.profiles
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     floors = ranker.floors[:, None]  # the adaptive floor of each keyword
     for row in range(count):
         keyword_ids = profiles.keyword_ids[profiles.indptr[row]:profiles.indptr[row + 1]]
@@ -161,7 +164,7 @@ def loop_baseline(ranker: Ranker, count: int, limit: int, floor: float) -> float
         norm = (rows[:, hits] ** ranker.norm).sum(axis=0) ** (1 / ranker.norm)  # as Ranker
         quantized = np.rint(norm / SCORE_RESOLUTION)
         hits[np.lexsort((tie[hits], -quantized))][:limit].tolist()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def _occurrences(form: tuple[str, ...], words: tuple[str, ...]) -> int:
@@ -273,17 +276,20 @@ def main() -> None:
     sample = min(len(compiled), args.chunk_size)
     product = compiled.matrix(0, sample) @ ranker.scores
     emit(what="prepare", **common, keywords=len(compiled.keywords),
+         dense_product=ranker.product.dense is not None,
+         reachable_papers=len(ranker.product.columns),
          compile_seconds=round(compile_s, 3), keyword_scores_seconds=round(scores_s, 3),
          keyword_scores_seconds_cold=round(cold_s, 3),
          score_nnz=int(ranker.scores.nnz), product_entries_per_profile=round(product.nnz / sample))
     del product
 
     rss_before = peak_rss_mb()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     picks = sparse_pass(ranker, 0, len(compiled), args.chunk_size, args.limit)
-    single = time.perf_counter() - started
+    single, single_cpu = time.perf_counter() - started, time.process_time() - cpu
     emit(what="sparse_pass", **common, processes=1, chunk_size=args.chunk_size, floor=args.floor,
-         seconds=round(single, 3), profiles_per_s=round(len(compiled) / single),
+         seconds=round(single, 3), cpu_seconds=round(single_cpu, 3),
+         profiles_per_s=round(len(compiled) / single),
          picks=len(picks.profiles), peak_rss_mb=peak_rss_mb(), rss_before_mb=rss_before)
 
     # scipy's sparse product holds the GIL, so two cores means two processes, each ranking a
@@ -297,20 +303,25 @@ def main() -> None:
     with ProcessPoolExecutor(args.processes, mp_context=context) as pool:
         shards = list(pool.map(_shard, jobs))
     with_transfer = time.perf_counter() - started
-    assert sum(len(shard.profiles) for shard, _ in shards) == len(picks.profiles)
+    assert sum(len(shard.profiles) for shard, _, _ in shards) == len(picks.profiles)
     # A worker would store its own shard's picks; shipping them to this process is extra.
-    parallel = max(seconds for _, seconds in shards)
+    parallel = max(seconds for _, seconds, _ in shards)
+    parallel_cpu = max(cpu for _, _, cpu in shards)
     emit(what="sparse_pass", **common, processes=args.processes, chunk_size=args.chunk_size,
-         floor=args.floor, seconds=round(parallel, 3),
+         floor=args.floor, seconds=round(parallel, 3), cpu_seconds=round(parallel_cpu, 3),
          profiles_per_s=round(len(compiled) / parallel), picks=len(picks.profiles),
          seconds_with_fork_and_transfer=round(with_transfer, 3),
          peak_rss_mb_largest_child=peak_rss_mb(resource.RUSAGE_CHILDREN))
 
     count = min(args.baseline, len(compiled))
-    baseline = loop_baseline(ranker, count, args.limit, args.floor) / count * len(compiled)
+    baseline, baseline_cpu = (seconds / count * len(compiled) for seconds in
+                              loop_baseline(ranker, count, args.limit, args.floor))
     emit(what="loop_baseline", **common, measured_profiles=count,
-         extrapolated_seconds=round(baseline, 3), speedup_1_process=round(baseline / single, 1),
-         speedup_parallel=round(baseline / parallel, 1))
+         extrapolated_seconds=round(baseline, 3), extrapolated_cpu_seconds=round(baseline_cpu, 3),
+         speedup_1_process=round(baseline / single, 1),
+         speedup_parallel=round(baseline / parallel, 1),
+         cpu_speedup_1_process=round(baseline_cpu / single_cpu, 1),
+         cpu_speedup_parallel=round(baseline_cpu / parallel_cpu, 1))
 
     started = time.perf_counter()
     grouped = ranker.matches(sparse_pass(ranker, 0, count, args.chunk_size, args.limit))

@@ -28,7 +28,7 @@ from digest.sources.arxiv_feed import parse_feed  # noqa: E402
 from emails import render  # noqa: E402
 from emails.message import Message  # noqa: E402
 from emails.render import RecipientLinks, clear_template_caches, render_daily  # noqa: E402
-from tests.celery_stack import make_profiles  # noqa: E402
+from tests.support.celery_stack import make_profiles  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1] / "digest" / "data" / "sample_corpus.atom"
 

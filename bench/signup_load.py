@@ -41,7 +41,7 @@ def serve(port: int, var_dir: Path) -> None:
     """The server side: migrate, build the app with raised per-IP limits, serve."""
     import uvicorn
 
-    from digest.settings import Settings
+    from core.settings import Settings
     from subscribers.web.app import create_app
     from subscribers.web.pages import WebLimits
     from subscribers.web.security import Limit

@@ -206,18 +206,12 @@ class Lexicon:
             lexicon.add(term(acronym), analyze_keyword(long_form))
         return lexicon
 
-    def with_mined(
-        self, texts: Iterable[str], *, max_long_forms: int = 4, min_support: int = MIN_SUPPORT
-    ) -> Lexicon:
-        """A copy that also knows the acronyms at least `min_support` of these texts define."""
-        return self.with_definitions(map(mine_acronyms, texts), max_long_forms=max_long_forms,
-                                     min_support=min_support)
-
     def with_definitions(
         self, per_text: Iterable[list[tuple[str, Terms]]], *, max_long_forms: int = 4,
         min_support: int = MIN_SUPPORT,
     ) -> Lexicon:
-        """with_mined, from each text's mine_acronyms() result."""
+        """A copy that also knows the acronyms at least `min_support` texts define, given
+        each text's mine_acronyms() result."""
         counts: Counter[tuple[str, Terms]] = Counter()
         for found in per_text:
             counts.update(set(found))  # support counts papers, not mentions

@@ -76,7 +76,7 @@ def top_trending_matches(
     return [Match(i, blended(0.0, 0, n), (), upvotes=n) for n, i in ranked[:limit]]
 
 
-def personalise(
+def rank_for_each_reader(
     papers: Sequence[PaperLike],
     profiles: Sequence[Sequence[str]],
     *,
@@ -90,7 +90,8 @@ def personalise(
     ratings: Sequence[Sequence[Rating]] | None = None,
     rated_papers: Mapping[str, PaperLike] | None = None,
 ) -> list[list[Match]]:
-    """Each profile's final picks, best first, with upvotes and "similar to" filled in.
+    """Each reader's final picks (one list per profile, in order), best first, with upvotes
+    and "similar to" filled in.
 
     Exact for recency and trending: recency scales each paper's column inside the sparse pass,
     and a second pass over the trending papers alone finds every trending match a profile has,
@@ -166,3 +167,4 @@ def personalise(
                                   -by_id[m.arxiv_id].announced_on.toordinal(), m.arxiv_id))
         results[n] = final[:limit]
     return results
+

@@ -32,7 +32,7 @@ _STOP = frozenset(analyze(
 
 @dataclass(frozen=True)
 class Rating:
-    """One vote: +1 more like this, -1 less like this, a fraction for a click."""
+    """One vote: +1 more like this, -1 less like this, a fraction for a click, +2 saved."""
 
     arxiv_id: str
     weight: float

@@ -17,11 +17,12 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-
-import numpy as np
-import scipy.sparse as sp
+from typing import TYPE_CHECKING
 
 from digest.analysis import analyze_keyword
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 # Fixed scores of the two filters, on the keyword scale (0-6; a keyword in a title scores 4-6):
 # an author you follow is as strong as a title hit; a category alone just clears the default
@@ -179,6 +180,12 @@ class FilterIndex:
 
     def scores(self, keys: Sequence[Sequence[str]]) -> sp.csr_matrix:
         """key x paper: AUTHOR_SCORE or CATEGORY_SCORE where a filter key matches, else 0."""
+        # Imported here, not at the top: only ranking builds this matrix, and the many callers
+        # that merely parse keywords (`digest subscribers list`, the signup form) should not
+        # pay for loading numpy and scipy.
+        import numpy as np
+        import scipy.sparse as sp
+
         rows: list[int] = []
         cols: list[int] = []
         data: list[float] = []

@@ -25,8 +25,8 @@ import numpy as np
 from sqlalchemy import LargeBinary
 from sqlmodel import Field, SQLModel, col, select
 
+from core.db import session_scope
 from digest.analysis import shipped_pairs
-from digest.db import session_scope
 from digest.scoring import PaperLike
 
 # Papers are read up to MAX_TOKENS word pieces (the title and the abstract's first half):

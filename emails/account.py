@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from emails.links import unsubscribe_headers
 from emails.message import Message
-from emails.render import clean, render_template, unsubscribe_headers
+from emails.render import clean, render_template
 
 # Gmail clips HTML past ~102 KB; a bigger export is shown in full in the plain-text part only.
 MAX_HTML_BLOCK_CHARS = 60_000

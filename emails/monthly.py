@@ -1,30 +1,19 @@
 """The monthly clippings issue as an email (and the view the archive page shares).
 
-One template per issue: the per-recipient links are placeholders (`-manage_url-`,
-`-unsubscribe_url-`) that SendGrid fills per personalization in a batch, and that
-`fill_links` fills the same way for transports that send one message at a time.
+One template per issue: the per-recipient links are the placeholders of `emails.links`,
+filled per recipient by the provider in a batch or by `emails.links.fill` one at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
+from emails.links import PLACEHOLDERS, RecipientLinks, personalise_links, unsubscribe_headers
 from emails.message import Message
-from emails.render import (
-    RecipientLinks,
-    _check_link,
-    clean,
-    render_template,
-    safe_url,
-    shorten,
-    unsubscribe_headers,
-)
+from emails.render import clean, render_template, safe_url, shorten
 
-MANAGE_PLACEHOLDER = "-manage_url-"
-UNSUBSCRIBE_PLACEHOLDER = "-unsubscribe_url-"
-ONE_CLICK_PLACEHOLDER = "-one_click_url-"
 # Caps keep a full issue well under Gmail's ~102 KB clipping point (see tests).
 TITLE_CHARS = 300
 SUMMARY_CHARS = 1500
@@ -161,8 +150,8 @@ def monthly_template(
         raise ValueError("an empty issue is never sent")
     context = monthly_context(
         view,
-        manage_url=MANAGE_PLACEHOLDER,
-        unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER,
+        manage_url=PLACEHOLDERS.manage_url,
+        unsubscribe_url=PLACEHOLDERS.unsubscribe_url,
         postal_address=postal_address,
         archive_url=archive_url,
     )
@@ -173,37 +162,9 @@ def monthly_template(
         html=render_template("monthly.mjml", context),
         text=render_template("monthly.txt.j2", context),
         sender=clean(sender),
-        headers=unsubscribe_headers(ONE_CLICK_PLACEHOLDER),
+        headers=unsubscribe_headers(PLACEHOLDERS.one_click_url),
         tags={"kind": "monthly", "month": month},
         categories=("monthly",),
-    )
-
-
-def substitutions(links: RecipientLinks) -> dict[str, str]:
-    """One recipient's placeholder values (SendGrid `substitutions`), each link checked."""
-    return {
-        MANAGE_PLACEHOLDER: _check_link(links.manage_url),
-        UNSUBSCRIBE_PLACEHOLDER: _check_link(links.unsubscribe_url),
-        ONE_CLICK_PLACEHOLDER: _check_link(links.one_click_url),
-    }
-
-
-def fill_links(template: Message, *, to: str, links: RecipientLinks) -> Message:
-    """One recipient's message from the shared template, filled the way SendGrid fills it."""
-    values = substitutions(links)
-
-    def fill(text: str) -> str:
-        for placeholder, value in values.items():
-            text = text.replace(placeholder, value)
-        return text
-
-    return replace(
-        template,
-        to=clean(to),
-        subject=fill(template.subject),
-        html=fill(template.html),
-        text=fill(template.text),
-        headers={key: fill(value) for key, value in template.headers.items()},
     )
 
 
@@ -220,4 +181,4 @@ def render_monthly(
     template = monthly_template(
         content, sender=sender, postal_address=postal_address, archive_url=archive_url
     )
-    return fill_links(template, to=to, links=links)
+    return personalise_links(template, to=clean(to), links=links)

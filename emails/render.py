@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-import secrets
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import date
 from functools import cache, lru_cache
 from pathlib import Path
@@ -18,6 +17,13 @@ from markupsafe import Markup, escape
 from mjml import mjml2html
 
 from digest.daily import DailyDigest, Pick, paper_links
+from emails.links import (
+    PLACEHOLDERS,
+    PLACEHOLDERS_NO_FEEDBACK,
+    RecipientLinks,
+    personalise_links,
+    unsubscribe_headers,
+)
 from emails.message import Message
 from emails.stitch import split_paper_loop
 
@@ -40,18 +46,6 @@ _PRE = re.compile(r"(<pre\b.*?</pre>)", re.DOTALL | re.IGNORECASE)
 # Bidi overrides and isolates let a hostile title reorder what the reader sees (U+202E...).
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True)
-class RecipientLinks:
-    """Per-recipient URLs; one_click_url is the RFC 8058 POST target (may equal unsubscribe)."""
-
-    manage_url: str
-    unsubscribe_url: str
-    one_click_url: str
-    # {public}/feedback/{one per-subscriber token}; each paper appends /{id}?vote=more|less,
-    # so paper blocks stay the same for everyone. Empty: no feedback links.
-    feedback_url: str = ""
 
 
 # --- templates -------------------------------------------------------------------------------
@@ -446,31 +440,6 @@ def daily_context(
     }
 
 
-def _check_link(url: str) -> str:
-    """Our own links go into headers too: refuse anything that could break out of one."""
-    if urlsplit(url).scheme not in ("http", "https") or re.search(r"[\s<>\"',]", url):
-        raise ValueError(f"not a safe absolute http(s) URL: {url[:80]!r}")
-    return url
-
-
-def unsubscribe_headers(one_click_url: str) -> dict[str, str]:
-    """The RFC 8058 one-click pair every email carries."""
-    return {
-        "List-Unsubscribe": f"<{one_click_url}>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
-
-
-# Placeholder links for shared renders: random per process, so no paper title or keyword can
-# contain one (whatever matches is replaced by the recipient's own link).
-_TOKEN = secrets.token_hex(8)
-_PLACEHOLDERS = RecipientLinks(
-    manage_url=f"https://placeholder.invalid/manage-{_TOKEN}",
-    unsubscribe_url=f"https://placeholder.invalid/unsubscribe-{_TOKEN}",
-    one_click_url=f"https://placeholder.invalid/one-click-{_TOKEN}",
-    feedback_url=f"https://placeholder.invalid/feedback-{_TOKEN}",
-)
-_PLACEHOLDERS_NO_FEEDBACK = replace(_PLACEHOLDERS, feedback_url="")
 SHARED_RENDERS = 1024  # distinct digests remembered per process (about 40 KB each)
 _SHARED: dict[tuple[object, ...], Message] = {}
 
@@ -526,10 +495,6 @@ def render_daily(
     """
     if digest.count == 0:
         raise ValueError("an empty digest is never sent")
-    for url in (links.manage_url, links.unsubscribe_url, links.one_click_url):
-        _check_link(url)
-    if links.feedback_url:
-        _check_link(links.feedback_url)
     shared = shared_daily(
         digest,
         sender=sender,
@@ -537,7 +502,7 @@ def render_daily(
         feedback=bool(links.feedback_url),
         service_name=service_name,
     )
-    return personalise(shared, to=to, links=links)
+    return personalise_links(shared, to=clean(to), links=links)
 
 
 def shared_daily(
@@ -549,7 +514,7 @@ def shared_daily(
     service_name: str = "Paper Digest",
 ) -> Message:
     """The render every subscriber with this digest shares, with placeholder links in place
-    of theirs (`personalise` fills them in, or a provider does from `link_substitutions`).
+    of theirs (`emails.links`: we fill them in, or the provider does).
 
     Remembered per process: a day's digests arrive in waves, and many are the same.
     """
@@ -562,7 +527,7 @@ def shared_daily(
         shared = _render_daily(
             digest,
             sender=sender,
-            links=_PLACEHOLDERS if feedback else _PLACEHOLDERS_NO_FEEDBACK,
+            links=PLACEHOLDERS if feedback else PLACEHOLDERS_NO_FEEDBACK,
             postal_address=postal_address,
             service_name=service_name,
         )
@@ -570,44 +535,6 @@ def shared_daily(
             del _SHARED[next(iter(_SHARED))]  # the oldest
         _SHARED[key] = shared
     return shared
-
-
-def link_substitutions(links: RecipientLinks) -> dict[str, str]:
-    """Placeholder -> this recipient's link, for a provider that fills a shared render per
-    recipient (SendGrid substitutions: the same literal value in subject, text and HTML).
-
-    One value serves both parts only when HTML escaping leaves the link as it is; our links
-    (public URL, path, URL-safe token) always are, and anything else is refused here rather
-    than sent broken.
-    """
-    pairs = {
-        _PLACEHOLDERS.manage_url: links.manage_url,
-        _PLACEHOLDERS.unsubscribe_url: links.unsubscribe_url,
-        _PLACEHOLDERS.one_click_url: links.one_click_url,
-    }
-    if links.feedback_url:
-        pairs[_PLACEHOLDERS.feedback_url] = links.feedback_url
-    for url in pairs.values():
-        if str(escape(_check_link(url))) != url:
-            raise ValueError(f"a link that HTML would escape cannot be substituted: {url[:80]!r}")
-    return pairs
-
-
-def personalise(shared: Message, *, to: str, links: RecipientLinks) -> Message:
-    """A copy of a shared render with this recipient's address and links in place."""
-    pairs = [
-        (_PLACEHOLDERS.manage_url, links.manage_url),
-        (_PLACEHOLDERS.unsubscribe_url, links.unsubscribe_url),
-        (_PLACEHOLDERS.one_click_url, links.one_click_url),
-    ]
-    if links.feedback_url:
-        pairs.append((_PLACEHOLDERS.feedback_url, links.feedback_url))
-    html, text, headers = shared.html, shared.text, dict(shared.headers)
-    for placeholder, url in pairs:
-        html = html.replace(placeholder, str(escape(url)))  # as autoescape would have written it
-        text = text.replace(placeholder, url)
-        headers = {name: value.replace(placeholder, url) for name, value in headers.items()}
-    return replace(shared, to=clean(to), html=html, text=text, headers=headers)
 
 
 def _render_daily(

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from digest.db import is_postgres
+from core.db import is_postgres
 from emails.events import Effect, ProviderEvent, classify
 from subscribers.ledger import Delivery
 from subscribers.models import Status, Subscriber, utcnow

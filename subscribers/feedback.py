@@ -11,6 +11,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from digest.feedback import Rating
 from subscribers.models import utcnow
+from subscribers.saved import saved_ids
 
 
 class Vote(StrEnum):
@@ -21,6 +22,9 @@ class Vote(StrEnum):
 
 # What each vote means to the model (digest.feedback); a click is worth a third of "more".
 WEIGHTS = {Vote.more: 1.0, Vote.less: -1.0, Vote.click: 0.3}
+# A saved paper (subscribers.saved) weighs like two "more" votes in the liked centroid, and
+# stands in for any vote on the same paper: keeping a paper says more than any button.
+SAVED_WEIGHT = 2.0
 
 
 class FeedbackVote(SQLModel, table=True):
@@ -61,7 +65,8 @@ def record_vote(*, session: Session, subscriber_id: int, arxiv_id: str, vote: Vo
 def ratings_for(
     *, session: Session, subscriber_ids: Sequence[int]
 ) -> dict[int, list[Rating]]:
-    """subscriber id -> their ratings (paper id and weight), oldest first."""
+    """subscriber id -> their ratings (paper id and weight): votes oldest first, then the
+    papers they saved, oldest first."""
     found: dict[int, list[Rating]] = {}
     if not subscriber_ids:
         return found
@@ -70,7 +75,14 @@ def ratings_for(
         .where(col(FeedbackVote.subscriber_id).in_(list(subscriber_ids)))
         .order_by(col(FeedbackVote.subscriber_id), col(FeedbackVote.created_at))
     )
+    saved = saved_ids(session=session, subscriber_ids=list(subscriber_ids))
+    kept = {subscriber_id: set(arxiv_ids) for subscriber_id, arxiv_ids in saved.items()}
     for row in session.exec(query):
+        if row.arxiv_id in kept.get(row.subscriber_id, ()):
+            continue  # the saved paper's rating below stands in for the vote
         weight = WEIGHTS.get(Vote(row.vote), 0.0) if row.vote in Vote.__members__ else 0.0
         found.setdefault(row.subscriber_id, []).append(Rating(row.arxiv_id, weight))
+    for subscriber_id, arxiv_ids in saved.items():
+        found.setdefault(subscriber_id, []).extend(
+            Rating(arxiv_id, SAVED_WEIGHT) for arxiv_id in arxiv_ids)
     return found

@@ -74,6 +74,9 @@ class Subscriber(SubscriberBase, table=True):
     # Wants the keyword digest (daily or weekly). False after "stop the daily digest" from a
     # digest's unsubscribe link while the monthly issue goes on; a new signup turns it back on.
     digest: bool = Field(default=True, sa_column_kwargs={"server_default": "1"})
+    # The personal feed's address carries this number; "New feed address" on the manage page
+    # raises it, and addresses made for an older one answer 410 Gone.
+    feed_generation: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
     def gets_mail(self, today: date) -> bool:
         """Active and not paused on that day (any list)."""

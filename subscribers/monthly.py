@@ -2,14 +2,14 @@
 
 `plan_monthly` writes the rows (kind "monthly", period = the month) and marks the issue sent
 in the same transaction; the unique ledger key makes every re-run harmless. The sender
-(workers/broadcast.py, or workers/sending.py one row at a time) re-checks each subscriber
-with `still_wants_monthly` at send time.
+(workers/sending.py) re-checks the recipients with `monthly_addresses` at send time and
+renders the issue once (`issue_template`), every reader's links filled in per recipient.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import date
 from functools import lru_cache
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_
 from sqlmodel import Session, col, or_, select
 
+from core.settings import Settings
 from digest.clippings.issue import (
     IssueError,
     content_size,
@@ -25,24 +26,14 @@ from digest.clippings.issue import (
     month_clips,
 )
 from digest.clippings.models import IssueStatus, MonthlyIssue
-from digest.settings import Settings
+from emails.links import RecipientLinks
 from emails.message import Message
-from emails.monthly import (
-    MANAGE_PLACEHOLDER,
-    ONE_CLICK_PLACEHOLDER,
-    UNSUBSCRIBE_PLACEHOLDER,
-    fill_links,
-    monthly_template,
-    render_monthly,
-    substitutions,
-)
-from emails.render import RecipientLinks
-from subscribers.ledger import Delivery, PlannedDelivery, one_of, plan_deliveries
+from emails.monthly import monthly_template, render_monthly
+from subscribers.ledger import PlannedDelivery, one_of, plan_deliveries
 from subscribers.models import Status, Subscriber, Suppression, email_hash
-from subscribers.outgoing import link, subscriber_links
-from subscribers.tokens import Purpose, make_tokens
+from subscribers.payloads import MONTHLY_KIND, MonthlyPayload
 
-KIND = "monthly"
+KIND = MONTHLY_KIND
 # What an unsubscribe token of the monthly issue carries besides the id: it stops that list only.
 MONTHLY_ONLY = "list:monthly"
 
@@ -57,17 +48,9 @@ def suppressed_hashes(*, session: Session) -> set[str]:
     return set(session.exec(select(Suppression.email_hash)))
 
 
-def still_wants_monthly(subscriber: Subscriber, today: date, suppressed: set[str]) -> bool:
-    """Confirmed, not paused, opted in, and not on the suppression list."""
-    return (
-        subscriber.gets_mail(today)  # the monthly list, whether or not they get the digest
-        and subscriber.monthly
-        and email_hash(subscriber.email) not in suppressed
-    )
-
-
 def _wants_monthly(today: date) -> ColumnElement[bool]:
-    """`still_wants_monthly` in SQL, but for the suppression list."""
+    """Confirmed, not paused (the monthly list, whether or not they get the digest), opted
+    in; the suppression list is checked beside it."""
     return and_(
         col(Subscriber.status) == Status.active,
         col(Subscriber.monthly).is_(True),
@@ -78,8 +61,8 @@ def _wants_monthly(today: date) -> ColumnElement[bool]:
 def monthly_addresses(*, session: Session, ids: Collection[int], today: date) -> dict[int, str]:
     """Of these subscribers, those who still want the issue now: id -> address.
 
-    The batch sender's `still_wants_monthly`: two queries for a thousand recipients instead of
-    a thousand ORM objects and the whole suppression list.
+    Two queries for a thousand recipients, not a thousand ORM objects and the whole
+    suppression list.
     """
     query = select(Subscriber.id, Subscriber.email).where(
         one_of(session, Subscriber.id, ids), _wants_monthly(today)
@@ -115,49 +98,16 @@ def plan_monthly(*, session: Session, issue: MonthlyIssue, today: date | None = 
         return 0
     if issue.status != IssueStatus.approved:
         raise IssueError(f"the {issue.month} issue is {issue.status.value}: approve it first")
-    payload = {"issue_id": issue.id, "slug": issue.slug}
+    payload = MonthlyPayload(issue_id=issue.id or 0, slug=issue.slug)
     planned = [
-        PlannedDelivery(subscriber_id=sid, kind=KIND, period=issue.month, payload=payload)
+        PlannedDelivery(subscriber_id=sid, kind=KIND, period=issue.month,
+                        payload=payload.to_json(), share=payload.share_key())
         for sid in eligible_subscriber_ids(session=session, today=today or date.today())
     ]
     added = plan_deliveries(session=session, planned=planned)
     mark_issue_sent(session=session, issue=issue)
     session.flush()
     return added
-
-
-def recipient_links(settings: Settings, subscriber_id: int) -> RecipientLinks:
-    """The subscriber's own signed manage and unsubscribe links; unsubscribing (link and
-    one-click) stops the monthly issue only."""
-    links = subscriber_links(settings, subscriber_id)
-    leave = link(settings, "unsubscribe", Purpose.unsubscribe, subscriber_id, MONTHLY_ONLY)
-    return RecipientLinks(links.manage_url, leave, leave)
-
-
-def recipient_substitutions(
-    settings: Settings, subscriber_ids: Sequence[int]
-) -> list[dict[str, str]]:
-    """`substitutions(recipient_links(...))` for many subscribers, in their order.
-
-    The links differ only in their tokens (URL-safe base64 and dots), so the safety check
-    `substitutions` makes on every link is made once on the shape they share.
-    """
-    keys = settings.signing_keys()
-    base = settings.public_url.rstrip("/")
-    manage = make_tokens(keys=keys, purpose=Purpose.manage, subscriber_ids=subscriber_ids)
-    leave = make_tokens(keys=keys, purpose=Purpose.unsubscribe, subscriber_ids=subscriber_ids,
-                        extra=MONTHLY_ONLY)
-    sample = f"{base}/unsubscribe/t"
-    substitutions(RecipientLinks(f"{base}/manage/t", sample, sample))  # raises if unsafe
-    values = []
-    for manage_token, leave_token in zip(manage, leave, strict=True):
-        leave_url = f"{base}/unsubscribe/{leave_token}"
-        values.append({
-            MANAGE_PLACEHOLDER: f"{base}/manage/{manage_token}",
-            UNSUBSCRIBE_PLACEHOLDER: leave_url,
-            ONE_CLICK_PLACEHOLDER: leave_url,
-        })  # fmt: skip
-    return values
 
 
 @lru_cache(maxsize=8)
@@ -179,21 +129,6 @@ def issue_template(*, settings: Settings, issue: MonthlyIssue) -> Message:
         settings.postal_address,
         archive_url(settings, issue.slug),
     )
-
-
-def render_monthly_delivery(
-    *, settings: Settings, session: Session, delivery: Delivery, subscriber: Subscriber
-) -> Message | None:
-    """One subscriber's copy of the issue a row stands for; None when it no longer applies."""
-    issue = session.get(MonthlyIssue, int(delivery.payload.get("issue_id") or 0))
-    if issue is None or issue.status != IssueStatus.sent:
-        return None
-    listed = session.get(Suppression, email_hash(subscriber.email))
-    if not still_wants_monthly(subscriber, date.today(), {listed.email_hash} if listed else set()):
-        return None
-    template = issue_template(settings=settings, issue=issue)
-    links = recipient_links(settings, subscriber.id or 0)
-    return fill_links(template, to=subscriber.email, links=links)
 
 
 def preview_content(*, session: Session, issue: MonthlyIssue) -> dict[str, Any]:

@@ -1,28 +1,33 @@
-"""Account emails out of the ledger: a non-digest Delivery row -> a Message, links signed here.
+"""A reader's signed links, and account emails out of the ledger (a row -> a Message).
 
-The sender (workers) calls `render_account_delivery` for every row whose kind is in
-ACCOUNT_KINDS. The decision whether the email still makes sense is made at send time, from
-the database as it is then (a confirmation for someone who has since confirmed or left is
-dropped), so a queued row never acts on stale state.
+`reader_links` signs every link an email carries for its reader (manage, unsubscribe from one
+list, feedback); every kind of mail gets its links from it. The sender (workers/sending.py)
+calls `render_account_delivery` for every row that is neither a digest nor a monthly issue.
+Whether the email still makes sense is decided at send time, from the database as it is
+then (a confirmation for someone who has since confirmed or left is dropped), so a queued
+row never acts on stale state.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
 
 from sqlmodel import Session
 
-from digest.settings import Settings
+from core.settings import Settings
 from emails import account
+from emails.links import RecipientLinks
 from emails.message import Message
-from subscribers.ledger import Delivery
+from subscribers.ledger import HeldRow
 from subscribers.models import AccountMail, Frequency, Status, Subscriber
 from subscribers.privacy import export_data, pending_change
-from subscribers.tokens import Purpose, make_token
+from subscribers.tokens import Purpose, make_token, make_tokens
 
-ACCOUNT_KINDS = frozenset(kind.value for kind in AccountMail)
 SERVICE_NAME = "Paper Digest"
-EVERY_LIST = "list:all"  # an unsubscribe token's extra: stop every list
+# What an unsubscribe token carries besides the id says which list it stops: nothing, the
+# keyword digest (daily or weekly); "list:monthly" (subscribers.monthly), the monthly issue.
+DIGEST_LIST = ""
+EVERY_LIST = "list:all"
 
 
 def link(settings: Settings, path: str, purpose: Purpose, subscriber_id: int,
@@ -33,13 +38,24 @@ def link(settings: Settings, path: str, purpose: Purpose, subscriber_id: int,
     return f"{settings.public_url.rstrip('/')}/{path}/{token}"
 
 
-def subscriber_links(settings: Settings, subscriber_id: int) -> account.AccountLinks:
-    """The footer of an email to the subscriber's own address."""
-    leave = link(settings, "unsubscribe", Purpose.unsubscribe, subscriber_id)
-    return account.AccountLinks(
-        unsubscribe_url=leave, one_click_url=leave,
-        manage_url=link(settings, "manage", Purpose.manage, subscriber_id),
-    )
+def reader_links(settings: Settings, subscriber_ids: Sequence[int], *, stops: str = DIGEST_LIST,
+                 feedback: bool = False) -> list[RecipientLinks]:
+    """Each reader's own links, in their order: manage, unsubscribe (and its one-click POST
+    target) from the list `stops` names, and with `feedback` the "more/less like this" base.
+    Tokens are signed in one batch per purpose (a thousand recipients a wave)."""
+    keys = settings.signing_keys()
+    base = settings.public_url.rstrip("/")
+    manage = make_tokens(keys=keys, purpose=Purpose.manage, subscriber_ids=subscriber_ids)
+    leave = make_tokens(keys=keys, purpose=Purpose.unsubscribe, subscriber_ids=subscriber_ids,
+                        extra=stops)
+    votes = (make_tokens(keys=keys, purpose=Purpose.feedback, subscriber_ids=subscriber_ids)
+             if feedback else [""] * len(subscriber_ids))
+    return [
+        RecipientLinks(manage_url=f"{base}/manage/{m}", unsubscribe_url=f"{base}/unsubscribe/{u}",
+                       one_click_url=f"{base}/unsubscribe/{u}",
+                       feedback_url=f"{base}/feedback/{f}" if f else "")
+        for m, u, f in zip(manage, leave, votes, strict=True)
+    ]
 
 
 def frequency_label(subscriber: Subscriber) -> str:
@@ -48,7 +64,7 @@ def frequency_label(subscriber: Subscriber) -> str:
     return base + (", plus the monthly clippings" if subscriber.monthly else "")
 
 
-def _confirm_still_wanted(delivery: Delivery, subscriber: Subscriber) -> bool:
+def _confirm_still_wanted(delivery: HeldRow, subscriber: Subscriber) -> bool:
     """Not yet active, and nobody pressed unsubscribe after this confirmation was asked for."""
     if subscriber.status not in (Status.pending, Status.unsubscribed):
         return False
@@ -56,16 +72,15 @@ def _confirm_still_wanted(delivery: Delivery, subscriber: Subscriber) -> bool:
     return left is None or left < delivery.created_at
 
 
-def render_account_delivery(*, settings: Settings, delivery: Delivery, subscriber: Subscriber,
+def render_account_delivery(*, settings: Settings, delivery: HeldRow, subscriber: Subscriber,
                             session: Session) -> Message | None:
     """The account email a ledger row stands for; None when it no longer applies."""
     sid = subscriber.id or 0
     to = subscriber.email
-    links = subscriber_links(settings, sid)
-    # An account email belongs to no list: its unsubscribe stops everything. (A token with
-    # no list, the digest's, stops the digest only; the monthly issue's says list:monthly.)
-    leave_all = link(settings, "unsubscribe", Purpose.unsubscribe, sid, EVERY_LIST)
-    links = replace(links, unsubscribe_url=leave_all, one_click_url=leave_all)
+    # An account email belongs to no list: its unsubscribe stops everything.
+    own = reader_links(settings, [sid], stops=EVERY_LIST)[0]
+    links = account.AccountLinks(unsubscribe_url=own.unsubscribe_url,
+                                 one_click_url=own.one_click_url, manage_url=own.manage_url)
     if delivery.kind == AccountMail.confirm:
         if not _confirm_still_wanted(delivery, subscriber):
             return None

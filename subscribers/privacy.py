@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from digest.db import is_postgres
+from core.db import is_postgres
 from subscribers import ledger
 from subscribers.feedback import FeedbackVote
 from subscribers.models import (
@@ -137,8 +137,7 @@ def export_data(*, session: Session, subscriber: Subscriber) -> dict[str, Any]:
                            .order_by(col(ConsentEvent.id)))
     deliveries = session.exec(select(ledger.Delivery).where(ledger.Delivery.subscriber_id == sid)
                               .order_by(col(ledger.Delivery.id)))
-    papers = session.exec(select(ledger.SentPaper.arxiv_id).where(
-        ledger.SentPaper.subscriber_id == sid).order_by(col(ledger.SentPaper.arxiv_id)))
+    papers = sorted(ledger.sent_paper_ids(session=session, subscriber_ids=[sid])[sid])
     changes = session.exec(select(PendingEmail).where(PendingEmail.subscriber_id == sid))
     votes = session.exec(select(FeedbackVote).where(FeedbackVote.subscriber_id == sid)
                          .order_by(col(FeedbackVote.created_at)))

@@ -15,13 +15,10 @@ from enum import StrEnum
 from functools import cache
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from digest.db import is_postgres
+from core.db import is_postgres
 from digest.query import QueryError, parse_query, parse_term
 from subscribers import ledger
 from subscribers.models import (
@@ -30,7 +27,6 @@ from subscribers.models import (
     AddressUse,
     ConsentAction,
     ConsentEvent,
-    Frequency,
     MailList,
     Status,
     Subscriber,
@@ -87,6 +83,10 @@ def normalize_email(raw: str) -> str:
             "We can only deliver to addresses with plain ASCII letters before the @; "
             "please use another address."
         )
+    # Imported here: email_validator (with its tables of rules) is needed only where an
+    # address is typed in, not by every command that reads subscribers.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         result = validate_email(raw, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as error:
@@ -247,16 +247,13 @@ def list_subscribers(*, session: Session, status: Status | None = None) -> list[
     return list(session.exec(query))
 
 
-def due_daily(*, session: Session) -> list[Subscriber]:
-    """Active subscribers who chose the daily digest (weekly ones are planned on their day)."""
-    query = select(Subscriber).where(
-        Subscriber.status == Status.active, Subscriber.frequency == Frequency.daily
-    )
-    return list(session.exec(query.order_by(col(Subscriber.id))))
-
-
 def _insert_pending(session: Session, create: SubscriberCreate, email: str) -> int | None:
     """Insert a pending subscriber unless the address exists (a racing signup may have won)."""
+    # The dialects' INSERT ... ON CONFLICT builders are imported here, where they are used:
+    # the PostgreSQL dialect package is a noticeable import for commands that only read.
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
     insert = pg_insert if is_postgres(session) else sqlite_insert
     values = create.model_dump() | {
         "email": email,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 
-from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadData, TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
 
 
@@ -18,6 +18,7 @@ class Purpose(StrEnum):
     manage = "manage"
     unsubscribe = "unsubscribe"
     feedback = "feedback"
+    feed = "feed"  # the personal Atom feed (feed_token / read_feed_token)
 
 
 # Confirmation links die after a week. Manage links are checked by the web app against the
@@ -30,6 +31,7 @@ MAX_AGE_SECONDS: dict[Purpose, int | None] = {
     Purpose.manage: None,
     Purpose.unsubscribe: None,
     Purpose.feedback: None,
+    Purpose.feed: None,
 }
 
 
@@ -133,3 +135,33 @@ def signed_out(link: SignedLink, *, valid_from: datetime | None) -> bool:
     if valid_from is None:
         return False
     return link.issued_at < (valid_from if valid_from.tzinfo else valid_from.replace(tzinfo=UTC))
+
+
+# --- the personal feed -----------------------------------------------------------------------
+# A feed address is pasted into a feed reader once and polled for months: it carries no time
+# stamp, so the manage page shows the same address on every visit, and it never expires. It
+# carries the subscriber's feed generation; "New feed address" raises that number, and every
+# address signed for an older one is refused (the route answers 410).
+
+
+@lru_cache(maxsize=16)
+def _feed_serializer(keys: tuple[str, ...]) -> URLSafeSerializer:
+    # Same keys as every other token (newest signs, all verify), its own salt.
+    return URLSafeSerializer(list(reversed(keys)), salt=f"digest.{Purpose.feed.value}")
+
+
+def feed_token(*, keys: list[str], subscriber_id: int, generation: int) -> str:
+    """The token of a subscriber's feed address for one generation (the same on every call)."""
+    return str(_feed_serializer(tuple(keys)).dumps([subscriber_id, generation]))
+
+
+def read_feed_token(*, keys: list[str], token: str) -> tuple[int, int]:
+    """(subscriber id, generation) of a feed token; raises InvalidToken."""
+    try:
+        payload = _feed_serializer(tuple(keys)).loads(token)
+    except BadData as error:
+        raise InvalidToken(type(error).__name__) from None
+    if (not isinstance(payload, list) or len(payload) != 2
+            or not all(type(part) is int for part in payload)):
+        raise InvalidToken("malformed payload")
+    return payload[0], payload[1]

@@ -12,7 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from digest.settings import Settings
+from core.settings import Settings
+
+# The helpers in tests/support assert too (they were test modules' own functions): have pytest
+# explain their failures the way it explains a test's. Before anything imports them.
+pytest.register_assert_rewrite("tests.support")
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -50,7 +54,7 @@ def postgres_url() -> Iterator[str]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     yield url
-    from digest.db import get_engine
+    from core.db import get_engine
 
     get_engine.cache_clear()
     with admin.connect() as conn:
@@ -115,7 +119,7 @@ def db_settings(request: pytest.FixtureRequest, settings: Settings) -> Iterator[
     engine.dispose()
     url = f"{base_url}?options=-csearch_path%3D{schema}"
     yield settings.model_copy(update={"database_url": url})
-    from digest.db import get_engine
+    from core.db import get_engine
 
     get_engine(url).dispose()
 
@@ -129,4 +133,5 @@ def migrated(db_settings: Settings) -> Settings:
     return db_settings
 
 
-from tests.fake_sendgrid import fake_sendgrid  # noqa: E402, F401  (fixture for every test)
+from tests.support.fake_sendgrid import fake_sendgrid  # noqa: E402, F401  (fixture for every test)
+from tests.support.web_app import both, web  # noqa: E402, F401  (fixtures for the web tests)

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from subscribers.models import Subscriber
 from subscribers.service import InvalidInput, normalize_email
-from tests import admin_helpers as admin
-from tests.test_cli import run
-from tests.test_web_signup import client_for, form_token, signup_form
+from tests.support import admin_helpers as admin
+from tests.support.cli import run
+from tests.support.web_app import client_for, form_token, signup_form
 from workers.migrate import upgrade
 
 ENCODED_WORD = "=?utf-8?q?x=40evil.example?=@example.org"

@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from typer.testing import CliRunner
 
-from digest.settings import Settings
+from core.settings import Settings
 from subscribers.web.admin.auth import SESSION_COOKIE, safe_next
 from subscribers.web.admin.passwords import (
     BadHash,
@@ -25,7 +25,14 @@ from subscribers.web.admin.passwords import (
     parse_hash,
 )
 from subscribers.web.app import create_app
-from tests.admin_helpers import API_TOKEN, PASSWORD, admin_settings, client_for, csrf_of, login
+from tests.support.admin_helpers import (
+    API_TOKEN,
+    PASSWORD,
+    admin_settings,
+    client_for,
+    csrf_of,
+    login,
+)
 from workers.cli import app as cli_app
 from workers.migrate import upgrade
 

@@ -12,12 +12,12 @@ from urllib.parse import quote
 import pytest
 from sqlmodel import select
 
+from core.db import session_scope
+from core.settings import Settings
 from digest.clippings.models import Clip, MonthlyIssue
-from digest.db import session_scope
-from digest.settings import Settings
-from tests.admin_helpers import PASSWORD
-from tests.live_server import free_port, serving
-from tests.test_web_browser import A11Y, OVERFLOWING
+from tests.support.admin_helpers import PASSWORD
+from tests.support.browser import A11Y, OVERFLOWING
+from tests.support.live_server import free_port, serving
 from workers.migrate import upgrade
 
 pytestmark = pytest.mark.browser

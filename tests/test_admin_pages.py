@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
+from core.db import session_scope
+from core.settings import Settings
 from digest.clippings.models import Clip, MonthlyIssue
 from digest.clippings.store import list_clips, update_clip
-from digest.db import session_scope
-from digest.settings import Settings
 from subscribers.events import ProviderEventRecord
 from subscribers.ledger import Delivery, DeliveryStatus
 from subscribers.models import (
@@ -26,7 +26,7 @@ from subscribers.models import (
 )
 from subscribers.service import add_subscriber, unsubscribe
 from subscribers.web.admin.queries import deliveries_per_day
-from tests.admin_helpers import API_TOKEN, admin_settings, client_for, csrf_of, login
+from tests.support.admin_helpers import API_TOKEN, admin_settings, client_for, csrf_of, login
 from workers.migrate import upgrade
 
 IMPORT = """email,keywords,frequency,monthly,timezone,send_hour

@@ -1,7 +1,9 @@
-"""The shape of the code: one-way dependencies, and migrations that match the models."""
+"""The shape of the code: one-way dependencies, migrations that match the models, and test
+modules that share helpers through tests/support rather than through each other."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -13,8 +15,8 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import workers.models  # noqa: F401  (every table on the metadata)
-from digest.db import get_engine
-from digest.settings import Settings
+from core.db import get_engine
+from core.settings import Settings
 from workers.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,3 +41,38 @@ def test_migrations_match_the_models(migrated: Settings) -> None:
 def test_upgrade_is_idempotent(migrated: Settings) -> None:
     upgrade(migrated)
     upgrade(migrated)
+
+
+def _test_modules_imported_by(path: Path) -> set[str]:
+    """Every tests/test_*.py module `path` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level and path.parent.name == "tests":  # from .test_x / from . import x
+                base = ".".join(["tests", *filter(None, [node.module])])
+            else:
+                base = node.module or ""
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if len(parts) >= 2 and parts[0] == "tests" and parts[1].startswith("test_"):
+                found.add(".".join(parts[:2]))
+    return found
+
+
+def test_test_modules_never_import_each_other() -> None:
+    """Shared helpers and fixtures live in tests/support (or tests/conftest.py): a test module,
+    or a benchmark, that imports another test module runs that module's import-time code and
+    ties the two together. Nothing may import a tests/test_*.py module."""
+    modules = sorted((ROOT / "tests").glob("test_*.py")) + sorted((ROOT / "bench").glob("*.py"))
+    assert len(modules) > 50, "the suite's files are where this test looks for them"
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(imported)
+        for path in modules
+        if (imported := _test_modules_imported_by(path))
+    }
+    assert offenders == {}, "move what they share into tests/support/"

@@ -23,13 +23,13 @@ import redis
 from celery import Celery
 from sqlalchemy import text
 
-from digest.db import get_engine, session_scope
-from digest.settings import Settings
+from core.db import get_engine, session_scope
+from core.settings import Settings
 from subscribers import ledger
 from subscribers.models import Status, utcnow
-from tests import celery_stack as stack
 from tests.conftest import IN_CI, POSTGRES_ADMIN_URL, REDIS_URL, require_service
-from tests.fake_sendgrid import FakeSendGrid
+from tests.support import celery_stack as stack
+from tests.support.fake_sendgrid import FakeSendGrid
 from workers.celery_app import make_celery
 from workers.sending import WAVE_RECIPIENTS_PER_REQUEST
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from digest.db import session_scope
+from core.db import session_scope
+from core.settings import Settings
 from digest.papers import latest_announcement
-from digest.settings import Settings
 from subscribers.models import SubscriberCreate
 from subscribers.service import add_subscriber
-from tests import celery_stack as stack
-from tests.subprocess_env import without_digest_settings
+from tests.support import celery_stack as stack
+from tests.support.subprocess_env import without_digest_settings
 from workers import jobs, migrate, planning
 from workers.demo import sample_corpus_path
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import traceback
 from pathlib import Path
 
@@ -14,29 +13,9 @@ import pytest
 from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
 
-from tests.subprocess_env import without_digest_settings
+from tests.support.cli import DIGEST, run
 
-DIGEST = str(Path(sys.executable).parent / "digest")
 FEEDS = Path(__file__).parent / "data" / "feeds"
-
-
-def run(
-    var_dir: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environment = without_digest_settings()
-    environment |= {
-        "DIGEST_VAR_DIR": str(var_dir),
-        "DIGEST_PUBLIC_URL": "http://digest.test",
-        **(env or {}),
-    }
-    return subprocess.run(
-        [DIGEST, *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=var_dir.parent,
-        timeout=300,
-    )
 
 
 def invoke(
@@ -46,7 +25,7 @@ def invoke(
     DIGEST_SEMANTIC dropped) and working directory, through Typer's CliRunner in this
     interpreter, so no 4 s of start-up and imports per call. An exception the command lets
     escape lands in stderr as a traceback, as it would from a process."""
-    from digest.settings import get_settings
+    from core.settings import get_settings
     from workers.cli import app
 
     environment: dict[str, str | None] = {
@@ -199,7 +178,7 @@ def test_send_daily_dry_run_writes_nothing(stocked: Path) -> None:
 def test_trending_stores_a_day_and_reports_a_broken_api_in_one_line(
     stocked: Path, httpserver: HTTPServer
 ) -> None:
-    from tests.test_trending import DAILY, DAY
+    from tests.support.trending_data import DAILY, DAY
 
     httpserver.expect_request("/api/daily_papers", query_string=f"date={DAY}").respond_with_data(
         json.dumps(DAILY), content_type="application/json")

@@ -12,20 +12,22 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from core.db import session_scope
+from core.settings import Settings
 from digest.clippings.enrich import enrich
-from digest.db import session_scope
-from digest.settings import Settings
 from subscribers.ledger import DeliveryStatus
 from subscribers.models import Frequency, Status, Subscriber, SubscriberCreate
 from subscribers.service import add_subscriber
-from tests.monthly_data import clip
-from tests.subprocess_env import without_digest_settings
-from tests.test_cli import run
+from tests.support.cli import run
+from tests.support.monthly_data import clip
+from tests.support.subprocess_env import without_digest_settings
 from workers import cli_choices
 from workers.cli_support import migration_heads
 from workers.migrate import upgrade
 
 HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "numpy", "scipy", "pydantic_settings", "jinja2")
+# What listing subscribers must not load: the ranking and its numpy/scipy, migrations, templates.
+NOT_FOR_LISTING = ("alembic", "numpy", "scipy", "jinja2", "email_validator", "digest.ranking")
 
 
 @pytest.mark.parametrize(("args", "option", "wanted"), [
@@ -120,6 +122,31 @@ def test_subscribers_list_after_the_fast_schema_check(var_dir: Path, settings: S
     again = run(var_dir, "subscribers", "list", "--json")
     assert again.returncode == 0 and json.loads(again.stdout) == []
     assert run(var_dir, "db", "upgrade").stdout.strip().endswith(next(iter(migration_heads())))
+
+
+@pytest.mark.slow  # starts a Python process
+def test_listing_subscribers_loads_no_ranking(var_dir: Path, settings: Settings) -> None:
+    """`digest subscribers list` on a current schema reads rows; it imports neither the
+    ranking (numpy, scipy) nor migrations, templates or the address validator."""
+    upgrade(settings)
+    with session_scope(settings.sqlalchemy_url) as session:
+        add_subscriber(session=session, subscriber_create=SubscriberCreate(
+            email="ada@example.org", keywords=["TTS", "author:Hinton"]), confirmed=True)
+    probe = "\n".join((
+        "import sys",
+        "from workers.cli import app",
+        "try:",
+        "    app(['subscribers', 'list', '--json'])",
+        "except SystemExit as done:",
+        "    assert not done.code, done.code",
+        f"print(sorted(m for m in {NOT_FOR_LISTING!r} if m in sys.modules), file=sys.stderr)",
+    ))
+    listed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env=without_digest_settings() | {"DIGEST_VAR_DIR": str(var_dir)},
+                            timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert [row["email"] for row in json.loads(listed.stdout)] == ["ada@example.org"]
+    assert listed.stderr.strip().splitlines()[-1] == "[]", listed.stderr
 
 
 def test_the_cli_choices_mirror_the_models() -> None:

@@ -10,8 +10,8 @@ from pytest_httpserver import HTTPServer
 from pytest_httpserver.httpserver import HandlerType
 from typer.testing import CliRunner
 
-from tests.test_cli import run
-from tests.test_clip_autofill import arxiv_api
+from tests.support.cli import run
+from tests.support.fake_arxiv import arxiv_api
 from workers.cli_clips import clip_app
 
 DATA = Path(__file__).parent / "data" / "clips"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.db import session_scope
+from core.settings import Settings
 from digest.clippings.imports import import_clips, sniff_format
 from digest.clippings.models import ClipKind
 from digest.clippings.store import list_clips
-from digest.db import session_scope
-from digest.settings import Settings
 
 DATA = Path(__file__).parent / "data" / "clips"
 

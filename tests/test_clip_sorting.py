@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings
 from digest.clippings.config import load_clippings_config, parse_clippings_config
 from digest.clippings.models import Clip, ClipKind
 from digest.clippings.sorting import suggest
-from digest.settings import Settings
 
 SEED = Path(__file__).parent / "data" / "clip_seed_sections.json"
 SEED_HIGHLIGHTS = SEED.with_name("clip_seed_highlights.json")

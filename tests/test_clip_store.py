@@ -8,6 +8,8 @@ import threading
 import pytest
 from sqlmodel import Session
 
+from core.db import get_engine, session_scope
+from core.settings import Settings
 from digest.clippings.enrich import suggest_month
 from digest.clippings.models import AutofillState, Clip, ClipKind
 from digest.clippings.store import (
@@ -18,8 +20,6 @@ from digest.clippings.store import (
     reorder_clips,
     update_clip,
 )
-from digest.db import get_engine, session_scope
-from digest.settings import Settings
 
 
 def test_same_paper_saved_twice_is_one_clip_with_both_notes(migrated: Settings) -> None:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from digest.settings import Settings
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -202,7 +202,7 @@ def test_a_non_editable_install_ships_every_data_file() -> None:
     patterns = tool["package-data"]["*"]
     missing = [
         str(path.relative_to(ROOT))
-        for package in ("digest", "emails", "subscribers", "workers")
+        for package in ("core", "digest", "emails", "subscribers", "workers")
         for path in (ROOT / package).rglob("*")
         if path.is_file()
         and path.suffix not in {".py", ".pyc"}

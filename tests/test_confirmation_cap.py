@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from subscribers.models import AddressMail, address_key, email_hash
-from tests.test_web_emails import send
-from tests.test_web_signup import both, client_for, free_period_slots  # noqa: F401
-from tests.test_web_tokens import manage, signed_up
+from tests.support.outbox import send
+from tests.support.tokens import manage, signed_up
+from tests.support.web_app import client_for, free_period_slots
 
 VICTIM = "victim@example.org"
 
@@ -39,7 +39,7 @@ def mails_to(settings: Settings, address: str) -> int:
     return sum(1 for message in send(settings) if message["To"] == address)
 
 
-def test_erasing_the_asker_does_not_reset_the_victims_cap(both: Settings) -> None:  # noqa: F811
+def test_erasing_the_asker_does_not_reset_the_victims_cap(both: Settings) -> None:
     answers = []
     for round_ in range(3):
         attacker = signed_up(both, email=f"attacker{round_}@example.org")
@@ -55,7 +55,7 @@ def test_erasing_the_asker_does_not_reset_the_victims_cap(both: Settings) -> Non
     assert not {VICTIM, email_hash(VICTIM)} & keys
 
 
-def test_one_address_asks_for_three_changes_a_day_erased_or_not(both: Settings) -> None:  # noqa: F811
+def test_one_address_asks_for_three_changes_a_day_erased_or_not(both: Settings) -> None:
     attacker = signed_up(both, email="attacker@example.org")
     first = [ask_to_move(both, attacker, f"victim{n}@example.org") for n in range(4)]
     assert first == ["email-sent"] * 3 + ["limit"]

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from subscribers.models import ConsentEvent, Subscriber
-from tests.live_server import free_port, serving
-from tests.test_cli import run
-from tests.test_web_signup import client_for, form_token, signup_form, web  # noqa: F401
+from tests.support.cli import run
+from tests.support.live_server import free_port, serving
+from tests.support.web_app import client_for, form_token, signup_form
 from workers.migrate import upgrade
 
 
@@ -37,7 +37,7 @@ def stored(settings: Settings, email: str) -> Subscriber:
         return session.exec(select(Subscriber).where(Subscriber.email == email)).one()
 
 
-def test_the_monthly_box_is_not_ticked_on_the_signup_page(web: Settings) -> None:  # noqa: F811
+def test_the_monthly_box_is_not_ticked_on_the_signup_page(web: Settings) -> None:
     html = client_for(web).get("/").text
     box = html[html.index('name="monthly"'):]
     box = box[:box.index(">")]
@@ -45,7 +45,7 @@ def test_the_monthly_box_is_not_ticked_on_the_signup_page(web: Settings) -> None
 
 
 def test_an_unticked_box_means_the_digest_only_and_the_record_says_so(
-        web: Settings) -> None:  # noqa: F811
+        web: Settings) -> None:
     client = client_for(web)
     # A browser sends nothing at all for an unticked checkbox.
     form = {k: v for k, v in signup_form(form_token(client)).items() if k != "monthly"}

@@ -13,7 +13,7 @@ from pathlib import Path
 from digest.daily import TRENDING, DailyDigest, Pick, Section, compose_daily, paper_links
 from digest.ranking import Match
 from emails.transports.outbox import OutboxTransport
-from tests.test_render import ABSTRACT, DAY, LINKS, make_digest, make_paper, render
+from tests.support.daily_data import ABSTRACT, DAY, LINKS, make_digest, make_paper, render
 
 LINKED_ABSTRACT = (
     "We present a zero-shot TTS model. Code: https://github.com/acme/fast-tts. Samples at "

@@ -11,7 +11,7 @@ import pytest
 
 from digest.sources.arxiv_feed import parse_feed
 from digest.sources.trending import parse_trending
-from tests.test_cli import run
+from tests.support.cli import run
 from workers.demo import sample_corpus_path, sample_trending_path
 
 

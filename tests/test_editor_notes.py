@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
+from core.db import session_scope
+from core.settings import Settings
 from digest.clippings.autofill import autofill_clips
 from digest.clippings.issue import copied_from_note, draft_issue, issue_content, to_write
 from digest.clippings.models import AutofillState, ClipKind
-from digest.db import session_scope
-from digest.settings import Settings
 from emails.monthly import issue_view
-from tests.admin_helpers import PASSWORD, admin_settings, client_for, login
-from tests.live_server import free_port, serving
-from tests.monthly_data import MONTH, clip
+from tests.support.admin_helpers import PASSWORD, admin_settings, client_for, login
+from tests.support.live_server import free_port, serving
+from tests.support.monthly_data import MONTH, clip
 from workers.migrate import upgrade
 
 PRIVATE = "must read; ask Kim why the baseline is so weak"

@@ -6,7 +6,7 @@ import base64
 import json
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
 
@@ -18,22 +18,7 @@ from emails.events import (
     parse_events,
     verify_signature,
 )
-
-TIMESTAMP = "1776859200"
-
-
-def public_b64(key: ec.EllipticCurvePrivateKey) -> str:
-    """The key as SendGrid shows it: base64 of the DER SubjectPublicKeyInfo."""
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(der).decode()
-
-
-def sign(key: ec.EllipticCurvePrivateKey, payload: bytes, timestamp: str = TIMESTAMP) -> str:
-    """What SendGrid sends in X-Twilio-Email-Event-Webhook-Signature."""
-    signature = key.sign(timestamp.encode() + payload, ec.ECDSA(hashes.SHA256()))
-    return base64.b64encode(signature).decode()
+from tests.support.sendgrid_events import TIMESTAMP, public_b64, sign
 
 
 @pytest.fixture(scope="module")

@@ -3,100 +3,27 @@
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-from digest.db import session_scope
-from digest.papers import PaperIn, upsert_papers
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from subscribers import ledger
 from subscribers.feedback import FeedbackVote
-from subscribers.models import Subscriber, SubscriberCreate
-from subscribers.service import add_subscriber
+from subscribers.models import Subscriber
 from subscribers.tokens import Purpose, make_token, read_token
 from subscribers.web.app import create_app
-from workers import planning, sending
-
-DAY = date(2026, 3, 2)
-OLD = DAY - timedelta(days=30)  # rated long ago: outside the digest window, still in the store
-
-RATED_SURVEYS = [
-    ("2601.00001", "A survey of neural speech synthesis",
-     "This survey reviews neural speech synthesis. We present a taxonomy of existing methods, "
-     "compare representative systems, and discuss open challenges and future directions."),
-    ("2601.00002", "Voice conversion: a comprehensive review",
-     "We review voice conversion research of the last decade, categorize existing approaches "
-     "into a taxonomy, summarize datasets and metrics, and outline open challenges."),
-    ("2601.00003", "Neural audio codecs: a survey",
-     "This survey covers neural audio codecs for speech. We organize prior work into a "
-     "taxonomy, compare reported results, and identify open challenges and future directions."),
-]
-RATED_FLOW = [
-    (f"2601.0001{n}", f"Flow matching speech synthesis {name}",
-     f"We propose {name}, a flow matching model for speech synthesis with optimal transport "
-     "paths and few sampling steps; it beats diffusion baselines in naturalness.")
-    for n, name in enumerate(["FlowA", "FlowB", "FlowC"])
-]
-NEW_SURVEYS = [
-    ("2603.00001", "Expressive speech synthesis: a comprehensive survey",
-     "We survey expressive speech synthesis, organise prior work into a taxonomy, review "
-     "datasets and metrics, and outline open challenges and future directions."),
-    ("2603.00002", "A review of zero-shot speech synthesis",
-     "This review categorizes zero-shot speech synthesis methods into a taxonomy, compares "
-     "existing systems, and discusses open challenges and future research directions."),
-]
-NEW_PAPERS = [
-    ("2603.00011", "Flow matching speech synthesis in four steps",
-     "We propose QuickFlow, a flow matching model for speech synthesis with optimal transport "
-     "paths that needs four sampling steps and beats diffusion baselines."),
-    ("2603.00012", "Prosody transfer for speech synthesis",
-     "We propose a prosody encoder for speech synthesis that transfers rhythm from a "
-     "reference utterance; listening tests show gains in naturalness."),
-    ("2603.00013", "Multilingual speech synthesis with shared phonemes",
-     "We train one speech synthesis model for twelve languages with a shared phoneme set and "
-     "language adapters, and report intelligibility and naturalness."),
-    ("2603.00014", "Speech synthesis for low-resource languages",
-     "We adapt a pretrained speech synthesis model to three low-resource languages with one "
-     "hour of data each, using data augmentation and self-training."),
-]
-
-# The rest of the day's listing, so that "speech synthesis" is as rare as on a real day.
-FILLER = [
-    (f"2603.001{n:02d}", title, f"{title}. We study this problem with new methods.")
-    for n, title in enumerate([
-        "Robust graph neural networks for molecule property prediction",
-        "Reinforcement learning for robotic manipulation",
-        "Efficient attention kernels for long context transformers",
-        "Federated optimisation under heterogeneous client data",
-        "Contrastive pretraining of vision encoders at scale",
-        "Calibrated uncertainty for medical image segmentation",
-        "Sparse mixture of experts for machine translation",
-        "Retrieval augmented question answering over tables",
-        "Sound event detection with weak labels",
-        "Speaker verification under channel mismatch",
-        "Automatic speech recognition for children",
-        "Music source separation with band-split networks",
-    ])
-]
-
-
-def _papers(rows: list[tuple[str, str, str]], day: date) -> list[PaperIn]:
-    return [PaperIn(arxiv_id=i, title=t, abstract=a, announced_on=day, source="test",
-                    abs_url=f"https://arxiv.org/abs/{i}") for i, t, a in rows]
-
-
-@pytest.fixture
-def stocked(migrated: Settings) -> tuple[Settings, list[int]]:
-    with session_scope(migrated.sqlalchemy_url) as session:
-        upsert_papers(session=session, papers=_papers(RATED_SURVEYS + RATED_FLOW, OLD)
-                      + _papers(NEW_SURVEYS + NEW_PAPERS + FILLER, DAY))
-        ids = [add_subscriber(session=session, confirmed=True, subscriber_create=SubscriberCreate(
-            email=f"{name}@example.org", keywords=["speech synthesis"])).id or 0
-            for name in ("critic", "fan", "control")]
-    return migrated, ids
+from tests.support.feedback_data import (
+    DAY,
+    NEW_PAPERS,
+    NEW_SURVEYS,
+    RATED_FLOW,
+    RATED_SURVEYS,
+    stocked,  # noqa: F401  (the fixture)
+)
+from workers import planning
+from workers.compose import render_row
 
 
 def _picks(settings: Settings) -> dict[int, list[dict[str, object]]]:
@@ -106,8 +33,9 @@ def _picks(settings: Settings) -> dict[int, list[dict[str, object]]]:
         return {row.subscriber_id: row.payload["matches"] for row in rows}
 
 
-def test_less_like_this_on_three_surveys_stops_surveys(stocked: tuple[Settings, list[int]]
-                                                       ) -> None:
+def test_less_like_this_on_three_surveys_stops_surveys(
+    stocked: tuple[Settings, list[int]]  # noqa: F811
+) -> None:
     settings, (critic, fan, control) = stocked
     client = TestClient(create_app(settings), base_url="http://testserver")
     keys = settings.signing_keys()
@@ -139,8 +67,7 @@ def test_less_like_this_on_three_surveys_stops_surveys(stocked: tuple[Settings, 
     with session_scope(settings.sqlalchemy_url) as session:
         row = session.exec(select(ledger.Delivery).where(
             ledger.Delivery.subscriber_id == fan)).one()
-        message = sending.render_digest(settings=settings, session=session, delivery=row,
-                                        subscriber=session.get(Subscriber, fan))
+        message = render_row(settings, session, row)
     assert message is not None
     assert "similar to Flow matching speech synthesis Flow" in message.text
     # Timed tokens differ across a second boundary: read the link's token back instead.
@@ -151,7 +78,7 @@ def test_less_like_this_on_three_surveys_stops_surveys(stocked: tuple[Settings, 
 
 
 def test_feedback_links_are_safe_against_scanners_and_forgery(
-    stocked: tuple[Settings, list[int]]
+    stocked: tuple[Settings, list[int]]  # noqa: F811
 ) -> None:
     settings, (critic, _, _) = stocked
     client = TestClient(create_app(settings), base_url="http://testserver")
@@ -179,7 +106,7 @@ def test_feedback_links_are_safe_against_scanners_and_forgery(
 
 
 def test_votes_are_exported_and_erased_with_the_subscriber(
-    stocked: tuple[Settings, list[int]]
+    stocked: tuple[Settings, list[int]]  # noqa: F811
 ) -> None:
     from subscribers.feedback import Vote, record_vote
     from subscribers.privacy import erase, export_data

@@ -14,13 +14,13 @@ from pathlib import Path
 import httpx
 from sqlmodel import select
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from emails.transports import OutboxTransport
 from subscribers.feedback import FeedbackVote
 from subscribers.models import Status, Subscriber
-from tests.live_server import free_port, serving
-from tests.test_feedback import DAY, stocked  # noqa: F401  (the fixture)
+from tests.support.feedback_data import DAY, stocked  # noqa: F401  (the fixture)
+from tests.support.live_server import free_port, serving
 from workers import planning
 from workers.sending import send_due
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from digest.papers import MAX_ABSTRACT, MAX_AUTHORS, MAX_COMMENT, MAX_TITLE
-from tests.test_cli import run
+from tests.support.cli import run
 
 RSS_HEAD = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>cs.SD</title>'
             b"<item><title>")

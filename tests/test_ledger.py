@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sqlmodel import select
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from subscribers import ledger
 from subscribers.models import SubscriberCreate
 from subscribers.service import add_subscriber
@@ -49,11 +49,12 @@ def test_planning_twice_writes_one_row_and_keeps_the_first_papers(migrated: Sett
 def test_claim_leases_rows_and_an_expired_lease_comes_back(migrated: Settings) -> None:
     sid = _subscriber(migrated)
     _plan(migrated, sid, ("2601.00001",))
+    lease = timedelta(minutes=5)
     with session_scope(migrated.sqlalchemy_url) as session:
-        first = ledger.claim_batch(session=session, limit=10, lease=timedelta(minutes=5))
-    assert [row.attempts for row in first] == [1]
+        first = ledger.claim(session=session, limit=10, lease=lease)
+    assert [claim.attempt for claim in first] == [1]
     with session_scope(migrated.sqlalchemy_url) as session:
-        assert ledger.claim_batch(session=session, limit=10, lease=timedelta(minutes=5)) == []
+        assert ledger.claim(session=session, limit=10, lease=lease) == []
     # A worker that died holding the row: its lease runs out and another worker takes over.
     with session_scope(migrated.sqlalchemy_url) as session:
         row = session.get(ledger.Delivery, first[0].id)
@@ -61,23 +62,29 @@ def test_claim_leases_rows_and_an_expired_lease_comes_back(migrated: Settings) -
         row.lease_until = row.lease_until - timedelta(hours=1)  # type: ignore[operator]
         session.add(row)
     with session_scope(migrated.sqlalchemy_url) as session:
-        again = ledger.claim_batch(session=session, limit=10, lease=timedelta(minutes=5))
-        assert [row.attempts for row in again] == [2]
-        ledger.mark_sent(session=session, delivery=again[0], provider_message_id="<m@x>")
+        again = ledger.claim(session=session, limit=10, lease=lease)
+        assert [claim.attempt for claim in again] == [2]
+        # The first claim is no longer held: only the second one may lock the row.
+        assert ledger.hold_claimed(session=session, claims=first) == []
+        assert [r.id for r in ledger.hold_claimed(session=session, claims=again)] == [again[0].id]
+        ledger.mark_sent(session=session, sent=[(again[0].id, "<m@x>")])
     with session_scope(migrated.sqlalchemy_url) as session:
-        assert ledger.claim_batch(session=session, limit=10, lease=timedelta(minutes=5)) == []
+        assert ledger.claim(session=session, limit=10, lease=lease) == []
         done = session.get(ledger.Delivery, first[0].id)
         assert done is not None and done.status == ledger.DeliveryStatus.sent
+        assert done.provider_message_id == "<m@x>" and done.lease_until is None
 
 
 def test_a_retry_waits_for_its_time(migrated: Settings) -> None:
     sid = _subscriber(migrated)
     _plan(migrated, sid, ("2601.00001",))
+    lease = timedelta(minutes=5)
     with session_scope(migrated.sqlalchemy_url) as session:
-        row = ledger.claim_batch(session=session, limit=1, lease=timedelta(minutes=5))[0]
-        ledger.mark_retry(session=session, delivery=row, error="503", delay=timedelta(minutes=5))
+        claim = ledger.claim(session=session, limit=1, lease=lease)[0]
+        ledger.set_outcome(session=session, ids=[claim.id], status=ledger.DeliveryStatus.planned,
+                           error="503", retry_in=timedelta(minutes=5))
     with session_scope(migrated.sqlalchemy_url) as session:
-        assert ledger.claim_batch(session=session, limit=1, lease=timedelta(minutes=5)) == []
+        assert ledger.claim(session=session, limit=1, lease=lease) == []
         row = session.exec(select(ledger.Delivery)).one()
         assert row.status == ledger.DeliveryStatus.planned and row.last_error == "503"
 
@@ -91,4 +98,38 @@ def test_erasing_a_subscriber_takes_their_ledger_rows_with_them(migrated: Settin
         session.delete(session.get(Subscriber, sid))
     with session_scope(migrated.sqlalchemy_url) as session:
         assert list(session.exec(select(ledger.Delivery))) == []
-        assert list(session.exec(select(ledger.SentPaper))) == []
+
+
+def test_upgrading_keeps_each_digests_papers_and_share_key_and_downgrading_restores_them(
+    db_settings: Settings,
+) -> None:
+    """0011/0012 move the share key and the promised papers into the ledger row itself."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from workers.migrate import alembic_config, upgrade
+
+    upgrade(db_settings)
+    sid = _subscriber(db_settings)  # through today's models, then back to the old schema
+    command.downgrade(alembic_config(db_settings), "0010")
+    with session_scope(db_settings.sqlalchemy_url) as session:
+        did = session.execute(text(
+            "INSERT INTO delivery (subscriber_id, kind, period, status, payload, attempts, "
+            "next_attempt_at, created_at) VALUES (:sid, 'daily', '2026-01-29', 'planned', "
+            "'{\"day\": \"2026-01-29\", \"share\": \"abc\"}', 0, CURRENT_TIMESTAMP, "
+            "CURRENT_TIMESTAMP) RETURNING id"), {"sid": sid}).scalar_one()
+        for paper in ("2601.00002", "2601.00001"):
+            session.execute(text("INSERT INTO sentpaper (subscriber_id, arxiv_id, delivery_id) "
+                                 "VALUES (:sid, :paper, :did)"),
+                            {"sid": sid, "paper": paper, "did": did})
+    upgrade(db_settings)
+    with session_scope(db_settings.sqlalchemy_url) as session:
+        row = session.get(ledger.Delivery, did)
+        assert row is not None and row.share == "abc"
+        assert sorted(row.picks or []) == ["2601.00001", "2601.00002"]
+        assert ledger.sent_paper_ids(session=session, subscriber_ids=[sid]) == {
+            sid: {"2601.00001", "2601.00002"}}
+    command.downgrade(alembic_config(db_settings), "0010")
+    with session_scope(db_settings.sqlalchemy_url) as session:
+        kept = session.execute(text("SELECT arxiv_id FROM sentpaper ORDER BY arxiv_id"))
+        assert [paper for (paper,) in kept] == ["2601.00001", "2601.00002"]

@@ -26,8 +26,8 @@ import pytest
 from itsdangerous.timed import TimestampSigner
 from sqlmodel import select
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from emails.transports import OutboxTransport
 from subscribers import ledger
 from subscribers.models import (
@@ -41,9 +41,9 @@ from subscribers.models import (
 from subscribers.privacy import erase
 from subscribers.service import add_subscriber, plan_account_mail
 from subscribers.tokens import Purpose, make_token
-from tests.live_server import free_port, serving
-from tests.test_web_browser import shot
-from tests.test_web_signup import DAY, csrf_of, free_period_slots, store_papers
+from tests.support.browser import shot
+from tests.support.live_server import free_port, serving
+from tests.support.web_app import DAY, csrf_of, free_period_slots, store_papers
 from workers import planning
 from workers.migrate import upgrade
 from workers.sending import send_due

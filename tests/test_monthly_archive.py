@@ -5,13 +5,13 @@ from __future__ import annotations
 import feedparser
 from fastapi.testclient import TestClient
 
+from core.db import session_scope
+from core.settings import Settings
 from digest.clippings.issue import approve_issue, draft_issue, get_issue
 from digest.clippings.models import ClipKind
-from digest.db import session_scope
-from digest.settings import Settings
 from subscribers.monthly import plan_monthly
 from subscribers.web.app import create_app
-from tests.monthly_data import HOSTILE, clip, sample_clips
+from tests.support.monthly_data import HOSTILE, clip, sample_clips
 
 
 def _issue(settings: Settings, month: str, *, send: bool, hostile: bool = False) -> None:

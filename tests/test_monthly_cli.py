@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from digest.db import session_scope
-from digest.settings import Settings
-from tests.monthly_data import MONTH, add_subscribers, sample_clips
-from tests.test_cli import run
+from core.db import session_scope
+from core.settings import Settings
+from tests.support.cli import run
+from tests.support.monthly_data import MONTH, add_subscribers, sample_clips
 from workers.cli import app
 from workers.migrate import upgrade
 

@@ -11,20 +11,20 @@ import feedparser
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
+from core.db import session_scope
+from core.settings import Settings
 from digest.clippings.imports import import_clips
 from digest.clippings.issue import approve_issue, draft_issue, get_issue
 from digest.clippings.models import Clip, ClipKind
 from digest.clippings.store import enrich_clips, list_clips, update_clip
-from digest.db import session_scope
 from digest.papers import Paper
-from digest.settings import Settings
 from emails.transports.sendgrid import SendGridTransport
 from subscribers.models import Status
 from subscribers.monthly import plan_monthly
 from subscribers.web.app import create_app
-from tests.fake_sendgrid import FakeSendGrid
-from tests.monthly_data import add_subscribers
-from workers import broadcast, jobs
+from tests.support.fake_sendgrid import FakeSendGrid
+from tests.support.monthly_data import add_subscribers
+from workers import jobs, sending
 from workers.demo import sample_corpus_path
 
 MONTH = "2026-04"
@@ -116,8 +116,8 @@ def test_an_editors_month(migrated: Settings, fake_sendgrid: FakeSendGrid) -> No
         assert issue is not None
         assert plan_monthly(session=session, issue=issue) == 3
     with SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url) as transport:
-        assert broadcast.send_all(settings=settings, transport=transport).sent == 3
-        assert broadcast.send_all(settings=settings, transport=transport).handled == 0
+        assert sending.send_due(settings=settings, transport=transport).sent == 3
+        assert sending.send_due(settings=settings, transport=transport).handled == 0
     with session_scope(settings.sqlalchemy_url) as session:
         issue = get_issue(session=session, month=MONTH)
         assert issue is not None

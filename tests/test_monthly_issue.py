@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from core.db import session_scope
+from core.settings import Settings
 from digest.clippings.issue import (
-    DEFAULT_SECTIONS,
     IssueError,
     approve_issue,
     draft_issue,
@@ -15,12 +14,9 @@ from digest.clippings.issue import (
     issue_title,
     list_issues,
     reopen_issue,
-    section_order,
 )
 from digest.clippings.models import IssueStatus
-from digest.db import session_scope
-from digest.settings import Settings
-from tests.monthly_data import MONTH, clip, sample_clips
+from tests.support.monthly_data import MONTH, clip, sample_clips
 
 
 def test_draft_shape(migrated: Settings) -> None:
@@ -85,12 +81,3 @@ def test_empty_issue_and_bad_month_refused(migrated: Settings) -> None:
         with pytest.raises(IssueError, match="2026-04"):
             draft_issue(session=session, month="2026-13")
     assert issue_title("2026-12") == "Clippings - December 2026"
-
-
-def test_section_order_from_config(tmp_path: Path) -> None:
-    assert section_order(tmp_path / "missing.toml") == DEFAULT_SECTIONS
-    config = tmp_path / "clippings.toml"
-    config.write_text('[[sections]]\nname = "Multimodal"\n[[sections]]\nname = "Other"\n')
-    assert section_order(config) == ("Multimodal", "Other")
-    config.write_text('sections = ["LLM & Training", "Speech & Audio"]\n')
-    assert section_order(config) == ("LLM & Training", "Speech & Audio")

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
+from core.db import session_scope
+from core.settings import Settings
 from digest.clippings.issue import approve_issue, draft_issue, get_issue
 from digest.clippings.models import Clip, ClipKind
-from digest.db import session_scope
-from digest.settings import Settings
 from emails.monthly import render_monthly
 from emails.render import RecipientLinks
 from subscribers.monthly import plan_monthly
-from tests.live_server import free_port, serving
-from tests.monthly_data import MONTH, clip
+from tests.support.live_server import free_port, serving
+from tests.support.monthly_data import MONTH, clip
 from workers.migrate import upgrade
 
 pytestmark = pytest.mark.browser

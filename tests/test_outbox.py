@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings
 from digest.daily import DailyDigest, Pick, Section
 from digest.papers import Paper
-from digest.settings import Settings
+from emails.links import substitutions
 from emails.message import Message
-from emails.render import RecipientLinks, render_daily
+from emails.render import RecipientLinks, render_daily, shared_daily
 from emails.transports import (
     OutboxTransport,
     PermanentSendError,
@@ -24,13 +25,14 @@ from emails.transports import (
     make_transport,
     write_index,
 )
+from emails.transports.base import BatchSendError, Recipient
 from emails.transports.sendgrid import SendGridTransport
 from emails.transports.smtp import SMTPTransport
 
 FILE_NAME = re.compile(r"^\d{8}T\d{12}Z-[a-z0-9-]+-[0-9a-f]{8}\.eml$")
 
 
-def daily_message(to: str, title: str) -> Message:
+def daily_digest(title: str) -> DailyDigest:
     paper = Paper(
         arxiv_id="2601.20481",
         title=title,
@@ -44,17 +46,24 @@ def daily_message(to: str, title: str) -> Message:
         keywords=("tts",),
         sections=(Section(keyword="tts", picks=(Pick(paper=paper, score=3.0, matched=("tts",)),)),),
     )
+    return digest
+
+
+def links_for(to: str) -> RecipientLinks:
     token = re.sub(r"\W", "", to)
-    links = RecipientLinks(
+    return RecipientLinks(
         manage_url=f"https://digest.test/manage/{token}",
         unsubscribe_url=f"https://digest.test/unsubscribe/{token}",
         one_click_url=f"https://digest.test/unsubscribe/{token}/one-click",
     )
+
+
+def daily_message(to: str, title: str) -> Message:
     return render_daily(
-        digest,
+        daily_digest(title),
         to=to,
         sender="Paper Digest <digest@digest.test>",
-        links=links,
+        links=links_for(to),
         postal_address="Paper Digest, 12 Test Lane, 75000 Paris",
     )
 
@@ -177,6 +186,41 @@ def test_header_injection_is_a_permanent_failure(tmp_path: Path) -> None:
     with pytest.raises(PermanentSendError):
         OutboxTransport(tmp_path).send(hostile)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_writes_each_reader_what_a_single_send_would(tmp_path: Path) -> None:
+    shared = shared_daily(
+        daily_digest("A paper"),
+        sender="Paper Digest <digest@digest.test>",
+        postal_address="Paper Digest, 12 Test Lane, 75000 Paris",
+        feedback=False,
+    )
+    readers = ["ada@example.org", "alan@example.org"]
+    batch = [Recipient(to, substitutions=substitutions(links_for(to))) for to in readers]
+    transport = OutboxTransport(tmp_path / "batch")
+    assert (transport.batch_limit, transport.thread_safe) == (1, True)
+    ids = transport.send_batch(shared, batch)
+    assert len(set(ids)) == 2
+    emls = sorted((tmp_path / "batch").glob("*.eml"))
+    for path, to, message_id in zip(emls, readers, ids, strict=True):
+        parsed, single = parse_eml(path), daily_message(to, "A paper")
+        assert parsed["To"] == to and parsed["Message-ID"] == f"<{message_id}>"
+        assert parsed["List-Unsubscribe"] == single.headers["List-Unsubscribe"]
+        plain, html = parsed.iter_parts()
+        assert plain.get_content() == single.text.replace("\r\n", "\n")
+        assert html.get_content() == single.html
+        assert "placeholder" not in path.read_text(encoding="utf-8")
+
+
+def test_a_batch_stops_at_the_message_that_cannot_be_written(tmp_path: Path) -> None:
+    shared = daily_message("", "A paper")
+    batch = [Recipient("ada@example.org"), Recipient("=?utf-8?q?x=40evil.example?=@example.org"),
+             Recipient("alan@example.org")]
+    with pytest.raises(BatchSendError, match="encoded word") as raised:
+        OutboxTransport(tmp_path).send_batch(shared, batch)
+    assert raised.value.accepted == 1 and len(raised.value.message_ids) == 1
+    assert isinstance(raised.value.error, PermanentSendError)
+    assert [parse_eml(path)["To"] for path in tmp_path.glob("*.eml")] == ["ada@example.org"]
 
 
 def test_unwritable_outbox_is_a_transient_failure(tmp_path: Path) -> None:

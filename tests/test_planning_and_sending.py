@@ -7,26 +7,16 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from digest.db import session_scope
+from core.db import session_scope
+from core.settings import Settings
 from digest.papers import Paper, latest_announcement
-from digest.settings import Settings
 from emails.transports.sendgrid import SendGridTransport
 from subscribers import ledger
-from subscribers.models import Frequency, Status, Subscriber, SubscriberCreate
-from subscribers.service import add_subscriber
-from tests.fake_sendgrid import FakeSendGrid
-from workers import jobs, planning, sending
-from workers.demo import sample_corpus_path
-
-
-def _stock(settings: Settings, *profiles: tuple[str, list[str], str, int]) -> list[int]:
-    jobs.ingest_document(settings=settings, location=str(sample_corpus_path()), source="sample")
-    ids = []
-    with session_scope(settings.sqlalchemy_url) as session:
-        for email, keywords, tz, hour in profiles:
-            create = SubscriberCreate(email=email, keywords=keywords, timezone=tz, send_hour=hour)
-            ids.append(add_subscriber(session=session, subscriber_create=create, confirmed=True).id)
-    return [i or 0 for i in ids]
+from subscribers.models import Frequency, Status, Subscriber
+from tests.support.delivery import plan_latest_day as _plan_latest_day
+from tests.support.delivery import stock as _stock
+from tests.support.fake_sendgrid import FakeSendGrid
+from workers import planning, sending
 
 
 def test_due_slot_follows_the_subscriber_clock() -> None:
@@ -123,14 +113,6 @@ def test_a_subscriber_who_leaves_before_the_send_gets_nothing(
     report = sending.send_due(settings=settings, transport=transport)
     assert (report.sent, report.skipped) == (0, 1)
     assert fake_sendgrid.accepted == []
-
-
-def _plan_latest_day(settings: Settings) -> int:
-    """Plan the stored corpus's newest announcement day; the rows planned."""
-    with session_scope(settings.sqlalchemy_url) as session:
-        day = latest_announcement(session=session)
-    assert day is not None
-    return planning.plan_daily(settings=settings, day=day).planned
 
 
 def test_a_run_pauses_itself_when_the_provider_keeps_failing(

@@ -26,8 +26,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import insert
 from sqlmodel import col, select
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from emails.message import Message
 from emails.transports.base import (
     PermanentSendError,
@@ -47,17 +47,17 @@ from subscribers.models import (
     utcnow,
 )
 from subscribers.service import add_subscriber, plan_account_mail
-from tests.fake_sendgrid import FakeSendGrid
-from tests.subprocess_env import without_digest_settings
+from tests.support.fake_sendgrid import FakeSendGrid
+from tests.support.subprocess_env import without_digest_settings
 from workers import migrate, sending
 
 # What the `digest.send_due` Celery task (and `digest send daily`, after planning) runs.
 SENDER = """
-from digest.settings import get_settings
+from core.settings import get_settings
 from emails.transports import make_transport
-from workers.broadcast import send_all
+from workers.sending import send_due
 settings = get_settings()
-print(send_all(settings=settings, transport=make_transport(settings)))
+print(send_due(settings=settings, transport=make_transport(settings)))
 """
 UNICODE_LOCAL = "用户@例子.广告"
 ENCODED_WORD = "=?utf-8?q?x=40evil.example?=@example.org"
@@ -275,11 +275,12 @@ def test_rows_whose_claims_keep_lapsing_go_alone_and_the_killer_is_quarantined(
 
     def claim() -> list[tuple[int, int]]:
         with session_scope(migrated.sqlalchemy_url) as session:
-            return ledger.claim(session=session, limit=10, lease=gone)
+            return [(c.id, c.attempt) for c in ledger.claim(session=session, limit=10, lease=gone)]
 
     def claim_suspect() -> tuple[int, int] | None:
         with session_scope(migrated.sqlalchemy_url) as session:
-            return ledger.claim_suspect(session=session, lease=gone)
+            suspect = ledger.claim_suspect(session=session, lease=gone)
+            return (suspect.id, suspect.attempt) if suspect else None
 
     assert claim() == [(killer, 1), (ada, 1)]  # killed once: the batch comes back together
     assert claim_suspect() is None

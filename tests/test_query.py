@@ -120,8 +120,8 @@ def test_a_stored_keyword_that_no_longer_parses_ranks_nothing_instead_of_failing
 
 
 def test_a_configured_synonyms_file_replaces_the_shipped_one(tmp_path: Path) -> None:
+    from core.settings import Settings
     from digest.analysis import Lexicon
-    from digest.settings import Settings
 
     custom = tmp_path / "synonyms.txt"
     custom.write_text("# ours\ngnn = graph neural network\n", encoding="utf-8")

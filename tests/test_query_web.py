@@ -6,10 +6,10 @@ from html import unescape
 
 import pytest
 
-from digest.settings import Settings
+from core.settings import Settings
 from subscribers.models import Subscriber
 from subscribers.service import InvalidInput, parse_keywords
-from tests.test_web_signup import client_for, form_token, rows, signup_form, web
+from tests.support.web_app import client_for, form_token, rows, signup_form, web
 
 __all__ = ["web"]  # the fixture, re-exported for pytest
 
@@ -62,11 +62,11 @@ def test_preview_applies_negatives_authors_and_categories(web: Settings) -> None
 
 
 def test_the_manage_page_explains_malformed_terms_and_saves_trending_only(web: Settings) -> None:
-    from digest.db import session_scope
+    from core.db import session_scope
     from subscribers.models import SubscriberCreate
     from subscribers.service import add_subscriber
     from subscribers.tokens import Purpose, make_token
-    from tests.test_web_signup import csrf_of
+    from tests.support.web_app import csrf_of
 
     with session_scope(web.sqlalchemy_url) as session:
         sid = add_subscriber(session=session, confirmed=True, subscriber_create=SubscriberCreate(

@@ -7,8 +7,10 @@ import random
 from collections.abc import Collection, Sequence
 from datetime import date
 
+import numpy as np
 import pytest
 
+from digest import profile_product
 from digest.analysis import Lexicon, analyze, analyze_keyword, mine_acronyms
 from digest.ranking import (
     DAY_SHARE,
@@ -19,10 +21,14 @@ from digest.ranking import (
     SCORE_RESOLUTION,
     Match,
     PaperIndex,
+    ProfileSet,
+    Ranker,
     rank_keywords,
     rank_profiles,
+    select_top,
 )
-from tests.ranking_corpus import SimplePaper, load_corpus, load_seed
+from digest.top_picks import shortlist
+from tests.support.ranking_corpus import SimplePaper, load_corpus, load_seed
 
 DAY = date(2026, 1, 28)
 FILLER = [
@@ -434,3 +440,47 @@ def test_a_title_hit_beats_passing_mentions_of_several_keywords() -> None:
     )
     picks = ids(rank_keywords(PaperIndex(papers), ["emotion", "prosody"]))
     assert picks[:2] == ["6666.00001", "6666.00002"]
+
+
+def test_the_dense_and_the_sparse_product_pick_alike(
+    index: PaperIndex, corpus: list[SimplePaper], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(13)
+    words = vocabulary(corpus)
+    profiles = ProfileSet.compile([rng.sample(words, rng.randint(1, 6)) for _ in range(2000)])
+    excludes = [set(rng.sample(index.ids, rng.randint(0, 5))) for _ in range(len(profiles))]
+    monkeypatch.setattr(profile_product, "DENSE_WIDTH", 10**6)  # dense whatever the shape
+    monkeypatch.setattr(profile_product, "DENSE_BLOCK", 4096)  # several blocks a chunk
+    for floor, limit in ((1.5, 10), (0.5, 3), (3.0, 40)):
+        dense = Ranker(index, profiles, floor=floor)
+        sparse = Ranker(index, profiles, floor=floor)
+        assert dense.product.dense is not None
+        sparse.product.dense = None
+        for start in range(0, len(profiles), 700):
+            stop = min(start + 700, len(profiles))
+            for exclude in (None, excludes):
+                a = dense.picks(start, stop, limit=limit, exclude=exclude)
+                b = sparse.picks(start, stop, limit=limit, exclude=exclude)
+                assert len(a.profiles) > 0
+                for name in ("profiles", "papers", "scores"):
+                    assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+@pytest.mark.parametrize("limit", [1, 3, 10])
+def test_the_shortlist_keeps_every_row_s_top(limit: int) -> None:
+    rng = np.random.default_rng(limit)
+    papers = [paper(f"7777.{n:05d}", f"Paper {n}", day=date(2026, 1, 1 + n % 28))
+              for n in range(300)]
+    index = PaperIndex(papers)
+    rows = np.sort(rng.integers(0, 400, 20000))
+    cols = rng.integers(0, len(papers), len(rows))
+    # Coarse scores, so that many tie to SCORE_RESOLUTION and the tie-break decides.
+    scores = np.round(rng.gamma(2.0, 1.0, len(rows)), 5)
+    scores[rng.random(len(rows)) < 0.1] = 0.0
+    powered = scores ** KEYWORD_NORM
+    keep = shortlist(rows, powered, limit=limit, height=400, norm=KEYWORD_NORM)
+    assert len(keep) < len(rows) / 2
+    full = select_top(rows, cols, scores, limit=limit, index=index)
+    kept = select_top(rows[keep], cols[keep], scores[keep], limit=limit, index=index)
+    for name in ("profiles", "papers", "scores"):
+        assert np.array_equal(getattr(full, name), getattr(kept, name)), name

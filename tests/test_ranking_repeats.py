@@ -6,14 +6,15 @@ from datetime import date, timedelta
 
 from sqlmodel import select
 
-from digest.blend import personalise
-from digest.db import session_scope
+from core.db import session_scope
+from core.settings import Settings
+from digest.blend import rank_for_each_reader
 from digest.papers import PaperIn, papers_since, upsert_papers
-from digest.settings import Settings
 from subscribers import ledger
 from subscribers.models import Frequency, Subscriber, SubscriberCreate
 from subscribers.service import add_subscriber
-from tests.test_feedback import FILLER, NEW_PAPERS, _papers
+from tests.support.feedback_data import FILLER, NEW_PAPERS
+from tests.support.feedback_data import papers_in as _papers
 from workers import planning
 
 DAY = date(2026, 3, 2)
@@ -66,11 +67,11 @@ def test_passing_mentions_rank_below_every_paper_on_the_topic() -> None:
                "over sensors and time. Unlike work on speech synthesis, our inputs are sparse "
                "sensor series; we report errors on four city datasets and ablate each module.")
     papers = _papers(NEW_PAPERS + FILLER + [passing], DAY)
-    [ranked] = personalise(papers, [["speech synthesis"]], day=DAY, limit=10, floor=0.0)
+    [ranked] = rank_for_each_reader(papers, [["speech synthesis"]], day=DAY, limit=10, floor=0.0)
     scores = {m.arxiv_id: m.score for m in ranked}
     on_topic = [scores[i] for i, _, _ in NEW_PAPERS]
     assert scores[passing[0]] < 0.5 * min(on_topic)
     order = [m.arxiv_id for m in ranked]
     assert order.index(passing[0]) > max(order.index(i) for i, _, _ in NEW_PAPERS)
-    [kept] = personalise(papers, [["speech synthesis"]], day=DAY, limit=10, floor=1e6)
+    [kept] = rank_for_each_reader(papers, [["speech synthesis"]], day=DAY, limit=10, floor=1e6)
     assert kept == []  # and a floor above everything keeps everything out

@@ -9,19 +9,21 @@ from datetime import date, timedelta
 import pytest
 from sqlmodel import select
 
-from digest.blend import TRENDING_WEIGHT, blended, personalise, wants_trending
-from digest.db import session_scope
+from core.db import session_scope
+from core.settings import Settings
+from digest.blend import TRENDING_WEIGHT, blended, rank_for_each_reader, wants_trending
 from digest.papers import upsert_papers
 from digest.ranking import PaperIndex, rank_keywords
-from digest.settings import Settings
 from digest.sources.trending import TrendingItem
 from digest.trending import store_trending
 from subscribers import ledger
 from subscribers.models import Subscriber, SubscriberCreate
 from subscribers.service import add_subscriber
-from tests.test_feedback import FILLER, NEW_PAPERS, _papers
-from tests.test_web_signup import client_for, form_token, signup_form, web
-from workers import planning, sending
+from tests.support.feedback_data import FILLER, NEW_PAPERS
+from tests.support.feedback_data import papers_in as _papers
+from tests.support.web_app import client_for, form_token, signup_form, web
+from workers import planning
+from workers.compose import render_row
 
 __all__ = ["web"]
 DAY = date(2026, 3, 2)
@@ -38,14 +40,14 @@ def test_the_blend_is_what_the_docs_say() -> None:
 def test_trending_reorders_matches_but_never_adds_non_matches() -> None:
     papers = _papers(NEW_PAPERS + FILLER, DAY)
     upvotes = {"2603.00014": 80, "2603.00100": 500}  # a match, and a filler paper
-    [plain] = personalise(papers, [["speech synthesis"]], day=DAY, limit=10, floor=1.5)
-    [hot] = personalise(papers, [["speech synthesis"]], day=DAY, limit=10, floor=1.5,
+    [plain] = rank_for_each_reader(papers, [["speech synthesis"]], day=DAY, limit=10, floor=1.5)
+    [hot] = rank_for_each_reader(papers, [["speech synthesis"]], day=DAY, limit=10, floor=1.5,
                         upvotes=upvotes)
     assert {m.arxiv_id for m in hot} == {m.arxiv_id for m in plain}
     assert hot[0].arxiv_id == "2603.00014" and hot[0].upvotes == 80
     assert plain[0].arxiv_id != "2603.00014"
     older = _papers(NEW_PAPERS[:1], DAY - timedelta(days=14)) + papers[1:]
-    [aged] = personalise(older, [["speech synthesis"]], day=DAY, limit=10, floor=1.5)
+    [aged] = rank_for_each_reader(older, [["speech synthesis"]], day=DAY, limit=10, floor=1.5)
     assert aged[-1].arxiv_id == NEW_PAPERS[0][0]  # two weeks old: a quarter of its relevance
 
 
@@ -69,15 +71,13 @@ def test_trending_only_subscribers_get_the_days_top_papers_with_upvotes(
         hot = rows[ids[0] or 0]
         assert [m["arxiv_id"] for m in hot.payload["matches"]] == [
             "2603.00100", "2603.00013", "2603.00999"]
-        message = sending.render_digest(settings=migrated, session=session, delivery=hot,
-                                        subscriber=session.get(Subscriber, ids[0]))
+        message = render_row(migrated, session, hot)
         assert message is not None
         assert "Trending today" in message.html and "▲ 120 upvotes" in message.html
         assert "▲ 120 upvotes on Hugging Face" in message.text
         kw = rows[ids[1] or 0]
         assert "2603.00100" not in [m["arxiv_id"] for m in kw.payload["matches"]]
-        mail = sending.render_digest(settings=migrated, session=session, delivery=kw,
-                                     subscriber=session.get(Subscriber, ids[1]))
+        mail = render_row(migrated, session, kw)
         assert mail is not None and "▲ 45 upvotes on Hugging Face" in mail.text
 
 
@@ -96,7 +96,7 @@ def test_the_signup_form_offers_trending_only_without_keywords(web: Settings) ->
 
 
 def test_the_fast_blend_equals_blending_every_match() -> None:
-    from tests.ranking_corpus import load_corpus
+    from tests.support.ranking_corpus import load_corpus
 
     corpus = load_corpus()
     day = max(p.announced_on for p in corpus)
@@ -105,7 +105,7 @@ def test_the_fast_blend_equals_blending_every_match() -> None:
     upvotes = {p.arxiv_id: rng.choice([3, 15, 60, 250]) for p in rng.sample(corpus, 25)}
     profiles = [["TTS", "speech language model"], ["audio codec"], ["emotion", "prosody"],
                 ["voice conversion", "-survey"], ["LLM"]]
-    fast = personalise(corpus, profiles, day=day, limit=10, floor=1.5, index=index,
+    fast = rank_for_each_reader(corpus, profiles, day=day, limit=10, floor=1.5, index=index,
                        upvotes=upvotes)
     by_id = {p.arxiv_id: p for p in corpus}
     for profile, got in zip(profiles, fast, strict=True):

@@ -24,18 +24,18 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from digest.settings import Settings
+from core.settings import Settings
 from subscribers.web import security
 from subscribers.web.app import create_app
 from subscribers.web.pages import WebLimits
 from subscribers.web.security import REDIS_KEY_PREFIX, Limit, network_of
-from tests.admin_helpers import admin_settings
-from tests.celery_stack import RedisServer
 from tests.conftest import IN_CI
-from tests.live_server import free_port
-from tests.subprocess_env import without_digest_settings
-from tests.test_cli import DIGEST, run
-from tests.test_web_signup import csrf_of, signup_form
+from tests.support.admin_helpers import admin_settings
+from tests.support.celery_stack import RedisServer
+from tests.support.cli import DIGEST, run
+from tests.support.live_server import free_port
+from tests.support.subprocess_env import without_digest_settings
+from tests.support.web_app import csrf_of, signup_form
 from workers.migrate import upgrade
 
 SECRET = "rate-limit-test-secret"

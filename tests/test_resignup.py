@@ -10,20 +10,13 @@ from email.message import EmailMessage
 from sqlalchemy import update
 from sqlmodel import select
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from subscribers import ledger
 from subscribers.models import Frequency, Status, Subscriber
 from subscribers.web.pages import INVALID_LINK_STATUS
-from tests.test_web_emails import check_every_email_rule, parts, send
-from tests.test_web_signup import (  # noqa: F401
-    client_for,
-    csrf_of,
-    form_token,
-    free_period_slots,
-    signup_form,
-    web,
-)
+from tests.support.outbox import check_every_email_rule, parts, send
+from tests.support.web_app import client_for, csrf_of, form_token, free_period_slots, signup_form
 
 ADA = "ada@example.org"
 LINK = re.compile(r"http://digest\.test(/[a-z]+/[A-Za-z0-9._-]+)")
@@ -71,7 +64,7 @@ def press(settings: Settings, path: str) -> int:
                        follow_redirects=False).status_code
 
 
-def test_a_corrected_signup_before_confirming_wins(web: Settings) -> None:  # noqa: F811
+def test_a_corrected_signup_before_confirming_wins(web: Settings) -> None:
     sign_up(web, keywords="speech synthsis")  # the typo
     [first] = send(web)
     free_period_slots(web)
@@ -90,7 +83,7 @@ def test_a_corrected_signup_before_confirming_wins(web: Settings) -> None:  # no
         Status.active, ["speech synthesis", "prosody"], Frequency.weekly)
 
 
-def test_signing_up_again_after_leaving_takes_the_new_choices(web: Settings) -> None:  # noqa: F811
+def test_signing_up_again_after_leaving_takes_the_new_choices(web: Settings) -> None:
     sign_up(web, keywords="speech synthesis", monthly="yes")
     [confirmation] = send(web)
     assert press(web, link(confirmation, "confirm")) == 303
@@ -109,7 +102,7 @@ def test_signing_up_again_after_leaving_takes_the_new_choices(web: Settings) -> 
 
 
 def test_an_active_reader_is_offered_the_new_keywords_not_switched(
-        web: Settings) -> None:  # noqa: F811
+        web: Settings) -> None:
     sign_up(web, keywords="speech synthesis")
     [confirmation] = send(web)
     press(web, link(confirmation, "confirm"))
@@ -136,7 +129,7 @@ def test_an_active_reader_is_offered_the_new_keywords_not_switched(
     assert send(web)[-1]["Subject"] == "You're already subscribed to Paper Digest"
 
 
-def test_old_confirmation_links_are_dead_after_unsubscribing(web: Settings) -> None:  # noqa: F811
+def test_old_confirmation_links_are_dead_after_unsubscribing(web: Settings) -> None:
     sign_up(web)
     [confirmation] = send(web)
     confirm = link(confirmation, "confirm")
@@ -156,7 +149,7 @@ def test_old_confirmation_links_are_dead_after_unsubscribing(web: Settings) -> N
     assert stored(web).status == Status.active
 
 
-def test_a_double_click_on_subscribe_sends_one_email(web: Settings) -> None:  # noqa: F811
+def test_a_double_click_on_subscribe_sends_one_email(web: Settings) -> None:
     client = client_for(web)
     token = form_token(client)
     for _ in range(2):

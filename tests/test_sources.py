@@ -17,9 +17,9 @@ from pytest_httpserver import HTTPServer
 from pytest_httpserver.httpserver import HandlerType
 from werkzeug import Request, Response
 
-from digest.db import session_scope
+from core.db import session_scope
+from core.settings import Settings
 from digest.papers import Paper, PaperIn, papers_by_id, upsert_papers
-from digest.settings import Settings
 from digest.sources.arxiv_api import search_papers
 from digest.sources.arxiv_feed import FeedError, parse_feed
 from digest.sources.fetch import FetchError, read_document, rss_url

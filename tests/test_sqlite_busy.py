@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live_server import free_port
-from tests.subprocess_env import without_digest_settings
-from tests.test_cli import DIGEST, run
+from tests.support.cli import DIGEST, run
+from tests.support.live_server import free_port
+from tests.support.subprocess_env import without_digest_settings
 
 API_TOKEN = "busy-test-token"
 

@@ -16,7 +16,7 @@ from emails.render import (
     render_template,
     short_date,
 )
-from tests.test_render import (
+from tests.support.daily_data import (
     HOSTILE_ABSTRACT,
     HOSTILE_COMMENT,
     HOSTILE_KEYWORD,

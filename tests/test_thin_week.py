@@ -10,15 +10,15 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from digest.db import session_scope
+from core.db import session_scope
+from core.settings import Settings
 from digest.papers import latest_announcement
-from digest.settings import Settings
 from emails.transports.outbox import OutboxTransport
 from subscribers import ledger
 from subscribers.models import Subscriber, SubscriberCreate
 from subscribers.service import add_subscriber
 from subscribers.tokens import Purpose, make_token
-from tests.test_web_signup import client_for
+from tests.support.web_app import client_for
 from workers import jobs, planning
 from workers.demo import sample_corpus_path
 from workers.sending import send_due

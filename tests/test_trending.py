@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
-from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
 from sqlmodel import select
 
-from digest.db import session_scope
+from core.db import session_scope
+from core.settings import Settings
 from digest.papers import Paper, PaperIn, upsert_papers
 from digest.ranking import PaperIndex, rank_keywords
-from digest.settings import Settings
 from digest.sources.fetch import FetchError
 from digest.sources.trending import (
     TrendingError,
@@ -22,40 +21,7 @@ from digest.sources.trending import (
     trending_url,
 )
 from digest.trending import TrendingScore, store_trending, top_trending, trending_on
-
-DAY = date(2026, 1, 27)
-
-
-def item(arxiv_id: str, title: str, upvotes: int, **extra: Any) -> dict[str, Any]:
-    """One entry shaped like the real API's (fields we do not read included)."""
-    return {
-        "paper": {
-            "id": arxiv_id,
-            "authors": [
-                {"_id": "6790a1", "name": "Ada Lovelace", "hidden": False},
-                {"_id": "6790a2", "name": "Alan Turing", "hidden": False},
-            ],
-            "publishedAt": "2026-01-26T18:59:41.000Z",
-            "title": title,
-            "summary": f"We study {title.lower()}.\nResults are strong.",
-            "upvotes": upvotes,
-            "discussionId": "6790a3",
-            "ai_keywords": ["speech"],
-        },
-        "publishedAt": "2026-01-27T02:11:05.123Z",
-        "title": title,
-        "thumbnail": "https://cdn-thumbnails.huggingface.co/social-thumbnails/papers/x.png",
-        "numComments": 2,
-        "submittedBy": {"_id": "1", "name": "someone", "fullname": "Some One"},
-        **extra,
-    }
-
-
-DAILY = [
-    item("2601.20481", "Streaming Speech Synthesis with Flow Matching", 87),
-    item("2601.14417", "A Neural Audio Codec at 1 kbps", 41),
-    item("2601.99999", "Trending Only: $\\mathcal{O}(n)$ Attention &amp; Friends", 12),
-]
+from tests.support.trending_data import DAILY, DAY, item
 
 
 def serve(httpserver: HTTPServer, body: bytes | str, status: int = 200) -> str:

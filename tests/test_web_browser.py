@@ -13,45 +13,23 @@ from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlmodel import select
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from emails.transports import OutboxTransport
 from subscribers.models import Status, Subscriber
-from tests.live_server import free_port, serving
+from tests.support.browser import shot
+from tests.support.live_server import free_port, serving
 from workers import jobs
 from workers.demo import sample_corpus_path
 from workers.migrate import upgrade
 from workers.sending import send_due
 
 pytestmark = pytest.mark.browser
-
-ARTIFACTS = Path(__file__).parent / "artifacts" / "web"
-OVERFLOWING = """() => [...document.querySelectorAll('body *')]
-  .filter(e => { const r = e.getBoundingClientRect();
-                 return r.width > 0 && (r.right > innerWidth + 0.5 || r.left < -0.5)
-                        && !e.closest('.hp, .skip'); })
-  .map(e => e.tagName + '.' + e.className).slice(0, 5)"""
-# Basic accessibility: every field labelled, every button named, one h1, a language.
-A11Y = """() => {
-  const problems = [];
-  for (const e of document.querySelectorAll('input, select, textarea')) {
-    if (e.type === 'hidden' || e.closest('.hp')) continue;
-    if (!e.labels.length && !e.getAttribute('aria-label')) problems.push('unlabelled ' + e.name);
-  }
-  for (const b of document.querySelectorAll('button, a'))
-    if (!b.textContent.trim() && !b.getAttribute('aria-label'))
-      problems.push('unnamed ' + b.outerHTML);
-  if (document.querySelectorAll('h1').length !== 1) problems.push('h1 count');
-  if (!document.documentElement.lang) problems.push('no lang');
-  return problems;
-}"""
-
 
 
 @pytest.fixture(scope="module")
@@ -70,16 +48,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     jobs.ingest_document(settings=settings, location=str(sample_corpus_path()), source="sample")
     with serving(settings, port):
         yield settings
-
-
-def shot(page: Any, name: str, width: int) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.evaluate("window.scrollTo(0, 0)")  # sticky parts where a visitor first sees them
-    page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
-    assert page.evaluate("document.documentElement.scrollWidth") <= width, name
-    assert page.evaluate(OVERFLOWING) == [], name
-    if page.url.startswith("http"):  # our pages (emails are checked by their own tests)
-        assert page.evaluate(A11Y) == [], name
 
 
 def outbox_message(settings: Settings, to: str) -> EmailMessage:

@@ -13,62 +13,27 @@ import socket
 import subprocess
 import sys
 import time
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
-from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-from digest.db import session_scope
-from digest.settings import Settings
-from emails.transports import OutboxTransport
+from core.db import session_scope
+from core.settings import Settings
 from subscribers import ledger
 from subscribers.models import PendingEmail, Status, Subscriber
 from subscribers.service import unsubscribe
 from subscribers.tokens import Purpose, read_token
-from tests.subprocess_env import without_digest_settings
-from tests.test_web_signup import (  # noqa: F401
-    both,
-    client_for,
-    csrf_of,
-    form_token,
-    signup_form,
-    web,
-)
-from tests.test_web_tokens import signed_up, token
-from workers.sending import send_due
+from tests.support.outbox import check_every_email_rule, parts, send
+from tests.support.subprocess_env import without_digest_settings
+from tests.support.tokens import signed_up, token
+from tests.support.web_app import client_for, csrf_of, form_token, signup_form
 
 LINK = re.compile(r"http://digest\.test(/[a-z]+/[A-Za-z0-9._-]+)")
 
 
-def send(settings: Settings) -> list[EmailMessage]:
-    """Run the sender once and return every message in the outbox, oldest first."""
-    send_due(settings=settings, transport=OutboxTransport(settings.outbox_path))
-    parser = BytesParser(policy=policy.default)
-    return [parser.parsebytes(path.read_bytes())  # type: ignore[misc]
-            for path in sorted(Path(settings.outbox_path).glob("*.eml"))]
-
-
-def parts(message: EmailMessage) -> tuple[str, str]:
-    text = message.get_body(preferencelist=("plain",))
-    html = message.get_body(preferencelist=("html",))
-    assert text is not None and html is not None, "both parts"
-    return text.get_content(), html.get_content()
-
-
-def check_every_email_rule(message: EmailMessage, settings: Settings) -> None:
-    text, html = parts(message)
-    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert re.fullmatch(r"<http://digest\.test/unsubscribe/[\w.-]+>", message["List-Unsubscribe"])
-    assert settings.postal_address in text and settings.postal_address in html
-    assert len(html.encode()) < 100_000
-
-
-def test_signup_to_confirmation_email_to_confirmed(both: Settings) -> None:  # noqa: F811
+def test_signup_to_confirmation_email_to_confirmed(both: Settings) -> None:
     client = client_for(both)
     client.post("/subscribe", data=signup_form(form_token(client),
                                                keywords="speech synthesis\n<b>bold</b>"))
@@ -95,7 +60,7 @@ def test_signup_to_confirmation_email_to_confirmed(both: Settings) -> None:  # n
         assert session.exec(select(Subscriber.status)).one() == Status.unsubscribed
 
 
-def test_a_known_address_gets_a_reminder_with_its_manage_link(web: Settings) -> None:  # noqa: F811
+def test_a_known_address_gets_a_reminder_with_its_manage_link(web: Settings) -> None:
     sid = signed_up(web)
     send(web)
     client = client_for(web)
@@ -114,7 +79,7 @@ def test_a_known_address_gets_a_reminder_with_its_manage_link(web: Settings) -> 
     assert read_token(keys=keys, purpose=Purpose.manage, token=found.group(1)) == (sid, "")
 
 
-def test_a_confirmation_nobody_wants_any_more_is_not_sent(web: Settings) -> None:  # noqa: F811
+def test_a_confirmation_nobody_wants_any_more_is_not_sent(web: Settings) -> None:
     sid = signed_up(web, active=False)
     with session_scope(web.sqlalchemy_url) as session:
         unsubscribe(session=session, subscriber_id=sid, channel="one-click")
@@ -124,7 +89,7 @@ def test_a_confirmation_nobody_wants_any_more_is_not_sent(web: Settings) -> None
 
 
 def test_address_change_mail_goes_to_the_new_address_without_a_manage_link(
-    web: Settings,  # noqa: F811
+    web: Settings,
 ) -> None:
     sid = signed_up(web)
     client = client_for(web)
@@ -143,7 +108,7 @@ def test_address_change_mail_goes_to_the_new_address_without_a_manage_link(
         assert session.get(Subscriber, sid).status == Status.active  # type: ignore[union-attr]
 
 
-def test_export_mails_the_data_as_json_to_the_address_on_file(web: Settings) -> None:  # noqa: F811
+def test_export_mails_the_data_as_json_to_the_address_on_file(web: Settings) -> None:
     sid = signed_up(web)
     client = client_for(web)
     manage = f"/manage/{token(web, Purpose.manage, sid)}"
@@ -168,7 +133,7 @@ def test_serve_mails_a_signup_within_seconds_and_stops_on_ctrl_c(settings: Setti
     env = without_digest_settings() | {
         "DIGEST_VAR_DIR": str(settings.var_dir), "DIGEST_PUBLIC_URL": base,
         "DIGEST_SECRET_KEYS": "serve-test-key"}
-    script = ("from digest.settings import Settings; from workers.migrate import upgrade; "
+    script = ("from core.settings import Settings; from workers.migrate import upgrade; "
               "from workers.serve import run_server; s = Settings(); upgrade(s); "
               f"run_server(s, port={port})")
     server = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=settings.var_dir,

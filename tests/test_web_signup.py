@@ -1,103 +1,27 @@
 """The signup page through FastAPI's TestClient: headers, CSRF, honeypot, duplicate signups
 that look identical, hostile keywords, the preview, per-IP and per-address limits, health.
 
-Helpers here are shared by the other test_web_* files.
+The helpers the test_web_* files share live in tests/support/web_app.py.
 """
 
 from __future__ import annotations
 
-import re
-from datetime import date, timedelta
 from html import unescape
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import String, cast, update
-from sqlmodel import SQLModel, func, select
+from sqlmodel import select
 
-from digest.db import session_scope
-from digest.papers import PaperIn, upsert_papers
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from subscribers import ledger
 from subscribers.models import Status, Subscriber
 from subscribers.web.app import create_app
 from subscribers.web.pages import WebLimits
 from subscribers.web.security import CSRF_COOKIE, Limit
-from workers.migrate import upgrade
+from tests.support.web_app import client_for, form_token, free_period_slots, rows, signup_form
 
-DAY = date(2026, 1, 29)
-TITLES = [
-    "Zero-shot speech synthesis with a neural codec language model",
-    "Prosody control for expressive speech synthesis",
-    "Voice cloning from three seconds of audio",
-    "A survey of speech synthesis evaluation",
-    "Speech tokenizer design for speech language models",
-    "Sound event detection in the wild",
-]
-
-
-# --- shared helpers --------------------------------------------------------------------------
-
-
-def store_papers(settings: Settings) -> None:
-    papers = [PaperIn(arxiv_id=f"2601.{10000 + n}", title=title, source="test",
-                      abstract=f"We study {title.lower()}. Results on public benchmarks.",
-                      authors=["Ada Lovelace", "Alan Turing"], categories=["cs.SD"],
-                      announced_on=DAY - timedelta(days=n % 3),
-                      abs_url=f"https://arxiv.org/abs/2601.{10000 + n}")
-              for n, title in enumerate(TITLES)]
-    with session_scope(settings.sqlalchemy_url) as session:
-        upsert_papers(session=session, papers=papers)
-
-
-def client_for(settings: Settings, limits: WebLimits | None = None) -> TestClient:
-    return TestClient(create_app(settings, limits=limits), base_url="http://testserver")
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, "the page has a form with a CSRF token"
-    return found.group(1)
-
-
-def form_token(client: TestClient, url: str = "/") -> str:
-    response = client.get(url)
-    assert response.status_code == 200, response.text
-    return csrf_of(response.text)
-
-
-def signup_form(csrf: str, **fields: str) -> dict[str, str]:
-    return {"csrf": csrf, "email": "ada@example.org", "keywords": "speech synthesis\nTTS",
-            "frequency": "daily", "monthly": "yes", "timezone": "Europe/Paris",
-            "send_hour": "7", "website": "", **fields}
-
-
-def rows(settings: Settings, table: type[SQLModel]) -> int:
-    with session_scope(settings.sqlalchemy_url) as session:
-        return session.exec(select(func.count()).select_from(table)).one()
-
-
-def free_period_slots(settings: Settings) -> None:
-    """Account emails are keyed per second; make earlier ones look older, as time would."""
-    with session_scope(settings.sqlalchemy_url) as session:
-        session.execute(update(ledger.Delivery).values(
-            period=func.substr(ledger.Delivery.period, 1, 16) + "-"
-            + cast(ledger.Delivery.id, String)))
-
-
-@pytest.fixture
-def web(settings: Settings) -> Settings:
-    """SQLite-only settings with the schema migrated and a few papers stored."""
-    upgrade(settings)
-    store_papers(settings)
-    return settings
-
-
-@pytest.fixture
-def both(migrated: Settings) -> Settings:
-    """The same on SQLite and PostgreSQL, for tests whose point is the database state."""
-    store_papers(migrated)
-    return migrated
+# The `web` and `both` fixtures come from tests/conftest.py (defined in tests/support/web_app.py).
 
 
 # --- tests -----------------------------------------------------------------------------------

@@ -7,54 +7,26 @@ cookies in both encodings; every manage action lands in the database.
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from html import unescape
-from typing import Any
 
 import pytest
-from itsdangerous.timed import TimestampSigner
 from sqlmodel import select
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from subscribers import ledger
 from subscribers.models import (
     ConsentEvent,
     PendingEmail,
     Status,
     Subscriber,
-    SubscriberCreate,
     Suppression,
 )
-from subscribers.service import confirm, subscribe, unsubscribe
+from subscribers.service import unsubscribe
 from subscribers.tokens import InvalidToken, Purpose, make_token, make_tokens, read_token
-from tests.test_web_signup import both, client_for, csrf_of, form_token, rows, web  # noqa: F401
-
-ADA = "ada@example.org"
-
-
-def signed_up(settings: Settings, *, active: bool = True, email: str = ADA) -> int:
-    with session_scope(settings.sqlalchemy_url) as session:
-        subscribe(session=session, subscriber_create=SubscriberCreate(
-            email=email, keywords=["speech synthesis", "TTS"], timezone="Europe/Paris"))
-        sid = session.exec(select(Subscriber.id).where(Subscriber.email == email)).one() or 0
-        if active:
-            confirm(session=session, subscriber_id=sid)
-    return sid
-
-
-def token(settings: Settings, purpose: Purpose, sid: int, extra: str = "") -> str:
-    return make_token(keys=settings.signing_keys(), purpose=purpose, subscriber_id=sid,
-                      extra=extra)
-
-
-def snapshot(settings: Settings) -> list[Any]:
-    """Everything a request could change, to compare before and after."""
-    with session_scope(settings.sqlalchemy_url) as session:
-        return [[row.model_dump() for row in session.exec(select(table))]
-                for table in (Subscriber, ConsentEvent, PendingEmail, Suppression,
-                              ledger.Delivery)]
+from tests.support.tokens import ADA, forged_tokens, manage, signed_up, snapshot, token
+from tests.support.web_app import client_for, csrf_of, form_token, rows
 
 
 def subscriber(settings: Settings, sid: int) -> Subscriber | None:
@@ -62,40 +34,11 @@ def subscriber(settings: Settings, sid: int) -> Subscriber | None:
         return session.get(Subscriber, sid)
 
 
-def forged_tokens(settings: Settings, sid: int, purpose: Purpose,
-                  monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    good = token(settings, purpose, sid)
-    other = {Purpose.confirm: Purpose.manage, Purpose.manage: Purpose.unsubscribe,
-             Purpose.unsubscribe: Purpose.confirm}[purpose]
-    forged = {
-        # A character inside the signature (the last one may only hold padding bits).
-        "tampered": good[:-5] + ("A" if good[-5] != "A" else "B") + good[-4:],
-        "truncated": good[: len(good) // 2],
-        "wrong purpose": token(settings, other, sid),
-        "feedback purpose": token(settings, Purpose.feedback, sid),
-        "unknown key": make_token(keys=["someone-elses-key"], purpose=purpose, subscriber_id=sid),
-        "orphaned": token(settings, purpose, sid + 1000),
-        "garbage": "not-a-token",
-        "long garbage": "x" * 300,
-        "other subscriber's id in the payload": good.replace(good.split(".")[0], "WzJd", 1),
-    }
-    if purpose == Purpose.manage:
-        forged["extra data"] = token(settings, purpose, sid, extra="email:1")
-    forged["unknown extra data"] = token(settings, purpose, sid, extra="admin:1")
-    # An expired confirmation: signed eight days ago.
-    if purpose == Purpose.confirm:
-        monkeypatch.setattr(TimestampSigner, "get_timestamp",
-                            lambda self: int(time.time()) - 8 * 24 * 3600)
-        forged["expired"] = token(settings, purpose, sid)
-        monkeypatch.undo()
-    return forged
-
-
 @pytest.mark.parametrize(("purpose", "path"), [
     (Purpose.confirm, "confirm"), (Purpose.manage, "manage"), (Purpose.unsubscribe, "unsubscribe"),
 ])
 def test_every_bad_token_gets_the_same_page_and_changes_nothing(
-    both: Settings, purpose: Purpose, path: str, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    both: Settings, purpose: Purpose, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sid = signed_up(both, active=purpose != Purpose.confirm)
     forged = forged_tokens(both, sid, purpose, monkeypatch)
@@ -123,7 +66,7 @@ def test_every_bad_token_gets_the_same_page_and_changes_nothing(
     assert snapshot(both) == before
 
 
-def test_older_keys_still_verify_so_rotation_breaks_no_link(web: Settings) -> None:  # noqa: F811
+def test_older_keys_still_verify_so_rotation_breaks_no_link(web: Settings) -> None:
     sid = signed_up(web)
     old_only = make_token(keys=["test-secret-older"], purpose=Purpose.manage, subscriber_id=sid)
     rotated = web.model_copy(update={"secret_keys": ["brand-new-key", *web.secret_keys]})
@@ -147,7 +90,7 @@ def test_batch_tokens_are_the_same_tokens_and_bound_to_their_purpose() -> None:
         read_token(keys=["test-secret-older"], purpose=Purpose.unsubscribe, token=batch[0])
 
 
-def test_link_scanners_following_every_link_change_nothing(both: Settings) -> None:  # noqa: F811
+def test_link_scanners_following_every_link_change_nothing(both: Settings) -> None:
     pending_id = signed_up(both, active=False, email="pending@example.org")
     active_id = signed_up(both)
     before = snapshot(both)
@@ -165,7 +108,7 @@ def test_link_scanners_following_every_link_change_nothing(both: Settings) -> No
 
 
 @pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
-def test_one_click_unsubscribe_works_without_cookies(both: Settings, encoding: str) -> None:  # noqa: F811
+def test_one_click_unsubscribe_works_without_cookies(both: Settings, encoding: str) -> None:
     sid = signed_up(both)
     url = f"/unsubscribe/{token(both, Purpose.unsubscribe, sid)}"
     for attempt in range(2):  # a mail provider may retry: the second POST is harmless
@@ -188,7 +131,7 @@ def test_one_click_unsubscribe_works_without_cookies(both: Settings, encoding: s
     assert actions.count("unsubscribe") == 1
 
 
-def test_confirm_page_has_a_button_and_only_the_post_confirms(both: Settings) -> None:  # noqa: F811
+def test_confirm_page_has_a_button_and_only_the_post_confirms(both: Settings) -> None:
     sid = signed_up(both, active=False)
     client = client_for(both)
     url = f"/confirm/{token(both, Purpose.confirm, sid)}"
@@ -207,19 +150,12 @@ def test_confirm_page_has_a_button_and_only_the_post_confirms(both: Settings) ->
     assert "You're already confirmed" in unescape(client.get(url).text)
 
 
-def manage(client: Any, settings: Settings, sid: int) -> tuple[str, str]:
-    url = f"/manage/{token(settings, Purpose.manage, sid)}"
-    page = client.get(url)
-    assert page.status_code == 200
-    return url, csrf_of(page.text)
-
-
 def profile(csrf: str, **fields: str) -> dict[str, str]:
     return {"csrf": csrf, "keywords": "prosody\nvoice cloning", "frequency": "weekly",
             "timezone": "Asia/Tokyo", "send_hour": "21", **fields}
 
 
-def test_manage_saves_the_profile_and_explains_mistakes(both: Settings) -> None:  # noqa: F811
+def test_manage_saves_the_profile_and_explains_mistakes(both: Settings) -> None:
     sid = signed_up(both)
     client = client_for(both)
     url, csrf = manage(client, both, sid)
@@ -239,7 +175,7 @@ def test_manage_saves_the_profile_and_explains_mistakes(both: Settings) -> None:
     assert subscriber(both, sid).keywords == ["prosody", "voice cloning"]  # type: ignore[union-attr]
 
 
-def test_pause_and_resume(web: Settings) -> None:  # noqa: F811
+def test_pause_and_resume(web: Settings) -> None:
     sid = signed_up(web)
     client = client_for(web)
     url, csrf = manage(client, web, sid)
@@ -252,7 +188,7 @@ def test_pause_and_resume(web: Settings) -> None:  # noqa: F811
     assert subscriber(web, sid).paused_until is None  # type: ignore[union-attr]
 
 
-def test_address_change_needs_the_new_address(both: Settings) -> None:  # noqa: F811
+def test_address_change_needs_the_new_address(both: Settings) -> None:
     sid = signed_up(both)
     client = client_for(both)
     url, csrf = manage(client, both, sid)
@@ -275,7 +211,7 @@ def test_address_change_needs_the_new_address(both: Settings) -> None:  # noqa: 
     assert client.get(link).status_code == 404  # used up
 
 
-def test_the_stop_link_of_an_address_change_cancels_only_that(web: Settings) -> None:  # noqa: F811
+def test_the_stop_link_of_an_address_change_cancels_only_that(web: Settings) -> None:
     sid = signed_up(web)
     client = client_for(web)
     url, csrf = manage(client, web, sid)
@@ -290,7 +226,7 @@ def test_the_stop_link_of_an_address_change_cancels_only_that(web: Settings) -> 
     assert subscriber(web, sid).status == Status.active  # type: ignore[union-attr]
 
 
-def test_export_is_planned_for_the_address_on_file(web: Settings) -> None:  # noqa: F811
+def test_export_is_planned_for_the_address_on_file(web: Settings) -> None:
     sid = signed_up(web)
     client = client_for(web)
     url, csrf = manage(client, web, sid)
@@ -301,7 +237,7 @@ def test_export_is_planned_for_the_address_on_file(web: Settings) -> None:  # no
     assert kinds == ["confirm", "export"]
 
 
-def test_erase_needs_the_box_then_deletes_everything(both: Settings) -> None:  # noqa: F811
+def test_erase_needs_the_box_then_deletes_everything(both: Settings) -> None:
     sid = signed_up(both)
     client = client_for(both)
     url, csrf = manage(client, both, sid)
@@ -317,7 +253,7 @@ def test_erase_needs_the_box_then_deletes_everything(both: Settings) -> None:  #
     assert client.post(f"/unsubscribe/{token(both, Purpose.unsubscribe, sid)}").status_code == 404
 
 
-def test_an_unsubscribed_subscriber_can_come_back_from_the_manage_page(web: Settings) -> None:  # noqa: F811
+def test_an_unsubscribed_subscriber_can_come_back_from_the_manage_page(web: Settings) -> None:
     sid = signed_up(web)
     with session_scope(web.sqlalchemy_url) as session:
         unsubscribe(session=session, subscriber_id=sid)
@@ -328,7 +264,7 @@ def test_an_unsubscribed_subscriber_can_come_back_from_the_manage_page(web: Sett
     assert subscriber(web, sid).status == Status.active  # type: ignore[union-attr]
 
 
-def test_token_pages_never_echo_anything_about_other_addresses(web: Settings) -> None:  # noqa: F811
+def test_token_pages_never_echo_anything_about_other_addresses(web: Settings) -> None:
     ada = signed_up(web)
     signed_up(web, email="grace@example.org")
     client = client_for(web)

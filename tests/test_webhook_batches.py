@@ -15,17 +15,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import event
 from sqlmodel import select
 
-from digest.db import get_engine, session_scope
-from digest.settings import Settings
+from core.db import get_engine, session_scope
+from core.settings import Settings
 from emails.events import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from subscribers import ledger
 from subscribers.events import ProviderEventRecord
 from subscribers.models import Status, Subscriber, SubscriberCreate
 from subscribers.service import add_subscriber
 from subscribers.web.webhooks import MAX_BODY_BYTES
-from tests.live_server import free_port, serving
-from tests.test_events import public_b64, sign
-from tests.test_webhooks import NOW
+from tests.support.live_server import free_port, serving
+from tests.support.sendgrid_events import NOW, public_b64, sign
 
 NAMES = ("ada", "bob", "cy", "dee")
 

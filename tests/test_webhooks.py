@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from emails.events import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from subscribers import ledger
 from subscribers.events import ProviderEventRecord, daily_stats
 from subscribers.models import Status, Subscriber, SubscriberCreate
 from subscribers.service import add_subscriber
 from subscribers.web.app import create_app
-from tests.test_events import public_b64, sign
-
-NOW = int(datetime(2026, 1, 29, 9, tzinfo=UTC).timestamp())
+from tests.support.sendgrid_events import NOW, public_b64, sign
 
 
 def _world(settings: Settings) -> tuple[TestClient, ec.EllipticCurvePrivateKey, dict[str, int]]:

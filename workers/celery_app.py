@@ -24,7 +24,7 @@ from celery.schedules import crontab
 from kombu.utils.url import maybe_sanitize_url
 from sqlalchemy.engine import make_url
 
-from digest.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 log = logging.getLogger("digest.beat")
 # httpx logs every request at INFO: one line per email would drown the worker's own log.

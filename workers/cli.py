@@ -7,8 +7,7 @@ database, ranking and email layers up front cost every command (and `--help`) se
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,17 +15,14 @@ from rich.console import Console
 from rich.table import Table
 
 from workers.cli_admin import admin_app
-from workers.cli_choices import DeliveryStatus, Status
 from workers.cli_clips import clip_app
 from workers.cli_monthly import app as monthly_app
+from workers.cli_send import deliveries, retry_failed, send_app
+from workers.cli_subscribers import subscribers_app
 from workers.cli_support import command_errors, emit_json, parse_day, ready
 
 if TYPE_CHECKING:
-    from digest.settings import Settings
-    from subscribers.models import Frequency
-else:
-    # The light copy for the option's choices; SubscriberCreate turns it into the model's.
-    from workers.cli_choices import Frequency
+    from core.settings import Settings
 
 app = typer.Typer(
     help="Personalised arXiv paper digests by email.",
@@ -35,8 +31,6 @@ app = typer.Typer(
     add_completion=False,
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-subscribers_app = typer.Typer(help="Who gets mail.", no_args_is_help=True)
-send_app = typer.Typer(help="Plan and send digests.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(send_app, name="send")
@@ -170,8 +164,8 @@ def rank(
 
     Example: digest rank --keywords "speech tokenizer, audio codec" --limit 5 --json
     """
+    from core.db import session_scope
     from digest.analysis import Lexicon
-    from digest.db import session_scope
     from digest.papers import papers_since
     from digest.ranking import PaperIndex, rank_keywords
     from digest.semantic import index_options
@@ -210,234 +204,6 @@ def rank(
         table.add_row(f"{m.score:.2f}", m.arxiv_id, titles[m.arxiv_id][:70],
                       matched_line(by_words, m.close_to))
     console.print(table if rows else "no paper matches these keywords")
-
-
-@subscribers_app.command("add")
-@command_errors
-def subscribers_add(
-    email: Annotated[str, typer.Argument(help="The subscriber's address.")],
-    keywords: Annotated[str, typer.Option(help="Comma-separated keywords.")] = "",
-    frequency: Annotated[Frequency, typer.Option()] = Frequency.daily,
-    timezone: Annotated[str, typer.Option()] = "UTC",
-    send_hour: Annotated[int, typer.Option(min=0, max=23)] = 7,
-    trending_only: Annotated[
-        bool, typer.Option("--trending-only", help="The day's top trending papers, no keywords.")
-    ] = False,
-    monthly: Annotated[
-        bool,
-        typer.Option(
-            "--monthly/--no-monthly",
-            help="Whether they agreed to the monthly clippings too (default: not; say "
-            "--monthly only if they asked for it).",
-        ),
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Add a confirmed subscriber (an operator's import; the web signup asks for consent).
-
-    The consent record says "cli" and the lists: the digest, plus the monthly clippings only
-    with --monthly.
-
-    Example: digest subscribers add ada@example.org --keywords "TTS, speech tokenizer"
-    Example: digest subscribers add alan@example.org --trending-only --monthly
-    """
-    from digest.db import session_scope
-    from subscribers.models import SubscriberCreate
-    from subscribers.service import add_subscriber, parse_keywords
-
-    settings = ready()
-    create = SubscriberCreate(
-        email=email,
-        keywords=parse_keywords(keywords) if keywords.strip() else [],
-        frequency=frequency,
-        timezone=timezone,
-        send_hour=send_hour,
-        trending_only=trending_only,
-        monthly=monthly,
-    )
-    with session_scope(settings.sqlalchemy_url) as session:
-        subscriber = add_subscriber(session=session, subscriber_create=create, confirmed=True,
-                                    channel="cli")
-        data = subscriber.model_dump(mode="json")
-    if as_json:
-        emit_json(data)
-    else:
-        console.print(f"added subscriber {data['id']}: {data['email']}")
-
-
-@subscribers_app.command("list")
-@command_errors
-def subscribers_list(
-    status: Annotated[Status | None, typer.Option(help="Only this status.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """List subscribers.
-
-    Example: digest subscribers list --status active --json
-    """
-    from digest.db import session_scope
-    from subscribers.models import Status as StoredStatus
-    from subscribers.service import list_subscribers
-
-    settings = ready()
-    wanted = StoredStatus(status.value) if status else None
-    with session_scope(settings.sqlalchemy_url) as session:
-        rows = [s.model_dump(mode="json") for s in list_subscribers(session=session, status=wanted)]
-    if as_json:
-        emit_json(rows)
-        return
-    table = Table("id", "email", "status", "frequency", "keywords")
-    for row in rows:
-        table.add_row(
-            str(row["id"]),
-            row["email"],
-            row["status"],
-            row["frequency"],
-            ", ".join(row["keywords"]),
-        )
-    console.print(table)
-
-
-@send_app.command("daily")
-@command_errors
-def send_daily(
-    day: Annotated[
-        str | None,
-        typer.Option(
-            "--date", metavar="YYYY-MM-DD",
-            help="Digest day YYYY-MM-DD (default: newest announcement day stored).",
-        ),
-    ] = None,
-    dry_run: Annotated[bool, typer.Option(
-        help="Rank and list who would get which papers; write and send nothing.")] = False,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            help="With a broker: wait until the workers have handled every row of the day."
-        ),
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Plan the day's digests in the delivery ledger, then send them: inline on the embedded
-    default, or by enqueueing send tasks for the Celery workers when DIGEST_BROKER_URL is set.
-
-    Example: digest send daily --date 2026-01-29 --dry-run
-    """
-    from rich.progress import Progress
-
-    from emails.transports import make_transport
-    from emails.transports.outbox import write_index
-    from workers import planning, sending
-
-    chosen = parse_day(day) if day else None
-    settings = ready()
-    target = chosen or _newest_day(settings)
-    with_broker = not dry_run and bool(settings.broker_url)
-    if with_broker:
-        from workers.celery_app import app as celery
-        from workers.celery_app import check_broker
-
-        check_broker(celery)  # before planning: a broken broker is one line, not a traceback
-    with errors.status(f"planning {target}: ranking the papers for each subscriber due..."):
-        plan = planning.plan_daily(settings=settings, day=target, dry_run=dry_run)
-    sent = sending.SendReport()
-    if with_broker:
-        _enqueue_senders(settings, target, wait=wait)
-    elif not dry_run:
-        with Progress(console=errors, transient=True) as progress:
-            task = progress.add_task("sending", total=plan.planned or None)
-            sent = sending.send_due(
-                settings=settings,
-                transport=make_transport(settings),
-                progress=lambda n: progress.advance(task, n),
-            )
-        if settings.mail_backend == "outbox":
-            write_index(settings.outbox_path)
-    summary = {
-        "day": target.isoformat(),
-        "dry_run": dry_run,
-        "due": plan.due,
-        "planned": plan.planned,
-        "already_planned": plan.already_planned,
-        "nothing_relevant": plan.nothing_relevant,
-        **sent.__dict__,
-        "digests": [{"email": e, "papers": n} for e, n in plan.previews],
-    }
-    titles = _titles(settings, plan.papers) if dry_run else {}
-    if dry_run:
-        for digest in summary["digests"]:
-            digest["items"] = [{"arxiv_id": arxiv_id, "title": titles.get(arxiv_id, "")}
-                               for arxiv_id in plan.papers.get(digest["email"], [])]
-    if as_json:
-        emit_json(summary)
-        return
-    if dry_run:
-        _print_would_send(plan.papers, titles)
-    verb = "would send" if dry_run else "planned"
-    console.print(
-        f"{target}: {plan.due} subscribers due, {verb} {len(plan.previews)} digests "
-        f"({plan.already_planned} already planned, {plan.nothing_relevant} with nothing "
-        f"relevant); sent {sent.sent}, retrying {sent.retried}, failed {sent.failed}, "
-        f"skipped {sent.skipped}"
-    )
-    if sent.paused:
-        errors.print(f"warning: {sent.paused}", highlight=False)
-
-
-def _titles(settings: Settings, papers: dict[str, list[str]]) -> dict[str, str]:
-    """The title of every paper some digest would carry."""
-    from digest.db import session_scope
-    from digest.papers import papers_by_id
-
-    ids = sorted({arxiv_id for ids in papers.values() for arxiv_id in ids})
-    with session_scope(settings.sqlalchemy_url) as session:
-        return {arxiv_id: p.title for arxiv_id, p in papers_by_id(session=session, ids=ids).items()}
-
-
-def _print_would_send(papers: dict[str, list[str]], titles: dict[str, str]) -> None:
-    """Who would get which papers, one block per subscriber (a dry run's answer)."""
-    for email, ids in papers.items():
-        console.print(f"{email} would get {len(ids)} paper{'' if len(ids) == 1 else 's'}:",
-                      markup=False, highlight=False)
-        for arxiv_id in ids:
-            console.print(f"  {arxiv_id}  {titles.get(arxiv_id, '')[:90]}", markup=False,
-                          highlight=False)
-
-
-def _enqueue_senders(settings: Settings, day: date, *, wait: bool) -> None:
-    """Start send tasks on the workers; with `wait`, poll the ledger until the day is done."""
-    from rich.progress import Progress
-
-    from digest.db import session_scope
-    from subscribers import ledger
-    from workers.celery_app import app as celery
-
-    for _ in range(4):
-        celery.send_task("digest.send_due")
-    errors.print("send tasks enqueued for the Celery workers")
-    if not wait:
-        return
-    with Progress(console=errors, transient=True) as progress:
-        task = progress.add_task("waiting for the workers", total=None)
-        while True:
-            with session_scope(settings.sqlalchemy_url) as session:
-                open_rows = ledger.count_open(session=session, kind="daily", period=day.isoformat())
-            if not open_rows:
-                return
-            progress.update(task, description=f"waiting: {open_rows} deliveries to go")
-            time.sleep(1)
-
-
-def _newest_day(settings: Settings) -> date:
-    from digest.db import session_scope
-    from digest.papers import latest_announcement
-    from subscribers.service import InvalidInput
-
-    with session_scope(settings.sqlalchemy_url) as session:
-        newest = latest_announcement(session=session)
-    if newest is None:
-        raise InvalidInput("no papers stored yet: run `digest ingest` first")
-    return newest
 
 
 @app.command()
@@ -495,70 +261,8 @@ def _serve(settings: Settings, host: str, port: int, *, web_only: bool,
                forwarded_allow_ips=forwarded_allow_ips)
 
 
-@app.command()
-@command_errors
-def deliveries(
-    status: Annotated[DeliveryStatus | None, typer.Option(help="Only this status.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Show the delivery ledger, newest first.
-
-    Example: digest deliveries --status failed --json
-    """
-    from sqlmodel import col, select
-
-    from digest.db import session_scope
-    from subscribers import ledger
-    from subscribers.models import Subscriber
-
-    settings = ready()
-    wanted = ledger.DeliveryStatus(status.value) if status else None
-    with session_scope(settings.sqlalchemy_url) as session:
-        rows = [
-            d.model_dump(mode="json", exclude={"payload"})
-            for d in ledger.list_deliveries(session=session, status=wanted, limit=limit)
-        ]
-        ids = sorted({row["subscriber_id"] for row in rows})
-        emails = dict(session.exec(
-            select(Subscriber.id, Subscriber.email).where(col(Subscriber.id).in_(ids))
-        ).all()) if ids else {}
-    for row in rows:  # an erased subscriber's rows stay, without an address
-        row["email"] = emails.get(row["subscriber_id"])
-    if as_json:
-        emit_json(rows)
-        return
-    table = Table("id", "to", "kind", "period", "status", "attempts", "last error")
-    for row in rows:
-        table.add_row(
-            str(row["id"]),
-            row["email"] or f"(erased #{row['subscriber_id']})",
-            row["kind"],
-            row["period"],
-            row["status"],
-            str(row["attempts"]),
-            (row["last_error"] or "")[:60],
-        )
-    console.print(table)
-
-
-@app.command("retry-failed")
-@command_errors
-def retry_failed(
-    dry_run: Annotated[bool, typer.Option(help="Count them, change nothing.")] = False,
-) -> None:
-    """Put permanently failed deliveries back in the queue (after fixing their cause).
-
-    Example: digest retry-failed --dry-run
-    """
-    from digest.db import session_scope
-    from subscribers import ledger
-
-    settings = ready()
-    with session_scope(settings.sqlalchemy_url) as session:
-        count = ledger.requeue_failed(session=session, dry_run=dry_run)
-    verb = "would be requeued" if dry_run else "requeued"
-    console.print(f"{count} failed deliveries {verb}")
+app.command()(deliveries)
+app.command("retry-failed")(retry_failed)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -73,8 +73,8 @@ def add(
 
     Example: digest clip add https://arxiv.org/pdf/2604.01234v2 --note "strong baseline" --tags TTS
     """
+    from core.db import session_scope
     from digest.clippings.store import add_clip, enrich_clips
-    from digest.db import session_scope
 
     if month is not None:
         parse_month(month)
@@ -113,9 +113,9 @@ def import_file(
     """
     from sqlalchemy.exc import SQLAlchemyError
 
+    from core.db import session_scope
     from digest.clippings.imports import import_clips
     from digest.clippings.store import enrich_clips
-    from digest.db import session_scope
 
     if month is not None:
         parse_month(month)
@@ -181,8 +181,8 @@ def list_command(
 
     Example: digest clip list --month 2026-04 --json
     """
+    from core.db import session_scope
     from digest.clippings.store import clip_json, current_month, list_clips
-    from digest.db import session_scope
 
     if month is not None:
         parse_month(month)
@@ -218,9 +218,9 @@ def suggest_command(
 
     Example: digest clip suggest --month 2026-04
     """
+    from core.db import session_scope
     from digest.clippings.enrich import suggest_month
     from digest.clippings.store import list_clips
-    from digest.db import session_scope
 
     month = parse_month(month)
     settings = ready()

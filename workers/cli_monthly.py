@@ -21,8 +21,8 @@ from workers.cli_support import command_errors, parse_month, ready
 if TYPE_CHECKING:
     from sqlmodel import Session
 
+    from core.settings import Settings
     from digest.clippings.models import MonthlyIssue
-    from digest.settings import Settings
 
 app = typer.Typer(help="The monthly clippings issue.", no_args_is_help=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -83,8 +83,8 @@ def draft(
     if intro is not None and intro_file is not None:
         raise ValueError("give --intro or --intro-file, not both")
     text = intro_file.read_text(encoding="utf-8") if intro_file else intro
+    from core.db import session_scope
     from digest.clippings.issue import draft_issue
-    from digest.db import session_scope
 
     settings = _ready(month)
     with session_scope(settings.sqlalchemy_url) as session:
@@ -104,8 +104,8 @@ def preview(
     A draft shows the clips as they are now; an approved or sent issue its frozen content.
     Example: digest monthly preview --month 2026-04 --out /tmp/preview
     """
+    from core.db import session_scope
     from digest.clippings.issue import get_issue
-    from digest.db import session_scope
     from subscribers.monthly import preview_email
 
     settings = _ready(month)
@@ -134,8 +134,8 @@ def approve(month: Month, as_json: AsJson = False) -> None:
 
     Example: digest monthly approve --month 2026-04
     """
+    from core.db import session_scope
     from digest.clippings.issue import approve_issue
-    from digest.db import session_scope
 
     settings = _ready(month)
     with session_scope(settings.sqlalchemy_url) as session:
@@ -150,8 +150,8 @@ def reopen(month: Month, as_json: AsJson = False) -> None:
 
     Example: digest monthly reopen --month 2026-04
     """
+    from core.db import session_scope
     from digest.clippings.issue import reopen_issue
-    from digest.db import session_scope
 
     settings = _ready(month)
     with session_scope(settings.sqlalchemy_url) as session:
@@ -172,9 +172,9 @@ def send(
     Without --wait the rows wait for `digest serve` or the Celery workers.
     Example: digest monthly send --month 2026-04 --dry-run
     """
+    from core.db import session_scope
     from digest.clippings.issue import get_issue
     from digest.clippings.models import IssueStatus
-    from digest.db import session_scope
     from subscribers import ledger
     from subscribers.monthly import KIND, eligible_subscriber_ids, plan_monthly
 
@@ -202,13 +202,13 @@ def send(
 
 def _deliver(settings: Settings, month: str) -> dict[str, Any]:
     """Send inline on the embedded default; with a broker, start the workers and wait."""
-    from digest.db import session_scope
+    from core.db import session_scope
     from emails.transports import make_transport
     from emails.transports.outbox import write_index
-    from workers import broadcast
+    from workers import sending
 
     if not settings.broker_url:
-        report = broadcast.send_all(settings=settings, transport=make_transport(settings))
+        report = sending.send_due(settings=settings, transport=make_transport(settings))
         if settings.mail_backend == "outbox":
             write_index(settings.outbox_path)
         if report.paused:
@@ -258,8 +258,8 @@ def list_command(as_json: AsJson = False) -> None:
 
     Example: digest monthly list --json
     """
+    from core.db import session_scope
     from digest.clippings.issue import list_issues
-    from digest.db import session_scope
 
     settings = _ready()
     with session_scope(settings.sqlalchemy_url) as session:

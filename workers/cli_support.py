@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from digest.settings import Settings
+    from core.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -71,7 +71,7 @@ def ready() -> Settings:
     """Settings, with the schema migrated (every command starts here). A database already at
     the newest revision skips Alembic, whose environment imports every table (and with them
     the ranking's numpy and scipy): most commands run against a current schema."""
-    from digest.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     if not _schema_is_current(settings):
@@ -102,7 +102,7 @@ def _schema_is_current(settings: Settings) -> bool:
     from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
 
-    from digest.db import get_engine
+    from core.db import get_engine
 
     try:
         with get_engine(settings.sqlalchemy_url).connect() as connection:

@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import select
 
-from digest.db import session_scope
+from core.db import session_scope
+from core.settings import Settings
 from digest.papers import latest_announcement
-from digest.settings import Settings
 from digest.sources.trending import parse_trending
 from digest.trending import store_trending
 from emails.transports import make_transport

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from digest.db import session_scope
+from core.db import session_scope
+from core.settings import Settings
 from digest.papers import upsert_papers
 from digest.semantic import embed_papers
-from digest.settings import Settings
 from digest.sources.arxiv_api import search_papers
 from digest.sources.arxiv_feed import parse_feed
 from digest.sources.fetch import read_document, rss_url

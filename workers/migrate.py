@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from digest.settings import Settings
+from core.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -29,7 +29,7 @@ def current(settings: Settings) -> str | None:
     """The revision the database is at, or None when it was never migrated."""
     from alembic.runtime.migration import MigrationContext
 
-    from digest.db import get_engine
+    from core.db import get_engine
 
     with get_engine(settings.sqlalchemy_url).connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()

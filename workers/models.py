@@ -6,8 +6,9 @@ from digest.semantic import PaperEmbedding
 from digest.trending import TrendingScore
 from subscribers.events import ProviderEventRecord
 from subscribers.feedback import FeedbackVote
-from subscribers.ledger import Delivery, SentPaper
+from subscribers.ledger import Delivery
 from subscribers.models import ConsentEvent, PendingEmail, Subscriber, Suppression
+from subscribers.saved import SavedPaper
 
 __all__ = [
     "Clip",
@@ -19,7 +20,7 @@ __all__ = [
     "PaperEmbedding",
     "PendingEmail",
     "ProviderEventRecord",
-    "SentPaper",
+    "SavedPaper",
     "Subscriber",
     "Suppression",
     "TrendingScore",

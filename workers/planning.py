@@ -6,8 +6,6 @@ so a retried send renders exactly what was planned.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,18 +15,21 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from core.db import session_scope
+from core.settings import Settings
 from digest.analysis import Lexicon
-from digest.blend import personalise
-from digest.db import session_scope
+from digest.blend import rank_for_each_reader
 from digest.papers import Paper, papers_by_id, papers_since
 from digest.ranking import Match, PaperIndex
 from digest.semantic import index_options
-from digest.settings import Settings
 from digest.suggestions import THIN_WEEK, related_keywords
 from digest.trending import trending_on
 from subscribers import ledger
 from subscribers.feedback import ratings_for
 from subscribers.models import Frequency, Status, Subscriber
+from subscribers.payloads import DigestPayload
+
+PICKS_MARGIN = timedelta(days=7)
 
 
 @dataclass
@@ -195,58 +196,70 @@ def plan_slot(
     if not todo or not papers:
         report.nothing_relevant = len(todo)
         return report
-    sent = ledger.sent_paper_ids(session=session, subscriber_ids=[s.id or 0 for s in todo])
-    # Relevance, feedback, recency and trending, combined as digest/blend.py documents.
-    ratings = ratings_for(session=session, subscriber_ids=[s.id or 0 for s in todo])
+    rankings = _rank(session, settings, slot, todo, papers, index, since)
+    related = _related_for_thin_weeks(session=session, slot=slot, subscribers=todo,
+                                      rankings=rankings, papers=papers, index=index)
+    planned = _digests(slot, todo, rankings, related, report)
+    if dry_run:
+        return report
+    # Equal digests get neighbouring ledger ids, so a sender's claims (taken in id order) find
+    # them together and hand each group to the provider as one request.
+    planned.sort(key=lambda p: (p.share or "", p.subscriber_id))
+    report.planned = ledger.plan_deliveries(session=session, planned=planned)
+    # Another planner may have raced us to some rows; those count as planned before.
+    report.already_planned += len(planned) - report.planned
+    return report
+
+
+def _digests(
+    slot: Slot, todo: Sequence[Subscriber], rankings: Sequence[Sequence[Match]],
+    related: dict[int, tuple[str, ...]], report: PlanReport,
+) -> list[ledger.PlannedDelivery]:
+    """One ledger row per subscriber with picks (never an empty digest), noted in `report`."""
+    planned = []
+    for subscriber, matches in zip(todo, rankings, strict=True):
+        if not matches:
+            report.nothing_relevant += 1
+            continue
+        report.previews.append((subscriber.email, len(matches)))
+        report.papers[subscriber.email] = [m.arxiv_id for m in matches]
+        payload = DigestPayload(day=slot.day, matches=tuple(matches),
+                                related=related.get(subscriber.id or 0, ()))
+        planned.append(ledger.PlannedDelivery(
+            subscriber_id=subscriber.id or 0, kind=slot.kind, period=slot.period,
+            payload=payload.to_json(), paper_ids=tuple(m.arxiv_id for m in matches),
+            share=payload.share_key(subscriber.keywords),
+        ))  # fmt: skip
+    return planned
+
+
+def _rank(
+    session: Session, settings: Settings, slot: Slot, todo: Sequence[Subscriber],
+    papers: Sequence[Paper], index: PaperIndex, since: date,
+) -> list[list[Match]]:
+    """Each subscriber's picks: relevance, feedback, recency and trending, combined as
+    digest/blend.py documents, never a paper they were already promised."""
+    ids = [s.id or 0 for s in todo]
+    # Only digests planned inside the window can hold its papers (a digest picks papers
+    # announced on or before its day), with a few days to spare.
+    planned_since = datetime.combine(since - PICKS_MARGIN, time.min, tzinfo=UTC)
+    sent = ledger.sent_paper_ids(session=session, subscriber_ids=ids, since=planned_since)
+    ratings = ratings_for(session=session, subscriber_ids=ids)
     in_window = {paper.arxiv_id for paper in papers}
     rated = {r.arxiv_id for rs in ratings.values() for r in rs} - in_window
-    rankings = personalise(
+    return rank_for_each_reader(
         papers,
         [s.keywords for s in todo],
         index=index,
         day=slot.day,
         limit=settings.digest_size,
         floor=settings.relevance_floor,
-        exclude=[sent.get(s.id or 0, set()) for s in todo],
+        exclude=[sent.get(sid, set()) for sid in ids],
         upvotes=trending_on(session=session, day=slot.day),
         trending_only=[s.trending_only for s in todo],
-        ratings=[ratings.get(s.id or 0, []) for s in todo],
+        ratings=[ratings.get(sid, []) for sid in ids],
         rated_papers=dict(papers_by_id(session=session, ids=sorted(rated))) if rated else {},
     )
-    related = _related_for_thin_weeks(session=session, slot=slot, subscribers=todo,
-                                      rankings=rankings, papers=papers, index=index)
-    planned = []
-    for subscriber, matches in zip(todo, rankings, strict=True):
-        if not matches:
-            report.nothing_relevant += 1  # never an empty digest
-            continue
-        report.previews.append((subscriber.email, len(matches)))
-        report.papers[subscriber.email] = [m.arxiv_id for m in matches]
-        payload: dict[str, object] = {
-            "day": slot.day.isoformat(),
-            "matches": [match_json(m) for m in matches],
-        }
-        if related.get(subscriber.id or 0):
-            payload["related"] = list(related[subscriber.id or 0])
-        payload["share"] = share_key(subscriber.keywords, payload)
-        planned.append(
-            ledger.PlannedDelivery(
-                subscriber_id=subscriber.id or 0,
-                kind=slot.kind,
-                period=slot.period,
-                payload=payload,
-                paper_ids=tuple(m.arxiv_id for m in matches),
-            )
-        )
-    if dry_run:
-        return report
-    # Equal digests get neighbouring ledger ids, so a sender's claims (taken in id order) find
-    # them together and hand each group to the provider as one request.
-    planned.sort(key=lambda p: (p.payload["share"], p.subscriber_id))
-    report.planned = ledger.plan_deliveries(session=session, planned=planned)
-    # Another planner may have raced us to some rows; those count as planned before.
-    report.already_planned += len(planned) - report.planned
-    return report
 
 
 def _related_for_thin_weeks(
@@ -266,35 +279,3 @@ def _related_for_thin_weeks(
     titles = {paper.arxiv_id: paper.title for paper in papers}
     return {sid: related_keywords(index, titles, subscriber.keywords)
             for sid, subscriber in thin.items() if before[sid] + count[sid] < THIN_WEEK}
-
-
-def share_key(keywords: Sequence[str], payload: dict[str, object]) -> str:
-    """Equal for two rows exactly when their digests render alike: the same keywords (they
-    order the sections) and the same picks. A hint for grouping sends, never for content."""
-    blob = json.dumps([list(keywords), payload], sort_keys=True, separators=(",", ":"))
-    return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
-
-
-def match_json(match: Match) -> dict[str, object]:
-    found: dict[str, object] = {
-        "arxiv_id": match.arxiv_id,
-        "score": round(match.score, 4),
-        "matched": list(match.matched),
-    }
-    if match.upvotes:
-        found["upvotes"] = match.upvotes
-    if match.similar_to:
-        found["similar_to"] = match.similar_to
-    if match.close_to:
-        found["close_to"] = list(match.close_to)
-    return found
-
-
-def match_from_json(data: dict[str, object]) -> Match:
-    matched = data["matched"]
-    assert isinstance(matched, list)
-    close_to = data.get("close_to", [])
-    assert isinstance(close_to, list)
-    return Match(str(data["arxiv_id"]), float(str(data["score"])), tuple(map(str, matched)),
-                 upvotes=int(str(data.get("upvotes", 0))),
-                 similar_to=str(data.get("similar_to", "")), close_to=tuple(map(str, close_to)))

@@ -16,13 +16,13 @@ from collections.abc import Callable
 
 import uvicorn
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from emails.transports import make_transport, write_index
 from subscribers.models import utcnow
 from subscribers.privacy import prune_unconfirmed
 from subscribers.web.app import create_app
-from workers import broadcast, planning
+from workers import planning, sending
 
 log = logging.getLogger("digest.serve")
 SEND_EVERY_SECONDS = 2.0
@@ -32,7 +32,7 @@ PRUNE_EVERY_SECONDS = 3600.0
 
 def send_once(settings: Settings) -> int:
     """Send everything due now; refresh the outbox index when something went out there."""
-    report = broadcast.send_all(settings=settings, transport=make_transport(settings))
+    report = sending.send_due(settings=settings, transport=make_transport(settings))
     if report.handled and settings.mail_backend == "outbox":
         write_index(settings.outbox_path)
     return report.sent

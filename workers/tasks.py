@@ -11,9 +11,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from digest.settings import get_settings
+from core.settings import get_settings
 from emails.transports import Transport, make_transport
-from workers import broadcast, jobs, planning
+from workers import jobs, planning, sending
 from workers.celery_app import app
 
 log = logging.getLogger("digest.tasks")
@@ -56,8 +56,8 @@ def send_due() -> dict[str, Any]:
     A run that pauses itself (too many failures in a row) has logged why; the sweeper starts
     sending again once the released rows are due.
     """
-    # Monthly issue rows go 1,000 per request where the transport can (workers/broadcast.py).
-    report = broadcast.send_all(
+    # Every kind of mail; rows that render alike share a request where the transport can.
+    report = sending.send_due(
         settings=get_settings(), transport=process_transport(), run_for=SEND_RUN_SECONDS
     )
     if report.more:

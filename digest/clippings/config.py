@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from digest.settings import Settings
+    from core.settings import Settings
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "data" / "clippings.toml"
 
@@ -102,10 +103,41 @@ def parse_clippings_config(text: str, *, where: str = "clippings config") -> Cli
 
 
 def load_clippings_config(settings: Settings | None = None) -> ClippingsConfig:
-    """The file DIGEST_CLIPPINGS_CONFIG names, or the shipped default."""
+    """The file DIGEST_CLIPPINGS_CONFIG names (in `settings`, else the process's settings),
+    or the shipped default."""
+    if settings is None:
+        from core.settings import get_settings
+
+        settings = get_settings()
     path = getattr(settings, "clippings_config", None) or DEFAULT_CONFIG
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise ValueError(f"clippings config {path}: {error.strerror or error}") from None
     return parse_clippings_config(text, where=str(path))
+
+
+def section_order(config: ClippingsConfig) -> tuple[str, ...]:
+    """The order sections are shown in, on the editor's pages and in the issue alike: the
+    configured sections, then the catch-all (fallback) section, then 'Also worth a look'."""
+    tail = tuple(dict.fromkeys((config.fallback_section, config.also_section)))
+    return (*(name for name in config.section_names if name not in tail), *tail)
+
+
+def section_key(
+    config: ClippingsConfig, order: Sequence[str] | None = None
+) -> Callable[[str], tuple[int, int, str]]:
+    """A sort key for section names in `order` (default: section_order(config)). A section
+    not in it (one the editor typed) comes after the configured ones, by name, but before
+    the catch-all and 'Also worth a look'."""
+    order = section_order(config) if order is None else order
+    place = {name: rank for rank, name in enumerate(order)}
+    tail = min((place[name] for name in (config.fallback_section, config.also_section)
+                if name in place), default=len(order))
+
+    def key(name: str) -> tuple[int, int, str]:
+        if name in place:
+            return (place[name], 1, "")
+        return (tail, 0, name.casefold())
+
+    return key

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from core.settings import Settings
 from digest.clippings.autofill import autofill_clips
 from digest.clippings.config import load_clippings_config
 from digest.clippings.models import AutofillState, Clip
 from digest.clippings.sorting import Suggestion, apply_suggestion, suggest
-from digest.settings import Settings
 from digest.trending import TrendingScore
 
 AUTOFILL_BATCH = 100  # clips autofilled per step: one arXiv API request's worth of ids

@@ -7,21 +7,16 @@ archive only ever read `MonthlyIssue.content`, so what readers got never changes
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, col, select
 
+from digest.clippings.config import load_clippings_config, section_key
 from digest.clippings.models import AutofillState, Clip, ClipKind, IssueStatus, MonthlyIssue
 from digest.clippings.titles import guessed_title
 
-CONFIG = Path(__file__).resolve().parents[1] / "data" / "clippings.toml"
-# The one place the default section order lives (digest/data/clippings.toml overrides it).
-DEFAULT_SECTIONS = ("Speech & Audio", "LLM & Training", "Multimodal", "Other")
-FALLBACK_SECTION = "Other"
 FALLBACK_TOPIC = "More links"
 LINK_ORDER = ("code", "demo", "project", "weights", "paper")
 CONTENT_VERSION = 1
@@ -56,23 +51,6 @@ def issue_title(month: str) -> str:
 def issue_slug(month: str) -> str:
     """The archive address of the month's issue: /archive/2026-04."""
     return check_month(month)
-
-
-def section_order(config: Path = CONFIG) -> tuple[str, ...]:
-    """Sections in the order the issue shows them: the clippings config if present, else the
-    defaults; 'sections' may be a list of names or of tables with a 'name'."""
-    if not config.is_file():
-        return DEFAULT_SECTIONS
-    try:
-        data = tomllib.loads(config.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return DEFAULT_SECTIONS
-    names: list[str] = []
-    for item in data.get("sections") or []:
-        name = item.get("name") if isinstance(item, dict) else item
-        if isinstance(name, str) and name.strip() and name.strip() not in names:
-            names.append(name.strip())
-    return tuple(names) or DEFAULT_SECTIONS
 
 
 def month_clips(*, session: Session, month: str) -> list[Clip]:
@@ -174,8 +152,9 @@ def issue_content(
     intro: str,
     sections: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """The issue as rendered and archived: highlights, papers by section, links by topic."""
-    order = sections or section_order()
+    """The issue as rendered and archived: highlights, papers by section, links by topic.
+    Sections come in the order the editor's pages show them (config.section_key)."""
+    config = load_clippings_config()
     by_section: dict[str, list[dict[str, Any]]] = {}
     by_topic: dict[str, list[dict[str, Any]]] = {}
     highlights = []
@@ -185,13 +164,9 @@ def issue_content(
         elif clip.kind == ClipKind.link:
             by_topic.setdefault(clip.topic.strip() or FALLBACK_TOPIC, []).append(_also(clip))
         else:
-            name = clip.effective_section.strip() or FALLBACK_SECTION
+            name = clip.effective_section.strip() or config.fallback_section
             by_section.setdefault(name, []).append(_paper(clip))
-    # Configured sections first, in their order; sections nobody configured follow by name.
-    # "Other" stays last, as the catch-all it is.
-    known = [name for name in order if name in by_section and name != FALLBACK_SECTION]
-    names = known + sorted(name for name in by_section if name not in order)
-    names += [FALLBACK_SECTION] if FALLBACK_SECTION in by_section else []
+    names = sorted(by_section, key=section_key(config, sections or None))
     topics = sorted(by_topic, key=lambda topic: (topic == FALLBACK_TOPIC, topic.casefold()))
     return {
         "version": CONTENT_VERSION,

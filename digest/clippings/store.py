@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from digest.clippings.config import load_clippings_config
+from core.settings import Settings
+from digest.clippings.config import load_clippings_config, section_key
 from digest.clippings.enrich import EnrichReport, enrich
 from digest.clippings.models import AutofillState, Clip, ClipKind
 from digest.clippings.urls import classify_url
-from digest.settings import Settings, get_settings
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 EDITABLE = frozenset(
@@ -217,19 +217,12 @@ def update_clip(*, session: Session, clip_id: int, changes: dict[str, Any]) -> C
     return clip
 
 
-def section_order() -> list[str]:
-    """The configured sections in the issue's order, then 'Also worth a look'."""
-    config = load_clippings_config(get_settings())
-    return [*config.section_names, config.also_section]
-
-
 def list_clips(
     *, session: Session, month: str, sections: Sequence[str] | None = None
 ) -> list[Clip]:
-    """A month's clips by effective section (configured order; others after, by name), then
+    """A month's clips by effective section (in the issue's order: config.section_key), then
     position, then when they were saved."""
-    order = {name: rank for rank, name in enumerate(section_order() if sections is None
-                                                    else sections)}
+    by_section = section_key(load_clippings_config(), sections)
     clips = list(
         session.exec(
             select(Clip)
@@ -238,8 +231,7 @@ def list_clips(
         )
     )
     # Stable sort: within a section the position / saved_at order above is kept.
-    clips.sort(key=lambda clip: (order.get(clip.effective_section, len(order)),
-                                 clip.effective_section.casefold()))
+    clips.sort(key=lambda clip: by_section(clip.effective_section))
     return clips
 
 

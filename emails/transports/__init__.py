@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from digest.settings import Settings
+from core.settings import Settings
 from emails.transports.base import (
     PermanentSendError,
     SendError,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from emails.links import fill
 from emails.message import Message
 
 
@@ -23,12 +27,64 @@ class PermanentSendError(SendError):
     """Retrying cannot help (rejected address, malformed message, bad credentials)."""
 
 
+@dataclass(frozen=True)
+class Recipient:
+    """One addressee of a shared render: their placeholder values and their own tags."""
+
+    email: str
+    substitutions: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    name: str | None = None
+
+
+class BatchSendError(SendError):
+    """A batch stopped at a failed request; the recipients before it were accepted."""
+
+    def __init__(self, error: SendError, *, message_ids: list[str], accepted: int) -> None:
+        super().__init__(f"{error} (after {accepted} recipients in {len(message_ids)} requests)")
+        self.error = error
+        self.message_ids = message_ids
+        self.accepted = accepted
+
+
 class Transport(Protocol):
-    """Hands one rendered Message to a provider and returns the provider's message id."""
+    """Every way of sending mail: one rendered Message, or one shared render to many.
+
+    `batch_limit` says how many recipients one request may carry (SendGrid: 1,000
+    personalizations; SMTP and the outbox: one). `send_batch` returns one provider id per
+    request and raises BatchSendError saying how many recipients were accepted before the
+    failing request. `thread_safe`: senders may keep several requests in flight at once.
+    """
 
     name: str
+    batch_limit: int
+    thread_safe: bool
 
     def send(self, message: Message) -> str: ...
+
+    def send_batch(self, template: Message, recipients: Sequence[Recipient]) -> list[str]: ...
+
+
+class OneAtATime(ABC):
+    """`send_batch` for a transport whose requests carry one message: fill, send, repeat."""
+
+    batch_limit = 1
+    thread_safe = False
+
+    @abstractmethod
+    def send(self, message: Message) -> str: ...
+
+    def send_batch(self, template: Message, recipients: Sequence[Recipient]) -> list[str]:
+        ids: list[str] = []
+        for recipient in recipients:
+            message = fill(template, to=recipient.email, values=recipient.substitutions,
+                           tags=recipient.tags)
+            try:
+                ids.append(self.send(message))
+            except Exception as error:  # those before it went out
+                raise BatchSendError(as_send_error(error), message_ids=ids,
+                                     accepted=len(ids)) from error
+        return ids
 
 
 def as_send_error(error: Exception) -> SendError:
@@ -59,9 +115,3 @@ def address_problem(address: str) -> str | None:
     if "=?" in address:
         return f"an encoded word (=?...?=) in the address {address!r}"
     return None
-
-
-def can_batch(transport: object) -> bool:
-    """Whether the transport sends one body to many recipients, each with their own
-    placeholder values (`send_batch`: SendGrid's personalizations and substitutions)."""
-    return callable(getattr(transport, "send_batch", None))

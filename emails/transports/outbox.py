@@ -21,7 +21,12 @@ from typing import cast
 from urllib.parse import quote, urlencode
 
 from emails.message import Message
-from emails.transports.base import PermanentSendError, TransientSendError, address_problem
+from emails.transports.base import (
+    OneAtATime,
+    PermanentSendError,
+    TransientSendError,
+    address_problem,
+)
 
 # Short on purpose: a Message-ID longer than 78 characters gets folded onto a second line.
 MSGID_DOMAIN = "paper-digest.local"
@@ -95,10 +100,12 @@ def slug(address: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:48] or "unknown"
 
 
-class OutboxTransport:
-    """Writes each message into `directory` instead of sending it anywhere."""
+class OutboxTransport(OneAtATime):
+    """Writes each message into `directory` instead of sending it anywhere, one file each."""
 
     name = "outbox"
+    # No shared state: each send writes its own uniquely named files, atomically.
+    thread_safe = True
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from emails.message import Message
 from emails.transports.base import (
+    OneAtATime,
     PermanentSendError,
     SendError,
     TransientSendError,
@@ -84,10 +85,16 @@ def _needs_smtputf8(*addresses: str) -> str | None:
     return None
 
 
-class SMTPTransport:
-    """Sends over one reused SMTP connection, reconnecting when the server has dropped it."""
+class SMTPTransport(OneAtATime):
+    """Sends over one reused SMTP connection, reconnecting when the server has dropped it.
+
+    A batch goes one message per transaction (`OneAtATime`). Not `thread_safe`: the lock
+    keeps concurrent callers from interleaving commands, but they would only queue on the
+    one session, so senders keep one message in flight.
+    """
 
     name = "smtp"
+    thread_safe = False
 
     def __init__(
         self,

@@ -30,6 +30,7 @@ from subscribers.privacy import (
     request_email_change,
     request_export,
 )
+from subscribers.saved import count_saved, saved_papers
 from subscribers.service import (
     InvalidInput,
     accept_proposal,
@@ -45,6 +46,7 @@ from subscribers.tokens import (
     InvalidToken,
     Purpose,
     SignedLink,
+    feed_token,
     make_token,
     read_link,
     signed_out,
@@ -266,6 +268,9 @@ def _notice(done: str, subscriber: Subscriber) -> str:
         "resubscribed": "You're back on the list.",
         "digest-resumed": "The keyword digest is back on: it resumes at your next send hour.",
         "limit": "That's today's limit for this kind of email. Please try again tomorrow.",
+        "unsaved": "Taken off your saved papers.",
+        "feed-new": "Your feed has a new address: paste it into your feed reader. The old one "
+                    "no longer works.",
     }
     return notices.get(done, "")
 
@@ -306,6 +311,25 @@ def subscriber_lists(request: Request, subscriber: Subscriber) -> dict[str, Any]
             "digest_stopped": stopped, "digest_stopped_on": stopped_on}
 
 
+def feed_url(request: Request, subscriber: Subscriber) -> str:
+    """The subscriber's personal feed address (subscribers/web/feed.py serves it)."""
+    web = state(request)
+    token = feed_token(keys=web.keys, subscriber_id=subscriber.id or 0,
+                       generation=subscriber.feed_generation)
+    return f"{web.settings.public_url.rstrip('/')}/feed/{token}"
+
+
+SAVED_SHOWN = 50  # the newest saved papers on the page; the downloads have them all
+
+
+def saved_list(request: Request, subscriber: Subscriber) -> dict[str, Any]:
+    """The reader's saved papers for the manage page: the newest SAVED_SHOWN, and how many."""
+    with state(request).reading() as session:
+        sid = subscriber.id or 0
+        return {"saved": saved_papers(session=session, subscriber_id=sid, limit=SAVED_SHOWN),
+                "saved_count": count_saved(session=session, subscriber_id=sid)}
+
+
 def manage_page(request: Request, subscriber: Subscriber, token: str, *,
                 values: dict[str, Any] | None = None, errors: Errors | None = None,
                 notice: str = "", status: int = 200) -> HTMLResponse:
@@ -337,6 +361,8 @@ def manage_page(request: Request, subscriber: Subscriber, token: str, *,
         "preview": web.preview.preview(keywords) if keywords else None,
         "detect_timezone": False,
         "link_days": web.settings.manage_link_days,
+        "feed_url": feed_url(request, subscriber),
+        **saved_list(request, subscriber),
         **lists,
     }, status=status, with_form=True, private=True)
 

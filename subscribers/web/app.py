@@ -16,10 +16,20 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
-from digest.db import get_engine
+from core.db import get_engine
+from core.settings import Settings
 from digest.semantic import warm_up
-from digest.settings import Settings
-from subscribers.web import account, admin, archive, feedback, signup, unsubscribe, webhooks
+from subscribers.web import (
+    account,
+    admin,
+    archive,
+    feed,
+    feedback,
+    saved,
+    signup,
+    unsubscribe,
+    webhooks,
+)
 from subscribers.web.pages import STATIC, WebLimits, WebState, message_page
 from subscribers.web.preview import PreviewService
 from subscribers.web.security import Csrf, Limit, RateLimiter, SecurityHeaders
@@ -69,7 +79,10 @@ def create_app(settings: Settings, *, limits: WebLimits | None = None) -> FastAP
     app.include_router(webhooks.router)
     admin.install(app, settings)
     app.include_router(archive.router)
+    # Before feedback: its /feedback/{token}/{path} would take ".../save" for a paper id.
+    app.include_router(saved.router)
     app.include_router(feedback.router)
+    app.include_router(feed.router)
 
     @app.get("/healthz", tags=["health"], summary="Health check for load balancers",
              responses={503: {"description": "The database does not answer"}})

@@ -18,8 +18,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from digest.db import session_scope
-from digest.settings import Settings
+from core.db import session_scope
+from core.settings import Settings
 from emails.render import short_date
 from subscribers.service import time_zones
 from subscribers.web.preview import PreviewService

@@ -14,13 +14,13 @@ from datetime import date, timedelta
 
 from markupsafe import Markup
 
+from core.db import session_scope
+from core.settings import Settings
 from digest.analysis import Lexicon
-from digest.db import session_scope
 from digest.papers import Paper, latest_announcement, papers_since
 from digest.query import parse_term
 from digest.ranking import PaperIndex, rank_keywords, rank_profiles
 from digest.semantic import index_options
-from digest.settings import Settings
 from digest.suggestions import related_keywords, suggest_keywords
 from emails.render import clean, emphasise, safe_url, short_authors, short_date, shorten
 

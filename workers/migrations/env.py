@@ -4,7 +4,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import workers.models  # noqa: F401  (registers every table on SQLModel.metadata)
-from digest.db import get_engine
+from core.db import get_engine
 
 target_metadata = SQLModel.metadata
 

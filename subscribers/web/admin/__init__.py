@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from digest.settings import Settings
+from core.settings import Settings
 from subscribers.web.admin import api, auth, editor, issues, people
 
 

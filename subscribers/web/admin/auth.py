@@ -23,7 +23,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from digest.settings import Settings
+from core.settings import Settings
 from subscribers.web.account import Stop
 from subscribers.web.admin.passwords import (
     PasswordHash,

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from digest.clippings.config import ClippingsConfig
+from digest.clippings.config import ClippingsConfig, section_key, section_order
 from digest.clippings.models import Clip, ClipKind
 from digest.clippings.store import LINK_KINDS, clean_tags, list_clips, reorder_clips
 
@@ -19,18 +19,15 @@ EDIT_LINKS = ("code", "demo", "project", "weights")
 
 
 def sections_of(clips: Sequence[Clip], config: ClippingsConfig) -> list[tuple[str, list[Clip]]]:
-    """Clips grouped by effective section: configured sections first, in the config's order."""
-    order = [*config.section_names, config.fallback_section, config.also_section]
+    """Clips grouped by effective section, the sections in the issue's order."""
     groups: dict[str, list[Clip]] = {}
     for clip in clips:
         groups.setdefault(clip.effective_section or "Unsorted", []).append(clip)
-    known = [name for name in order if name in groups]
-    rest = sorted(name for name in groups if name not in order)
-    return [(name, groups[name]) for name in [*known, *rest]]
+    return [(name, groups[name]) for name in sorted(groups, key=section_key(config))]
 
 
 def section_choices(config: ClippingsConfig, clips: Sequence[Clip] = ()) -> list[str]:
-    names = [*config.section_names, config.fallback_section, config.also_section]
+    names = list(section_order(config))
     for clip in clips:
         for name in (clip.section, clip.suggested_section):
             if name and name not in names:

@@ -157,7 +157,8 @@ def import_csv(*, session: Session, text: str) -> ImportReport:
 
     Rows are checked first (format, duplicates in the file, addresses already on the list or
     erased, in bulk), then added in one savepoint; only if that fails in the database (a
-    signup racing the import) are they retried one savepoint each, three times slower.
+    signup racing the import) are they retried one savepoint each, which is slower but
+    finds the row that failed.
     """
     report = ImportReport()
     rows = _parse(text, report)

@@ -1,5 +1,6 @@
 """The editor's issue pages: draft (with intro), preview (web + email at 375/800 px), approve,
-reopen, send. The issue logic is digest/clippings/issue.py; sending is subscribers/monthly.py."""
+reopen, send. The issue logic is digest/clippings/issue.py; "send" plans the issue's delivery
+(issue_plan.py) and the one sender, workers/sending.py, mails it."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from digest.clippings.models import IssueStatus, MonthlyIssue
 from digest.clippings.store import check_month, current_month, months_with_clips
 from emails.monthly import issue_view
 from subscribers.monthly import preview_content, preview_email
-from subscribers.web.admin import sending
+from subscribers.web.admin import issue_plan
 from subscribers.web.admin.auth import CsrfOnly, admin_page, check_csrf, require_admin
 from subscribers.web.pages import state
 
@@ -111,7 +112,7 @@ def _act(request: Request, month: str, done: str, action: str) -> Response:
             elif action == "reopen":
                 reopen_issue(session=session, month=month)
             else:
-                done = f"sent-{sending.send_issue(session=session, month=month)}"
+                done = f"sent-{issue_plan.plan_sending(session=session, month=month)}"
     except (IssueError, ValueError) as error:
         return _issue_page(request, month, error=str(error), status=400)
     return RedirectResponse(f"/admin/issues/{month}?done={done}", status_code=303)

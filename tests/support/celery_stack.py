@@ -29,14 +29,14 @@ from typing import Any
 from sqlalchemy import create_engine, insert, text
 from sqlmodel import col, select
 
-from digest.db import get_engine, session_scope
+from core.db import get_engine, session_scope
+from core.settings import Settings
 from digest.papers import latest_announcement
-from digest.settings import Settings
 from subscribers import ledger
 from subscribers.models import Frequency, Status, Subscriber, utcnow
-from tests.subprocess_env import without_digest_settings
+from tests.support.subprocess_env import without_digest_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 # Lookback for the bundled corpus (about three papers a day over two months): long enough that
 # most profiles have something relevant, as on a real announcement day with hundreds of papers.

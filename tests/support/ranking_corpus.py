@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_CORPUS = ROOT / "digest" / "data" / "sample_corpus.atom"
 SEED_PAGE = ROOT / "tests" / "data" / "seeds" / "001_0a4e1afdd8f2084f.txt"
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from digest.settings import Settings
+from core.settings import Settings
 from subscribers.web.app import create_app
 
 

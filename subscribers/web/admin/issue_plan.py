@@ -1,4 +1,5 @@
-"""The one place the editor pages hand an approved issue to the delivery ledger."""
+"""The one place the editor pages hand an approved issue to the delivery ledger: this plans
+the issue's sending (one ledger row per reader); the sender (workers/sending.py) mails them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from digest.clippings.models import IssueStatus
 from subscribers.monthly import plan_monthly
 
 
-def send_issue(*, session: Session, month: str) -> int:
+def plan_sending(*, session: Session, month: str) -> int:
     """Plan one ledger row per subscriber who opted in (marks the issue sent); the sender
     (`digest serve` or the Celery workers) mails them. Returns how many rows were planned."""
     issue = get_issue(session=session, month=month)

@@ -6,7 +6,7 @@ import re
 
 from fastapi.testclient import TestClient
 
-from digest.settings import Settings
+from core.settings import Settings
 from subscribers.web.app import create_app
 
 PASSWORD = "correct horse battery staple"

@@ -1,7 +1,7 @@
 """A local SendGrid v3 Mail Send server that validates every body against SendGrid's schema.
 
 Tests use the `fake_sendgrid` fixture; benchmarks run it by hand:
-    python tests/fake_sendgrid.py --port 8025 --delay-ms 20
+    python tests/support/fake_sendgrid.py --port 8025 --delay-ms 20
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/
 SCHEMA_PATHS = (
     HERE / "data" / "sendgrid" / "tsg_mail_v3.json",  # a copy (MIT, twilio/sendgrid-oai)
     HERE.parents[1] / "shared" / "reference" / "sendgrid" / "tsg_mail_v3.json",

@@ -1,0 +1,168 @@
+"""Saved papers: the "Save" link under each paper of a daily email keeps it on the reader's list.
+
+The list shows on the manage page and downloads as BibTeX and CSV. A saved paper is also a
+strong "more like this" for the ranking (subscribers.feedback.SAVED_WEIGHT).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, ForeignKey, Integer, String, func
+from sqlmodel import Field, Session, SQLModel, col, delete, select
+
+from digest.papers import Paper
+from subscribers.models import utcnow
+
+
+class SavedPaper(SQLModel, table=True):
+    """One paper on one reader's saved list."""
+
+    __tablename__ = "saved_paper"
+
+    subscriber_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("subscriber.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    arxiv_id: str = Field(
+        sa_column=Column(
+            String(40), ForeignKey("paper.arxiv_id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class SavedItem:
+    """A saved paper as the page and the downloads show it."""
+
+    arxiv_id: str
+    title: str
+    authors: tuple[str, ...]
+    announced: str  # ISO day
+    year: str
+    primary_category: str
+    abs_url: str
+    pdf_url: str
+    saved_at: datetime
+
+
+def save_paper(*, session: Session, subscriber_id: int, arxiv_id: str) -> bool:
+    """Put a paper on the reader's list (idempotent); True when it was not there yet."""
+    if session.get(SavedPaper, (subscriber_id, arxiv_id)) is not None:
+        return False
+    session.add(SavedPaper(subscriber_id=subscriber_id, arxiv_id=arxiv_id))
+    session.flush()
+    return True
+
+
+def unsave_paper(*, session: Session, subscriber_id: int, arxiv_id: str) -> bool:
+    """Take a paper off the list; True when it was on it."""
+    found = session.get(SavedPaper, (subscriber_id, arxiv_id)) is not None
+    session.exec(delete(SavedPaper).where(col(SavedPaper.subscriber_id) == subscriber_id,
+                                          col(SavedPaper.arxiv_id) == arxiv_id))
+    session.flush()
+    return found
+
+
+def saved_ids(*, session: Session, subscriber_ids: list[int]) -> dict[int, list[str]]:
+    """subscriber id -> the papers they saved, oldest first."""
+    found: dict[int, list[str]] = {}
+    if not subscriber_ids:
+        return found
+    query = (select(SavedPaper).where(col(SavedPaper.subscriber_id).in_(subscriber_ids))
+             .order_by(col(SavedPaper.subscriber_id), col(SavedPaper.created_at)))
+    for row in session.exec(query):
+        found.setdefault(row.subscriber_id, []).append(row.arxiv_id)
+    return found
+
+
+def count_saved(*, session: Session, subscriber_id: int) -> int:
+    return session.exec(select(func.count()).select_from(SavedPaper)
+                        .where(col(SavedPaper.subscriber_id) == subscriber_id)).one()
+
+
+def saved_papers(*, session: Session, subscriber_id: int,
+                 limit: int | None = None) -> list[SavedItem]:
+    """The reader's saved papers, newest first."""
+    query = (select(SavedPaper, Paper).join(Paper, col(Paper.arxiv_id) == SavedPaper.arxiv_id)
+             .where(col(SavedPaper.subscriber_id) == subscriber_id)
+             .order_by(col(SavedPaper.created_at).desc(), col(SavedPaper.arxiv_id)))
+    if limit is not None:
+        query = query.limit(limit)
+    items = []
+    for saved, paper in session.exec(query):
+        moment = saved.created_at if saved.created_at.tzinfo else saved.created_at.replace(
+            tzinfo=UTC)
+        items.append(SavedItem(
+            arxiv_id=paper.arxiv_id, title=paper.title or paper.arxiv_id,
+            authors=tuple(paper.authors), announced=paper.announced_on.isoformat(),
+            year=str(paper.published.year if paper.published else paper.announced_on.year),
+            primary_category=paper.primary_category or "",
+            abs_url=paper.abs_url or f"https://arxiv.org/abs/{paper.arxiv_id}",
+            pdf_url=paper.pdf_url or f"https://arxiv.org/pdf/{paper.arxiv_id}",
+            saved_at=moment))
+    return items
+
+
+# --- downloads -------------------------------------------------------------------------------
+
+
+def _bib_text(text: str) -> str:
+    """A field value BibTeX reads: LaTeX kept, unbalanced braces dropped, specials escaped."""
+    text = " ".join(text.split())
+    depth = 0
+    for char in text:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth < 0:
+            break
+    if depth != 0:
+        text = text.replace("{", "").replace("}", "")
+    return re.sub(r"(?<!\\)([&%#])", r"\\\1", text)
+
+
+def bib_key(arxiv_id: str) -> str:
+    """A citation key from the id ("hep-th/9901001" -> "arXiv:hep-th_9901001")."""
+    return "arXiv:" + re.sub(r"[^A-Za-z0-9.\-]", "_", arxiv_id)
+
+
+def to_bibtex(items: list[SavedItem]) -> str:
+    """One @misc entry per paper, the way arXiv's own "Export BibTeX citation" writes them."""
+    entries = []
+    for item in items:
+        fields = [
+            ("title", _bib_text(item.title)),
+            ("author", " and ".join(_bib_text(a) for a in item.authors if a.strip())),
+            ("year", item.year),
+            ("eprint", item.arxiv_id),
+            ("archivePrefix", "arXiv"),
+            ("primaryClass", _bib_text(item.primary_category)),
+            ("url", item.abs_url),
+        ]
+        body = ",\n".join(f"      {name}={{{value}}}" for name, value in fields if value)
+        entries.append(f"@misc{{{bib_key(item.arxiv_id)},\n{body}\n}}\n")
+    return "\n".join(entries)
+
+
+CSV_COLUMNS = ("arxiv_id", "title", "authors", "announced", "saved_at", "abs_url", "pdf_url")
+
+
+def _cell(value: str) -> str:
+    """Spreadsheets run a cell that starts like a formula: make it plain text."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def to_csv(items: list[SavedItem]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for item in items:
+        writer.writerow([_cell(v) for v in (
+            item.arxiv_id, " ".join(item.title.split()), "; ".join(item.authors), item.announced,
+            item.saved_at.replace(microsecond=0).isoformat(), item.abs_url, item.pdf_url)])
+    return out.getvalue()
