@@ -75,3 +75,8 @@ def session_scope(url: str) -> Iterator[Session]:
 def is_postgres(session: Session) -> bool:
     """True when the session talks to PostgreSQL (enables SKIP LOCKED, COPY and friends)."""
     return session.get_bind().dialect.name == "postgresql"
+
+
+def is_postgres_url(url: str) -> bool:
+    """True when the URL names a PostgreSQL database (before any session is opened)."""
+    return make_url(url).get_backend_name() == "postgresql"

@@ -5,10 +5,12 @@ Every outside endpoint is a setting, so tests point them at local servers.
 
 from __future__ import annotations
 
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -90,6 +92,21 @@ class Settings(BaseSettings):
 
     _split = field_validator("secret_keys", "arxiv_categories", mode="before")(_split_commas)
     _split_retries = field_validator("send_retry_seconds", mode="before")(_split_commas)
+
+    @field_validator("public_url")
+    @classmethod
+    def _a_safe_base_for_links(cls, value: str) -> str:
+        """Every link in every email starts here, and goes into headers and HTML unescaped."""
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or re.search(
+            r"[\s<>\"',&]", value
+        ):
+            raise ValueError(
+                f"DIGEST_PUBLIC_URL must be an absolute http(s) address such as "
+                f"https://digest.example.org, without spaces, quotes, '<', '>', ',' or '&': "
+                f"{value[:80]!r}"
+            )
+        return value
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -11,6 +11,8 @@ from digest.papers import Paper
 from digest.ranking import Match
 
 TRENDING = "Trending today"  # the section of picks chosen by upvotes alone
+MOST_UPVOTED_WEEK = "Most upvoted this week"  # a weekly digest's first section
+WEEK_TOP = 3  # papers in it: the week's picks with the most upvotes
 LINK_ORDER = ("code", "project", "demo", "weights")  # what a reader scans for first
 
 
@@ -53,6 +55,7 @@ class DailyDigest:
     keywords: tuple[str, ...]
     sections: tuple[Section, ...]
     related: tuple[str, ...] = ()  # keywords to suggest when the week brought too little
+    weekly: bool = False  # a week's digest: its most upvoted picks first, then by keyword
 
     @property
     def count(self) -> int:
@@ -65,14 +68,16 @@ class DailyDigest:
 
 def compose_daily(
     *, day: date, keywords: Sequence[str], matches: Sequence[Match], papers: dict[str, Paper],
-    related: Sequence[str] = (),
+    related: Sequence[str] = (), weekly: bool = False,
 ) -> DailyDigest | None:
     """Group ranked matches under their best keyword, in profile order; None when empty.
 
     Trending picks that matched no keyword (a trending-only digest) go under TRENDING, last.
-    `papers` should also hold the liked papers named by `similar_to`, for their titles.
+    A weekly digest reads as a week: its WEEK_TOP most upvoted picks open it under
+    MOST_UPVOTED_WEEK, the rest follow by keyword. `papers` should also hold the liked papers
+    named by `similar_to`, for their titles.
     """
-    by_keyword: dict[str, list[Pick]] = {}
+    picks: list[tuple[str, Pick]] = []
     for match in matches:
         paper = papers.get(match.arxiv_id)
         if paper is None or not (match.matched or match.upvotes):
@@ -80,18 +85,26 @@ def compose_daily(
         liked = papers.get(match.similar_to) if match.similar_to else None
         pick = Pick(paper=paper, score=match.score, matched=match.matched, upvotes=match.upvotes,
                     similar_to=liked.title if liked is not None else "", close_to=match.close_to)
-        section = match.matched[0] if match.matched else TRENDING
-        by_keyword.setdefault(section, []).append(pick)
-    if not by_keyword:
+        picks.append((match.matched[0] if match.matched else TRENDING, pick))
+    if not picks:
         return None
+    top: list[Pick] = []
+    if weekly:
+        upvoted = [pick for _, pick in picks if pick.upvotes]
+        top = sorted(upvoted, key=lambda p: (-p.upvotes, p.paper.arxiv_id))[:WEEK_TOP]
+    first = {id(pick) for pick in top}
+    by_keyword: dict[str, list[Pick]] = {}
+    for section, pick in picks:
+        if id(pick) not in first:
+            by_keyword.setdefault(section, []).append(pick)
     order = {keyword: position for position, keyword in enumerate(keywords)}
-    sections = []
+    sections = [Section(keyword=MOST_UPVOTED_WEEK, picks=tuple(top), trending=True)] if top else []
     for keyword in sorted(by_keyword, key=lambda k: order.get(k, len(order))):
-        picks = sorted(
+        ranked = sorted(
             by_keyword[keyword],
             key=lambda p: (-round(p.score, 6), -p.paper.announced_on.toordinal(), p.paper.arxiv_id),
         )
         trending = keyword == TRENDING and keyword not in order
-        sections.append(Section(keyword=keyword, picks=tuple(picks), trending=trending))
+        sections.append(Section(keyword=keyword, picks=tuple(ranked), trending=trending))
     return DailyDigest(day=day, keywords=tuple(keywords), sections=tuple(sections),
-                       related=tuple(related))
+                       related=tuple(related), weekly=weekly)

@@ -59,8 +59,9 @@ def unsubscribe_headers(one_click_url: str) -> dict[str, str]:
     }
 
 
-def substitutions(links: RecipientLinks) -> dict[str, str]:
-    """Placeholder -> this recipient's link, each checked (raises ValueError when unsafe).
+def substitutions(links: RecipientLinks, *, checked: bool = False) -> dict[str, str]:
+    """Placeholder -> this recipient's link, each checked (raises ValueError when unsafe),
+    unless `checked` says the caller made the same check once for links of one shape.
 
     A link that HTML escaping would change cannot serve both parts with one value, so it is
     refused here rather than sent broken; ours (public URL, path, URL-safe token) never are.
@@ -72,6 +73,8 @@ def substitutions(links: RecipientLinks) -> dict[str, str]:
     }
     if links.feedback_url:
         pairs[PLACEHOLDERS.feedback_url] = links.feedback_url
+    if checked:
+        return pairs
     for url in pairs.values():
         if str(escape(check_link(url))) != url:
             raise ValueError(f"a link that HTML would escape cannot be substituted: {url[:80]!r}")

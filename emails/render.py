@@ -16,7 +16,7 @@ from jinja2.filters import do_wordwrap as _jinja_wordwrap
 from markupsafe import Markup, escape
 from mjml import mjml2html
 
-from digest.daily import DailyDigest, Pick, paper_links
+from digest.daily import MOST_UPVOTED_WEEK, DailyDigest, Pick, Section, paper_links
 from emails.links import (
     PLACEHOLDERS,
     PLACEHOLDERS_NO_FEEDBACK,
@@ -286,6 +286,7 @@ class SectionView:
 
 TRENDING_LABEL = "Trending today"
 TRENDING_HEADING = "Most upvoted on Hugging Face"
+WEEK_LABEL = "Your week"
 LINK_LABELS = {"code": "Code", "project": "Project", "demo": "Demo", "weights": "Weights"}
 
 
@@ -407,6 +408,18 @@ def reasons_of(pick: Pick) -> tuple[str, ...]:
     return tuple(reasons)
 
 
+def _label(digest: DailyDigest, section: Section) -> str:
+    if not section.trending:
+        return "Keyword"
+    return WEEK_LABEL if digest.weekly else TRENDING_LABEL
+
+
+def _heading(digest: DailyDigest, section: Section) -> str:
+    if not section.trending:
+        return clean(section.keyword)
+    return MOST_UPVOTED_WEEK if digest.weekly else TRENDING_HEADING
+
+
 def daily_context(
     digest: DailyDigest, *, links: RecipientLinks, postal_address: str, service_name: str
 ) -> dict[str, object]:
@@ -416,8 +429,8 @@ def daily_context(
             keyword=clean(section.keyword),
             count_label=papers_phrase(len(section.picks), adjective=""),
             papers=tuple(paper_view(pick) for pick in section.picks),
-            label=TRENDING_LABEL if section.trending else "Keyword",
-            heading=TRENDING_HEADING if section.trending else clean(section.keyword),
+            label=_label(digest, section),
+            heading=_heading(digest, section),
         )
         for section in digest.sections
         if section.picks
@@ -549,7 +562,8 @@ def _render_daily(
     context = daily_context(
         digest, links=links, postal_address=postal_address, service_name=service_name
     )
-    subject = clean(f"{service_name} · {short_date(digest.day)} · {papers_phrase(digest.count)}")
+    when = f"week to {short_date(digest.day)}" if digest.weekly else short_date(digest.day)
+    subject = clean(f"{service_name} · {when} · {papers_phrase(digest.count)}")
     context["subject"] = subject
     context["paper_blocks"] = paper_blocks
     return Message(

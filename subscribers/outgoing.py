@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from core.settings import Settings
 from emails import account
-from emails.links import RecipientLinks
+from emails.links import RecipientLinks, substitutions
 from emails.message import Message
 from subscribers.ledger import HeldRow
 from subscribers.models import AccountMail, Frequency, Status, Subscriber
@@ -42,9 +42,13 @@ def reader_links(settings: Settings, subscriber_ids: Sequence[int], *, stops: st
                  feedback: bool = False) -> list[RecipientLinks]:
     """Each reader's own links, in their order: manage, unsubscribe (and its one-click POST
     target) from the list `stops` names, and with `feedback` the "more/less like this" base.
-    Tokens are signed in one batch per purpose (a thousand recipients a wave)."""
+    Tokens are signed in one batch per purpose (a thousand recipients a wave). The links are
+    checked once, on their shared shape: tokens are URL-safe base64 and dots, so every link
+    is safe when that one is (`emails.links.substitutions(..., checked=True)` relies on it)."""
     keys = settings.signing_keys()
     base = settings.public_url.rstrip("/")
+    shape = f"{base}/manage/t.t"
+    substitutions(RecipientLinks(shape, shape, shape, shape))  # raises when the base is unsafe
     manage = make_tokens(keys=keys, purpose=Purpose.manage, subscriber_ids=subscriber_ids)
     leave = make_tokens(keys=keys, purpose=Purpose.unsubscribe, subscriber_ids=subscriber_ids,
                         extra=stops)

@@ -31,6 +31,7 @@ from subscribers.models import (
     email_hash,
     utcnow,
 )
+from subscribers.saved import SavedPaper
 from subscribers.service import (
     ADDRESS_WINDOW,
     CHANGES_PER_DAY,
@@ -141,6 +142,8 @@ def export_data(*, session: Session, subscriber: Subscriber) -> dict[str, Any]:
     changes = session.exec(select(PendingEmail).where(PendingEmail.subscriber_id == sid))
     votes = session.exec(select(FeedbackVote).where(FeedbackVote.subscriber_id == sid)
                          .order_by(col(FeedbackVote.created_at)))
+    saved = session.exec(select(SavedPaper).where(SavedPaper.subscriber_id == sid)
+                         .order_by(col(SavedPaper.created_at)))
     return {
         "subscriber": subscriber.model_dump(mode="json"),
         "consent": [{"action": e.action.value, "channel": e.channel, "lists": e.lists,
@@ -154,6 +157,8 @@ def export_data(*, session: Session, subscriber: Subscriber) -> dict[str, Any]:
         "papers_sent": list(papers),
         "feedback": [{"arxiv_id": v.arxiv_id, "vote": v.vote, "at": _iso(v.created_at)}
                      for v in votes],
+        "saved_papers": [{"arxiv_id": p.arxiv_id, "saved_at": _iso(p.created_at)}
+                         for p in saved],
         "exported_at": utcnow().isoformat(),
     }
 

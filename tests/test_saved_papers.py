@@ -17,8 +17,8 @@ from sqlmodel import select
 from core.db import session_scope
 from core.settings import Settings
 from subscribers.feedback import SAVED_WEIGHT, Vote, ratings_for, record_vote
-from subscribers.models import SubscriberCreate
-from subscribers.privacy import erase
+from subscribers.models import Subscriber, SubscriberCreate
+from subscribers.privacy import erase, export_data
 from subscribers.saved import SavedPaper, save_paper
 from subscribers.service import add_subscriber
 from subscribers.tokens import Purpose, make_token
@@ -93,6 +93,11 @@ def test_the_save_link_in_the_email_saves_only_on_post(
 
     manage = client.get(_manage_url(settings, fan))
     assert 'id="saved-heading"' in manage.text and f"arXiv:{arxiv_id}" in manage.text
+    with session_scope(settings.sqlalchemy_url) as session:  # "email me my data" has it
+        reader = session.get(Subscriber, fan)
+        assert reader is not None
+        exported = export_data(session=session, subscriber=reader)
+    assert [p["arxiv_id"] for p in exported["saved_papers"]] == [arxiv_id]
 
 
 def test_forged_save_links_save_nothing(

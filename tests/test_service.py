@@ -253,7 +253,7 @@ def test_export_holds_everything_and_is_limited_per_day(migrated: Settings) -> N
     assert data["subscriber"]["keywords"] == ["speech synthesis", "TTS"]
     assert [c["action"] for c in data["consent"]] == ["signup", "confirm"]
     assert [e["kind"] for e in data["emails"]] == ["confirm"]
-    assert data["papers_sent"] == []
+    assert data["papers_sent"] == [] and data["saved_papers"] == []
     planned = []
     for _ in range(4):
         with session_scope(migrated.sqlalchemy_url) as session:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import pytest
 from markupsafe import escape
 from sqlmodel import select
 
@@ -160,3 +161,16 @@ def test_a_refused_shared_request_sends_each_reader_alone_and_fails_only_the_ref
     assert int(refused_alone["custom_args"]["delivery_id"]) == failed.id
     delivered = {m.to for m in fake_sendgrid.delivered()}
     assert len(delivered) == 4 and refused_alone["to"][0]["email"] not in delivered
+
+
+def test_a_public_url_that_would_break_links_is_refused_at_startup() -> None:
+    """Every reader's links start with DIGEST_PUBLIC_URL and are checked once on that shape."""
+    from pydantic import ValidationError
+
+    from core.settings import Settings
+
+    for bad in ("digest.example.org", "javascript:alert(1)", "https://x.org/?a=1&b=2",
+                'https://x.org/"><script>', "https://x.org/a b"):
+        with pytest.raises(ValidationError, match="DIGEST_PUBLIC_URL"):
+            Settings(_env_file=None, public_url=bad)  # type: ignore[call-arg]
+    assert Settings(_env_file=None, public_url="https://x.org/digest").public_url  # type: ignore[call-arg]

@@ -11,6 +11,7 @@ rendered, are settled here and never reach the wire.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -64,7 +65,7 @@ class RunCache:
     """What a send run remembers between waves: papers and shared digest renders."""
 
     papers: dict[str, Paper] = field(default_factory=dict)
-    renders: dict[tuple[str, tuple[str, ...]], Message] = field(default_factory=dict)
+    renders: dict[tuple[str, str, tuple[str, ...]], Message] = field(default_factory=dict)
 
 
 def tags(row: HeldRow) -> dict[str, str]:
@@ -72,12 +73,15 @@ def tags(row: HeldRow) -> dict[str, str]:
     return {"delivery_id": str(row.id), "kind": row.kind}
 
 
+_BREAKS_A_REQUEST = re.compile(r"[\s<>,;]")
+
+
 def plausible(address: str) -> bool:
     """One address with a local part and a domain: nothing that breaks a shared request."""
     if address_problem(address):  # an encoded word would reach another mailbox
         return False
     local, _, domain = address.rpartition("@")
-    return bool(local) and "." in domain and not any(c.isspace() or c in "<>,;" for c in address)
+    return bool(local) and "." in domain and not _BREAKS_A_REQUEST.search(address)
 
 
 def compose(
@@ -192,12 +196,13 @@ def _digest_template(
     """The shared render of the digest a row stands for; None when it no longer applies."""
     if reader is None or not reader.receives_mail(today):
         return None
-    key = (row.share, tuple(reader.keywords)) if row.share else None
+    key = (row.kind, row.share, tuple(reader.keywords)) if row.share else None
     if key is not None and key in cache.renders:
         return cache.renders[key]
     payload = DigestPayload.from_json(row.payload)
     digest = compose_daily(day=payload.day, keywords=reader.keywords, matches=payload.matches,
-                           papers=cache.papers, related=payload.related)
+                           papers=cache.papers, related=payload.related,
+                           weekly=row.kind == "weekly")
     if digest is None:
         return None
     template = shared_daily(
@@ -259,15 +264,11 @@ def _add(
     outcomes: Outcomes, request: Request, row: HeldRow, address: str, links: RecipientLinks
 ) -> None:
     """One more recipient for a shared render; an address that would break the whole
-    request, or links that cannot be substituted, fail this row alone."""
+    request fails this row alone."""
     if not plausible(address):
         outcomes.refused([row], PermanentSendError("not an email address"))
         return
-    try:
-        values = substitutions(links)
-    except ValueError as error:
-        outcomes.refused([row], PermanentSendError(str(error)))
-        return
+    values = substitutions(links, checked=True)  # reader_links checked their shape
     request.rows.append(row)
     request.recipients.append(Recipient(email=address, substitutions=values, tags=tags(row)))
 

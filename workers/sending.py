@@ -26,7 +26,7 @@ from datetime import timedelta
 
 from sqlmodel import Session
 
-from core.db import session_scope
+from core.db import is_postgres_url, session_scope
 from core.settings import Settings
 from emails.transports.base import (
     BatchSendError,
@@ -81,6 +81,12 @@ class Run:
     progress: Progress | None = None
 
     @property
+    def overlaps(self) -> bool:
+        """Whether several waves may hold their row locks at once: PostgreSQL (SQLite has
+        one writer) and a transport that takes concurrent requests."""
+        return self.transport.thread_safe and is_postgres_url(self.settings.sqlalchemy_url)
+
+    @property
     def width(self) -> int:
         """Requests a wave may put on the wire at once."""
         return self.settings.send_concurrency if self.transport.thread_safe else 1
@@ -101,38 +107,51 @@ def send_due(
     with ThreadPoolExecutor(max_workers=settings.send_concurrency,
                             thread_name_prefix="send") as pool:
         run = Run(settings, transport, pool, progress=progress)
-        in_flight: Wave | None = None
+        in_flight: deque[Wave] = deque()
         first = True
         while True:
             if not run.queue:
                 # Time is checked between claims only: every run sends at least one batch.
                 if not first and deadline is not None and time.monotonic() > deadline:
-                    _settle(run, in_flight)
+                    _settle_all(run, in_flight)
                     run.report.more = True
                     return run.report
                 suspect = _claim(run, size)
                 first = False
                 if suspect is not None:
-                    _settle(run, in_flight)
-                    in_flight = None
+                    _settle_all(run, in_flight)
                     _settle(run, _start(run, [suspect]))
                     continue
                 if not run.queue:
-                    if in_flight is None:
+                    if not in_flight:
                         return run.report
-                    _settle(run, in_flight)
-                    in_flight = None
-                    continue  # its retries are not due yet, but check once more
+                    _settle_all(run, in_flight)
+                    continue  # their retries are not due yet, but check once more
             # Never more requests on the wire than it takes to reach the pause threshold.
             room = PAUSE_AFTER_FAILURES_IN_A_ROW - run.failures
-            room -= len(in_flight.sends) if in_flight else 0
-            wave = _start(run, take_wave(run, requests=room)) if room > 0 else None
-            _settle(run, in_flight)
-            in_flight = wave
+            room -= sum(len(wave.sends) for wave in in_flight)
+            if room > 0:
+                in_flight.append(_start(run, take_wave(run, requests=room)))
+            while in_flight and (room <= 0 or len(in_flight) > _waves_beside(run, in_flight)):
+                _settle(run, in_flight.popleft())
             if run.failures >= PAUSE_AFTER_FAILURES_IN_A_ROW:
-                _settle(run, in_flight)
+                _settle_all(run, in_flight)
                 _pause(run)
                 return run.report
+
+
+def _waves_beside(run: Run, in_flight: deque[Wave]) -> int:
+    """Waves that stay on the wire while the next is claimed and rendered: one, or, on
+    PostgreSQL, two when every wave is one shared request (a monthly issue: the provider's
+    work on one 1,000-recipient body overlaps ours on the next). A killed sender repeats at
+    most these and the one it was starting."""
+    single = all(len(wave.sends) <= 1 for wave in in_flight)
+    return 2 if single and run.overlaps else 1
+
+
+def _settle_all(run: Run, in_flight: deque[Wave]) -> None:
+    while in_flight:
+        _settle(run, in_flight.popleft())
 
 
 def _claim(run: Run, size: int) -> Claim | None:
