@@ -17,6 +17,7 @@ from sqlmodel import Field, Session, SQLModel, col, delete, select
 
 from digest.papers import Paper
 from subscribers.models import utcnow
+from subscribers.spreadsheets import safe_cell
 
 
 class SavedPaper(SQLModel, table=True):
@@ -152,17 +153,12 @@ def to_bibtex(items: list[SavedItem]) -> str:
 CSV_COLUMNS = ("arxiv_id", "title", "authors", "announced", "saved_at", "abs_url", "pdf_url")
 
 
-def _cell(value: str) -> str:
-    """Spreadsheets run a cell that starts like a formula: make it plain text."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
 def to_csv(items: list[SavedItem]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for item in items:
-        writer.writerow([_cell(v) for v in (
+        writer.writerow([safe_cell(v) for v in (
             item.arxiv_id, " ".join(item.title.split()), "; ".join(item.authors), item.announced,
             item.saved_at.replace(microsecond=0).isoformat(), item.abs_url, item.pdf_url)])
     return out.getvalue()

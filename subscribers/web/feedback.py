@@ -28,6 +28,12 @@ def _subscriber_and_paper(request: Request, token: str, arxiv_id: str, vote: str
     """The token's subscriber and the paper, or None for anything not right (one 404 page)."""
     if vote not in VOTES:
         return None
+    return reader_and_paper(request, token, arxiv_id)
+
+
+def reader_and_paper(request: Request, token: str, arxiv_id: str) -> tuple[int, Paper] | None:
+    """A feedback link's subscriber and paper (the Save link uses it too); None for a forged
+    or foreign token, an erased subscriber or an unknown paper."""
     try:
         subscriber_id, extra = read_token(keys=state(request).keys, purpose=Purpose.feedback,
                                           token=token)

@@ -20,7 +20,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import Field
 
 from digest.papers import Paper
-from subscribers.models import Subscriber
 from subscribers.saved import (
     SavedPaper,
     save_paper,
@@ -29,8 +28,9 @@ from subscribers.saved import (
     to_csv,
     unsave_paper,
 )
-from subscribers.tokens import InvalidToken, Purpose, read_token
+from subscribers.tokens import Purpose
 from subscribers.web.account import MANAGE_DOC, SHOW_DOC, TokenFields, _guard, _subscriber
+from subscribers.web.feedback import reader_and_paper
 from subscribers.web.pages import INVALID_DOC, invalid_link, message_page, page, state
 
 router = APIRouter(tags=["saved papers"])
@@ -46,19 +46,12 @@ def _reader_and_paper(request: Request, token: str, arxiv_id: str
                       ) -> tuple[int, Paper, bool] | None:
     """The feedback token's subscriber, the paper and whether it is saved; None for anything
     not right (the one invalid-link page)."""
-    try:
-        subscriber_id, extra = read_token(keys=state(request).keys, purpose=Purpose.feedback,
-                                          token=token)
-    except InvalidToken:
+    found = reader_and_paper(request, token, arxiv_id)
+    if found is None:
         return None
-    if extra:
-        return None
+    subscriber_id, paper = found
     with state(request).reading() as session:
-        paper = session.get(Paper, arxiv_id)
-        if session.get(Subscriber, subscriber_id) is None or paper is None:
-            return None
         already = session.get(SavedPaper, (subscriber_id, arxiv_id)) is not None
-        session.expunge(paper)
     return subscriber_id, paper, already
 
 

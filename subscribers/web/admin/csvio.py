@@ -25,6 +25,7 @@ from subscribers.service import (
     parse_keywords,
     validate_timezone,
 )
+from subscribers.spreadsheets import safe_cell
 
 EXPORT_COLUMNS = ("email", "status", "keywords", "frequency", "monthly", "timezone",
                   "send_hour", "created_at", "confirmed_at", "unsubscribed_at")
@@ -34,19 +35,13 @@ MAX_ROWS = 5000
 TRUE, FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
 
 
-def _cell(value: object) -> str:
-    """A cell a spreadsheet will not run as a formula (CSV injection)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def export_csv(subscribers: Iterable[Subscriber]) -> str:
     """One row per subscriber; keywords joined with '; '."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(EXPORT_COLUMNS)
     for s in subscribers:
-        writer.writerow([_cell(v) for v in (
+        writer.writerow([safe_cell(v) for v in (
             s.email, s.status.value, "; ".join(s.keywords), s.frequency.value,
             "yes" if s.monthly else "no", s.timezone, s.send_hour,
             s.created_at.isoformat() if s.created_at else "",
