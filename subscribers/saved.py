@@ -6,8 +6,6 @@ strong "more like this" for the ranking (subscribers.feedback.SAVED_WEIGHT).
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +15,7 @@ from sqlmodel import Field, Session, SQLModel, col, delete, select
 
 from digest.papers import Paper
 from subscribers.models import utcnow
-from subscribers.spreadsheets import safe_cell
+from subscribers.spreadsheets import csv_text
 
 
 class SavedPaper(SQLModel, table=True):
@@ -154,11 +152,8 @@ CSV_COLUMNS = ("arxiv_id", "title", "authors", "announced", "saved_at", "abs_url
 
 
 def to_csv(items: list[SavedItem]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for item in items:
-        writer.writerow([safe_cell(v) for v in (
-            item.arxiv_id, " ".join(item.title.split()), "; ".join(item.authors), item.announced,
-            item.saved_at.replace(microsecond=0).isoformat(), item.abs_url, item.pdf_url)])
-    return out.getvalue()
+    return csv_text(CSV_COLUMNS, (
+        (item.arxiv_id, " ".join(item.title.split()), "; ".join(item.authors), item.announced,
+         item.saved_at.replace(microsecond=0).isoformat(), item.abs_url, item.pdf_url)
+        for item in items
+    ))

@@ -25,7 +25,7 @@ from subscribers.service import (
     parse_keywords,
     validate_timezone,
 )
-from subscribers.spreadsheets import safe_cell
+from subscribers.spreadsheets import csv_text
 
 EXPORT_COLUMNS = ("email", "status", "keywords", "frequency", "monthly", "timezone",
                   "send_hour", "created_at", "confirmed_at", "unsubscribed_at")
@@ -37,17 +37,14 @@ TRUE, FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
 
 def export_csv(subscribers: Iterable[Subscriber]) -> str:
     """One row per subscriber; keywords joined with '; '."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(EXPORT_COLUMNS)
-    for s in subscribers:
-        writer.writerow([safe_cell(v) for v in (
-            s.email, s.status.value, "; ".join(s.keywords), s.frequency.value,
-            "yes" if s.monthly else "no", s.timezone, s.send_hour,
-            s.created_at.isoformat() if s.created_at else "",
-            s.confirmed_at.isoformat() if s.confirmed_at else "",
-            s.unsubscribed_at.isoformat() if s.unsubscribed_at else "")])
-    return out.getvalue()
+    return csv_text(EXPORT_COLUMNS, (
+        (s.email, s.status.value, "; ".join(s.keywords), s.frequency.value,
+         "yes" if s.monthly else "no", s.timezone, s.send_hour,
+         s.created_at.isoformat() if s.created_at else "",
+         s.confirmed_at.isoformat() if s.confirmed_at else "",
+         s.unsubscribed_at.isoformat() if s.unsubscribed_at else "")
+        for s in subscribers
+    ))
 
 
 @dataclass
