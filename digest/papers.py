@@ -85,6 +85,13 @@ class PaperIn(PaperBase):
 class Paper(PaperBase, table=True):
     sources: list[str] = Field(default_factory=list, sa_type=JSON)
     first_seen_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # When ingest first saw the stored version (None while it is the version first stored):
+    # a saved paper's "v3 posted" note in its reader's next digest.
+    version_seen_at: datetime | None = None
+    # When a later sighting last changed the version, abstract or comment (None: never). Only
+    # papers revised after a reader last looked can bring news (a new version, a code link),
+    # so the planner reads just those.
+    revised_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,9 @@ class UpsertReport:
 def _merge(existing: Paper, incoming: PaperIn) -> bool:
     """Fold a newer sighting into the stored row; True when anything changed."""
     before = existing.model_dump()
+    was = (existing.version, existing.abstract, existing.comment)
+    if incoming.version > existing.version and incoming.updated is None:
+        existing.updated = None  # the date was the old version's; this one's is not known
     if incoming.version >= existing.version:
         for name in ("version", "title", "abstract", "comment", "updated", "abs_url", "pdf_url"):
             value = getattr(incoming, name)
@@ -117,7 +127,18 @@ def _merge(existing: Paper, incoming: PaperIn) -> bool:
     # The first announcement wins: a new version is not a new paper.
     existing.announced_on = min(existing.announced_on, incoming.announced_on)
     existing.sources = list(dict.fromkeys([*existing.sources, incoming.source]))
+    _note_revision(existing, was)
     return existing.model_dump() != before
+
+
+def _note_revision(paper: Paper, was: tuple[int, str, str | None]) -> None:
+    """Stamp a version bump, or a changed abstract or comment (where code links appear)."""
+    if (paper.version, paper.abstract, paper.comment) == was:
+        return
+    now = datetime.now(UTC)
+    paper.revised_at = now
+    if paper.version > was[0]:
+        paper.version_seen_at = now
 
 
 def dedupe(papers: Iterable[PaperIn]) -> list[PaperIn]:
@@ -135,9 +156,13 @@ def dedupe(papers: Iterable[PaperIn]) -> list[PaperIn]:
     return list(best.values())
 
 
-def upsert_papers(*, session: Session, papers: Sequence[PaperIn]) -> UpsertReport:
+def upsert_papers(
+    *, session: Session, papers: Sequence[PaperIn], known_only: bool = False
+) -> UpsertReport:
     """Insert new papers and merge known ones, in one transaction of the caller's session;
-    fields cut to their caps are logged (a warning per paper) and counted in the report."""
+    fields cut to their caps are logged (a warning per paper) and counted in the report.
+    `known_only` merges papers already stored and leaves the rest out (a listing's new
+    versions of older papers: news for readers who saved them, not papers of the day)."""
     unique = dedupe(papers)
     trimmed: Counter[str] = Counter()
     for paper in unique:
@@ -158,6 +183,8 @@ def upsert_papers(*, session: Session, papers: Sequence[PaperIn]) -> UpsertRepor
     added = updated = unchanged = 0
     for incoming in unique:
         stored = existing.get(incoming.arxiv_id)
+        if stored is None and known_only:
+            continue
         if stored is None:
             data = incoming.model_dump(exclude={"source", "trimmed"})
             session.add(Paper(**data, sources=[incoming.source]))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from datetime import date
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, FunctionLoader, StrictUndefined
@@ -26,6 +27,9 @@ from emails.links import (
 )
 from emails.message import Message
 from emails.stitch import split_paper_loop
+
+if TYPE_CHECKING:
+    from emails.updates import UpdateView
 
 TEMPLATES = Path(__file__).parent / "templates"
 SNIPPET_CHARS = 280
@@ -421,9 +425,11 @@ def _heading(digest: DailyDigest, section: Section) -> str:
 
 
 def daily_context(
-    digest: DailyDigest, *, links: RecipientLinks, postal_address: str, service_name: str
+    digest: DailyDigest, *, links: RecipientLinks, postal_address: str, service_name: str,
+    updates: tuple[UpdateView, ...] = (),
 ) -> dict[str, object]:
-    """Everything daily.mjml and daily.txt.j2 need, as plain values."""
+    """Everything daily.mjml and daily.txt.j2 need, as plain values (`updates`: the block
+    "Updates to papers you saved", emails/updates.py)."""
     sections = tuple(
         SectionView(
             keyword=clean(section.keyword),
@@ -450,6 +456,7 @@ def daily_context(
         "feedback_url": links.feedback_url,
         "unsubscribe_url": links.unsubscribe_url,
         "postal_address": clean(postal_address),
+        "updates": updates,
     }
 
 
@@ -500,6 +507,7 @@ def render_daily(
     links: RecipientLinks,
     postal_address: str,
     service_name: str = "Paper Digest",
+    updates: tuple[UpdateView, ...] = (),
 ) -> Message:
     """Render one subscriber's daily digest into a ready-to-send Message.
 
@@ -514,6 +522,7 @@ def render_daily(
         postal_address=postal_address,
         feedback=bool(links.feedback_url),
         service_name=service_name,
+        updates=updates,
     )
     return personalise_links(shared, to=clean(to), links=links)
 
@@ -525,6 +534,7 @@ def shared_daily(
     postal_address: str,
     feedback: bool,
     service_name: str = "Paper Digest",
+    updates: tuple[UpdateView, ...] = (),
 ) -> Message:
     """The render every subscriber with this digest shares, with placeholder links in place
     of theirs (`emails.links`: we fill them in, or the provider does).
@@ -534,7 +544,7 @@ def shared_daily(
     if digest.count == 0:
         raise ValueError("an empty digest is never sent")
     # With and without feedback links are two different shared renders.
-    key = (*_digest_key(digest, sender, postal_address, service_name), feedback)
+    key = (*_digest_key(digest, sender, postal_address, service_name), feedback, updates)
     shared = _SHARED.get(key)
     if shared is None:
         shared = _render_daily(
@@ -543,6 +553,7 @@ def shared_daily(
             links=PLACEHOLDERS if feedback else PLACEHOLDERS_NO_FEEDBACK,
             postal_address=postal_address,
             service_name=service_name,
+            updates=updates,
         )
         if len(_SHARED) >= SHARED_RENDERS:
             del _SHARED[next(iter(_SHARED))]  # the oldest
@@ -557,10 +568,12 @@ def _render_daily(
     links: RecipientLinks,
     postal_address: str,
     service_name: str,
+    updates: tuple[UpdateView, ...] = (),
 ) -> Message:
     """One full render (Jinja over the compiled MJML and the text template); no recipient."""
     context = daily_context(
-        digest, links=links, postal_address=postal_address, service_name=service_name
+        digest, links=links, postal_address=postal_address, service_name=service_name,
+        updates=updates,
     )
     when = f"week to {short_date(digest.day)}" if digest.weekly else short_date(digest.day)
     subject = clean(f"{service_name} · {when} · {papers_phrase(digest.count)}")

@@ -1,6 +1,7 @@
 """A reader's personal feed: the picks of their sent digests, newest first, as the email said.
 
-Read from the delivery ledger (the daily and weekly rows that went out), each pick shown
+Read from the delivery ledger (the daily and weekly rows that went out, and a feed-only
+reader's "feed" rows, recorded when planned), each pick shown
 through the same PaperView the daily email uses, so the feed's "why it matched" line, links
 and authors are the email's. The web route (subscribers/web/feed.py) writes the Atom.
 """
@@ -18,8 +19,8 @@ from digest.daily import compose_daily
 from digest.papers import papers_by_id
 from emails.render import PaperView, clean, paper_view
 from subscribers.ledger import Delivery, DeliveryStatus
-from subscribers.models import Subscriber
-from subscribers.payloads import DIGEST_KINDS, DigestPayload
+from subscribers.models import Status, Subscriber
+from subscribers.payloads import PICK_KINDS, DigestPayload
 
 FEED_DAYS = 30  # digests sent in the last 30 days ...
 FEED_ENTRIES = 100  # ... and at most this many papers from them
@@ -39,6 +40,15 @@ class FeedEntry:
     day: str  # the digest's day, ISO
 
 
+# A reader who left (or whose mail bounced or was reported) has no feed either: it answers
+# 410 Gone, which feed readers take as "stop polling". Paused and feed-only readers are in.
+ENDED = (Status.unsubscribed, Status.bounced, Status.complained)
+
+
+def feed_ended(subscriber: Subscriber) -> bool:
+    return subscriber.status in ENDED
+
+
 @dataclass(frozen=True)
 class Validator:
     """What the feed's content depends on, cheap to read: its ETag and Last-Modified."""
@@ -55,7 +65,7 @@ def _aware(moment: datetime) -> datetime:
 def _rows_of(subscriber_id: int, since: datetime) -> list[object]:
     return [
         col(Delivery.subscriber_id) == subscriber_id,
-        col(Delivery.kind).in_(DIGEST_KINDS),
+        col(Delivery.kind).in_(PICK_KINDS),
         col(Delivery.status) == DeliveryStatus.sent,
         col(Delivery.sent_at) >= since,
     ]

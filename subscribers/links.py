@@ -31,8 +31,8 @@ def _under_cap(session: Session, subscriber_id: int, kind: AccountMail, per_day:
 def sign_out_links(*, session: Session, subscriber_id: int,
                    mails_per_day: int = MAILS_PER_DAY) -> bool:
     """Every manage and confirmation link signed so far stops working, the one in use
-    included, and a fresh manage link is emailed to the address on file (signed when it
-    is sent, so it works).
+    included, the personal feed moves to a new address, and a fresh manage link is emailed
+    to the address on file (signed when it is sent, so it works).
 
     Pending address changes are cancelled too: whoever held an old link may have asked to
     move the subscription to their own address. False (and nothing changed) when today's
@@ -46,6 +46,9 @@ def sign_out_links(*, session: Session, subscriber_id: int,
     # Whole seconds, like the stamps in the tokens: the fresh link, signed when the sender
     # gets to it (this second or later), is the first that works.
     subscriber.links_valid_from = utcnow().replace(microsecond=0)
+    # The feed address is a link too: whoever held an old one loses it (a new one is on the
+    # settings page).
+    subscriber.feed_generation += 1
     session.add(subscriber)
     session.exec(delete(PendingEmail).where(col(PendingEmail.subscriber_id) == subscriber_id))
     session.flush()

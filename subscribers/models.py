@@ -26,6 +26,8 @@ class Status(StrEnum):
 class Frequency(StrEnum):
     daily = "daily"
     weekly = "weekly"
+    # No email: the daily picks are planned and recorded for the personal feed only.
+    feed = "feed"
 
 
 class SubscriberBase(SQLModel):

@@ -64,7 +64,8 @@ def reader_links(settings: Settings, subscriber_ids: Sequence[int], *, stops: st
 
 def frequency_label(subscriber: Subscriber) -> str:
     """'Every day, plus the monthly clippings' and the like."""
-    base = "Every day" if subscriber.frequency == Frequency.daily else "Once a week"
+    base = {Frequency.daily: "Every day", Frequency.weekly: "Once a week",
+            Frequency.feed: "No email: your personal feed only"}[subscriber.frequency]
     return base + (", plus the monthly clippings" if subscriber.monthly else "")
 
 

@@ -18,6 +18,10 @@ from digest.ranking import Match
 
 DIGEST_KINDS = ("daily", "weekly")
 MONTHLY_KIND = "monthly"
+# A feed-only reader's digest: planned like a daily one (its picks are promised and never
+# picked again) and recorded for the personal feed when planned; never mailed.
+FEED_KIND = "feed"
+PICK_KINDS = (*DIGEST_KINDS, FEED_KIND)  # the rows whose picks the personal feed shows
 
 
 def _match_json(match: Match) -> dict[str, object]:
@@ -47,13 +51,42 @@ def _match_from_json(data: Mapping[str, Any]) -> Match:
 
 
 @dataclass(frozen=True)
+class PaperUpdate:
+    """News of one saved paper since its reader last heard: a new version (its number and
+    the day it was posted) and/or code or project links that were not there before."""
+
+    arxiv_id: str
+    version: int = 0  # the new version; 0 when the version did not move
+    posted: date | None = None  # the day that version appeared (or ingest first saw it)
+    links: tuple[tuple[str, str], ...] = ()  # ("code", url), ("project", url)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"arxiv_id": self.arxiv_id}
+        if self.version:
+            data["version"] = self.version
+        if self.posted:
+            data["posted"] = self.posted.isoformat()
+        if self.links:
+            data["links"] = [list(link) for link in self.links]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PaperUpdate:
+        posted = data.get("posted")
+        return cls(arxiv_id=str(data["arxiv_id"]), version=int(data.get("version") or 0),
+                   posted=date.fromisoformat(str(posted)) if posted else None,
+                   links=tuple((str(k), str(u)) for k, u in data.get("links", ())))
+
+
+@dataclass(frozen=True)
 class DigestPayload:
-    """A daily or weekly digest: the day it is for, its picks, and related keywords to
-    suggest when the reader's week was thin."""
+    """A daily or weekly digest: the day it is for, its picks, related keywords to suggest
+    when the reader's week was thin, and news of the papers the reader saved."""
 
     day: date
     matches: tuple[Match, ...]
     related: tuple[str, ...] = ()
+    updates: tuple[PaperUpdate, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -62,6 +95,8 @@ class DigestPayload:
         }
         if self.related:
             data["related"] = list(self.related)
+        if self.updates:
+            data["updates"] = [u.to_json() for u in self.updates]
         return data
 
     @classmethod
@@ -70,15 +105,19 @@ class DigestPayload:
             day=date.fromisoformat(str(data["day"])),
             matches=tuple(_match_from_json(m) for m in data.get("matches", ())),
             related=tuple(str(k) for k in data.get("related", ())),
+            updates=tuple(PaperUpdate.from_json(u) for u in data.get("updates", ())),
         )
 
     def paper_ids(self) -> set[str]:
-        """Every paper the email shows or names (liked papers named in "similar to")."""
-        return {i for m in self.matches for i in (m.arxiv_id, m.similar_to) if i}
+        """Every paper the email shows or names (liked papers named in "similar to", saved
+        papers with news)."""
+        named = {i for m in self.matches for i in (m.arxiv_id, m.similar_to) if i}
+        return named | {u.arxiv_id for u in self.updates}
 
     def share_key(self, keywords: Sequence[str]) -> str:
         """Equal for two rows exactly when their digests render alike: the same keywords (they
-        order the sections) and the same picks. A hint for grouping sends, never content."""
+        order the sections), the same picks and the same saved-paper news (all in
+        `to_json`). A hint for grouping sends, never content."""
         blob = json.dumps([list(keywords), self.to_json()], sort_keys=True,
                           separators=(",", ":"))
         return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()

@@ -10,9 +10,10 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, ForeignKey, Integer, String, func
+from sqlalchemy import JSON, Column, ForeignKey, Integer, String, func
 from sqlmodel import Field, Session, SQLModel, col, delete, select
 
+from digest.daily import paper_links
 from digest.papers import Paper
 from subscribers.models import utcnow
 from subscribers.spreadsheets import csv_text
@@ -34,6 +35,20 @@ class SavedPaper(SQLModel, table=True):
         )
     )
     created_at: datetime = Field(default_factory=utcnow)
+    # What the reader already knows of the paper (subscribers/saved_updates.py): its version
+    # and code/project links when saved, moved on when a digest announces a change; None on
+    # rows saved before these were kept (the first check takes the paper as it is then).
+    known_version: int | None = None
+    known_links: list[str] | None = Field(default=None, sa_type=JSON(none_as_null=True))
+    checked_at: datetime | None = None  # when the paper was last compared with them
+
+
+NEWS_LINKS = ("code", "project")  # links whose first appearance is news for a saved paper
+
+
+def tracked_links(paper: Paper) -> list[str]:
+    """The paper's code and project addresses, as `known_links` keeps them."""
+    return [url for kind, url in paper_links(paper) if kind in NEWS_LINKS]
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,12 @@ def save_paper(*, session: Session, subscriber_id: int, arxiv_id: str) -> bool:
     """Put a paper on the reader's list (idempotent); True when it was not there yet."""
     if session.get(SavedPaper, (subscriber_id, arxiv_id)) is not None:
         return False
-    session.add(SavedPaper(subscriber_id=subscriber_id, arxiv_id=arxiv_id))
+    paper = session.get(Paper, arxiv_id)
+    # News is measured from what the paper is now: the reader has just seen this version.
+    session.add(SavedPaper(subscriber_id=subscriber_id, arxiv_id=arxiv_id,
+                           known_version=paper.version if paper else None,
+                           known_links=tracked_links(paper) if paper else None,
+                           checked_at=utcnow()))
     session.flush()
     return True
 

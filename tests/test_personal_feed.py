@@ -350,3 +350,22 @@ def test_hostile_text_stays_text_and_the_feed_stays_valid(
     assert entry.author == "Ada <Lovelace>"
     assert {(link.get("title"), link.href) for link in entry.links} >= {
         ("Code", "https://github.com/a/b")}
+
+
+def test_signing_out_other_links_moves_the_feed_too(
+    stocked: tuple[Settings, list[int]]  # noqa: F811
+) -> None:
+    settings, (critic, fan, _) = stocked
+    _plan(settings, fan, 0, [Match("2603.00011", 2.0, ("speech synthesis",))])
+    _send(settings)
+    client = _client(settings)
+    url, csrf, shown = _manage(client, settings, fan)
+    old = shown.removeprefix("http://digest.test")
+    assert NEW_PAPERS[0][1] in client.get(old).text
+    page = client.post(f"{url}/sign-out", data={"csrf": csrf})
+    assert page.status_code == 200 and "Your personal feed has a new address too" in page.text
+    gone = client.get(old)
+    assert gone.status_code == 410 and NEW_PAPERS[0][1] not in gone.text
+    new = _feed_path(settings, fan)
+    assert new != old and NEW_PAPERS[0][1] in client.get(new).text
+    assert client.get(_feed_path(settings, critic)).status_code == 200  # only the fan's moved

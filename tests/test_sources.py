@@ -118,7 +118,9 @@ def test_rss_keeps_new_and_cross_and_counts_the_rest() -> None:
         ("2602.01500", 1),
         ("hep-th/9901001", 1),
     ]
-    assert result.skipped == {"no-id": 1, "replace": 1, "replace-cross": 1}
+    assert result.skipped == {"no-id": 1}
+    # Replacements are new versions of earlier papers: kept apart, never papers of the day.
+    assert sorted(by_id(result.revisions)) == [("2509.00077", 3), ("2510.00088", 2)]
 
 
 def test_rss_item_fields() -> None:
@@ -191,7 +193,8 @@ def test_api_atom_entries() -> None:
 def test_arxiv_atom_listing_uses_announcement_day_and_skips_replacements() -> None:
     result = parse_feed(feed("atom_listing.atom"), source="rss")
     assert result.kind == "atom"
-    assert result.skipped == {"replace": 1}
+    assert result.skipped == {}
+    assert len(result.revisions) == 1
     (paper,) = result.papers
     assert paper.announced_on == date(2026, 2, 2)  # `published`, not the build time in `updated`
     assert paper.authors == ["Ada Lovelace", "Alan Turing"]

@@ -87,7 +87,7 @@ def ingest(
         raise InvalidInput("give a PATH_OR_URL, --sample or --listings")
     if as_json:
         emit_json(report.__dict__)
-    elif report.seen == 0:
+    elif report.seen == 0 and not report.revised:
         console.print(
             f"{report.location}: valid {report.kind} feed with no new papers; nothing changed"
         )
@@ -96,6 +96,7 @@ def ingest(
         console.print(
             f"{report.location}: {report.added} added, {report.updated} updated, "
             f"{report.unchanged} unchanged (skipped: {skipped})"
+            + (f"; new versions of {report.revised} stored papers" if report.revised else "")
         )
 
 

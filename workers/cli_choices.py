@@ -24,6 +24,7 @@ class Frequency(StrEnum):
 
     daily = "daily"
     weekly = "weekly"
+    feed = "feed"
 
 
 class DeliveryStatus(StrEnum):

@@ -39,6 +39,7 @@ from subscribers.models import Subscriber
 from subscribers.monthly import MONTHLY_ONLY, issue_template, monthly_addresses
 from subscribers.outgoing import reader_links, render_account_delivery
 from subscribers.payloads import DIGEST_KINDS, MONTHLY_KIND, DigestPayload, MonthlyPayload
+from subscribers.saved_updates import update_views
 from workers.outcomes import Outcomes
 
 T = TypeVar("T")
@@ -206,7 +207,8 @@ def _digest_template(
     if digest is None:
         return None
     template = shared_daily(
-        digest, sender=settings.from_email, postal_address=settings.postal_address, feedback=True
+        digest, sender=settings.from_email, postal_address=settings.postal_address, feedback=True,
+        updates=update_views(payload.updates, cache.papers),
     )
     if key is not None:
         if len(cache.renders) >= MAX_RUN_RENDERS:

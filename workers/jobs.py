@@ -32,6 +32,7 @@ class IngestReport:
     unchanged: int
     skipped: dict[str, int] = field(default_factory=dict)
     embedded: int = 0  # papers whose vectors were made now (semantic matching on)
+    revised: int = 0  # stored papers a replace announcement brought a new version of
 
     @property
     def seen(self) -> int:
@@ -44,9 +45,13 @@ def ingest_document(*, settings: Settings, location: str, source: str = "") -> I
     feed = parse_feed(data, source=source or _source_name(location))
     with session_scope(settings.sqlalchemy_url) as session:
         report = upsert_papers(session=session, papers=feed.papers)
+        # New versions of papers stored before (what readers saved hear of them): never new
+        # papers of their own; ones this store never had are left out.
+        revised = upsert_papers(session=session, papers=feed.revisions, known_only=True)
     return IngestReport(
         location, feed.kind, report.added, report.updated, report.unchanged, dict(feed.skipped),
         embedded=embed_papers(settings.semantic, settings.sqlalchemy_url, feed.papers),
+        revised=revised.updated,
     )
 
 

@@ -1,7 +1,9 @@
 """Planning: who gets which digest for which period, written to the ledger in bulk.
 
 A digest's content is decided here, once: the ranked picks go into the ledger row's payload,
-so a retried send renders exactly what was planned.
+so a retried send renders exactly what was planned, with news of the reader's saved papers
+(subscribers/saved_updates.py). A feed-only reader's daily picks are planned the same way
+under the kind "feed" and recorded at once for their personal feed: nothing is mailed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from core.db import session_scope
@@ -26,8 +28,10 @@ from digest.suggestions import THIN_WEEK, related_keywords
 from digest.trending import trending_on
 from subscribers import ledger
 from subscribers.feedback import ratings_for
-from subscribers.models import Frequency, Status, Subscriber
-from subscribers.payloads import DigestPayload
+from subscribers.ledger import Delivery, DeliveryStatus, one_of
+from subscribers.models import Frequency, Status, Subscriber, utcnow
+from subscribers.payloads import FEED_KIND, DigestPayload
+from subscribers.saved_updates import MAX_UPDATES, News, find_news, record_told
 
 PICKS_MARGIN = timedelta(days=7)
 
@@ -63,10 +67,11 @@ class Slot:
 def due_slot(subscriber: Subscriber, now: datetime, lookback_days: int) -> Slot | None:
     """The digest a subscriber is due at `now` in their own time zone, if their hour has come."""
     local = now.astimezone(ZoneInfo(subscriber.timezone))
-    if subscriber.frequency == Frequency.daily:
+    if subscriber.frequency in (Frequency.daily, Frequency.feed):
         if local.hour < subscriber.send_hour:
             return None
-        return Slot("daily", local.date().isoformat(), local.date(), lookback_days)
+        kind = FEED_KIND if subscriber.frequency == Frequency.feed else "daily"
+        return Slot(kind, local.date().isoformat(), local.date(), lookback_days)
     # Weekly goes out on Monday at the send hour, or later that week if planning was down.
     if local.weekday() == 0 and local.hour < subscriber.send_hour:
         return None
@@ -81,14 +86,16 @@ def plan_daily(
     dry_run: bool = False,
     on_chunk: Callable[[PlanReport], None] | None = None,
 ) -> PlanReport:
-    """The operator's path: every active daily subscriber gets `day`'s digest, whatever the hour.
+    """The operator's path: every active daily subscriber gets `day`'s digest, whatever the hour
+    (feed-only readers get theirs in their feed).
 
     Subscribers stream in chunks of `plan_chunk_size` (ranked, written and committed chunk by
     chunk), so memory stays flat however long the list, and senders can start on the first
     chunk's rows while later ones are ranked: `on_chunk` hears of each committed chunk.
     """
     report = PlanReport()
-    slot = Slot("daily", day.isoformat(), day, settings.lookback_days)
+    slots = {kind: Slot(kind, day.isoformat(), day, settings.lookback_days)
+             for kind in ("daily", FEED_KIND)}
     window: dict[tuple[date, date], tuple[list[Paper], PaperIndex]] = {}
     after = 0
     while True:
@@ -97,16 +104,13 @@ def plan_daily(
             if not chunk:
                 break
             after = chunk[-1].id or 0
-            report.add(
-                plan_slot(
-                    session=session,
-                    settings=settings,
-                    slot=slot,
-                    subscribers=[s for s in chunk if s.receives_mail(day)],
-                    dry_run=dry_run,
-                    window=window,
-                )
-            )
+            for kind, slot in slots.items():
+                feed = kind == FEED_KIND
+                report.add(plan_slot(
+                    session=session, settings=settings, slot=slot, dry_run=dry_run, window=window,
+                    subscribers=[s for s in chunk if s.receives_mail(day)
+                                 and (s.frequency == Frequency.feed) == feed],
+                ))
             if dry_run:
                 session.rollback()
         if on_chunk is not None:
@@ -115,12 +119,13 @@ def plan_daily(
 
 
 def due_daily_chunk(session: Session, *, after: int, limit: int) -> list[Subscriber]:
-    """The next `limit` active daily subscribers by id, after id `after` (keyset paging)."""
+    """The next `limit` active daily (or feed-only) subscribers by id, after id `after`
+    (keyset paging)."""
     query = (
         select(Subscriber)
         .where(
             Subscriber.status == Status.active,
-            Subscriber.frequency == Frequency.daily,
+            col(Subscriber.frequency).in_([Frequency.daily, Frequency.feed]),
             col(Subscriber.id) > after,
         )
         .order_by(col(Subscriber.id))
@@ -197,9 +202,15 @@ def plan_slot(
         report.nothing_relevant = len(todo)
         return report
     rankings = _rank(session, settings, slot, todo, papers, index, since)
-    related = _related_for_thin_weeks(session=session, slot=slot, subscribers=todo,
-                                      rankings=rankings, papers=papers, index=index)
-    planned = _digests(slot, todo, rankings, related, report)
+    feed = slot.kind == FEED_KIND
+    related = {} if feed else _related_for_thin_weeks(
+        session=session, slot=slot, subscribers=todo, rankings=rankings, papers=papers,
+        index=index)
+    # Saved papers' news goes in emails only, to readers who get one this time.
+    news = News() if feed else find_news(
+        session=session, subscriber_ids=[s.id or 0 for s, m in zip(todo, rankings, strict=True)
+                                         if m])
+    planned = _digests(slot, todo, rankings, related, news, report)
     if dry_run:
         return report
     # Equal digests get neighbouring ledger ids, so a sender's claims (taken in id order) find
@@ -208,14 +219,31 @@ def plan_slot(
     report.planned = ledger.plan_deliveries(session=session, planned=planned)
     # Another planner may have raced us to some rows; those count as planned before.
     report.already_planned += len(planned) - report.planned
+    if feed:
+        _record_for_feed(session, slot, [p.subscriber_id for p in planned])
+    else:
+        record_told(session=session, kind=slot.kind, period=slot.period, news=news)
     return report
+
+
+def _record_for_feed(session: Session, slot: Slot, subscriber_ids: Sequence[int]) -> None:
+    """Feed-only digests are done once planned: recorded as sent (the personal feed shows
+    sent rows) in the planner's own transaction, so no sender ever claims one."""
+    for start in range(0, len(subscriber_ids), 5000):
+        chunk = list(subscriber_ids[start : start + 5000])
+        session.execute(update(Delivery).where(
+            col(Delivery.kind) == FEED_KIND, col(Delivery.period) == slot.period,
+            col(Delivery.status) == DeliveryStatus.planned,
+            one_of(session, Delivery.subscriber_id, chunk),
+        ).values(status=DeliveryStatus.sent, sent_at=utcnow(), lease_until=None))
 
 
 def _digests(
     slot: Slot, todo: Sequence[Subscriber], rankings: Sequence[Sequence[Match]],
-    related: dict[int, tuple[str, ...]], report: PlanReport,
+    related: dict[int, tuple[str, ...]], news: News, report: PlanReport,
 ) -> list[ledger.PlannedDelivery]:
-    """One ledger row per subscriber with picks (never an empty digest), noted in `report`."""
+    """One ledger row per subscriber with picks, noted in `report`. Never an empty digest:
+    saved-paper news alone sends nothing; it waits for the reader's next digest."""
     planned = []
     for subscriber, matches in zip(todo, rankings, strict=True):
         if not matches:
@@ -223,12 +251,15 @@ def _digests(
             continue
         report.previews.append((subscriber.email, len(matches)))
         report.papers[subscriber.email] = [m.arxiv_id for m in matches]
+        sid = subscriber.id or 0
         payload = DigestPayload(day=slot.day, matches=tuple(matches),
-                                related=related.get(subscriber.id or 0, ()))
+                                related=related.get(sid, ()),
+                                updates=tuple(news.updates.get(sid, ())[:MAX_UPDATES]))
+        feed = slot.kind == FEED_KIND  # never rendered: nothing to share
         planned.append(ledger.PlannedDelivery(
-            subscriber_id=subscriber.id or 0, kind=slot.kind, period=slot.period,
+            subscriber_id=sid, kind=slot.kind, period=slot.period,
             payload=payload.to_json(), paper_ids=tuple(m.arxiv_id for m in matches),
-            share=payload.share_key(subscriber.keywords),
+            share=None if feed else payload.share_key(subscriber.keywords),
         ))  # fmt: skip
     return planned
 

@@ -17,6 +17,9 @@ from digest.papers import PaperIn, split_arxiv_id
 from digest.text import clean_text
 
 KEEP_ANNOUNCE_TYPES = {"new", "cross"}
+# A new version of a paper announced before: only news for a paper already stored (a reader
+# may have saved it), never a paper of its own for today's digests.
+REVISION_TYPES = {"replace", "replace-cross"}
 # "arXiv:2609.09159v1 Announce Type: new \nAbstract: ..." (arXiv puts a space before the newline).
 ANNOUNCE_PREFIX = re.compile(
     r"^\s*arXiv:\s*(?P<id>\S+)\s+Announce Type:\s*(?P<type>[\w-]+)\s*(?:Abstract:\s*)?",
@@ -32,6 +35,7 @@ class FeedError(ValueError):
 class FeedResult:
     kind: Literal["rss", "atom"]
     papers: list[PaperIn] = field(default_factory=list)
+    revisions: list[PaperIn] = field(default_factory=list)  # replace entries: new versions
     skipped: dict[str, int] = field(default_factory=dict)
 
 
@@ -97,6 +101,12 @@ def _announce_type(entry: Any, prefix: re.Match[str] | None) -> str | None:
     return prefix.group("type").lower() if prefix else None
 
 
+def is_revision(entry: Any) -> bool:
+    """A replace or replace-cross announcement: a new version of a paper listed before."""
+    summary = entry.get("summary") or ""
+    return _announce_type(entry, ANNOUNCE_PREFIX.match(summary)) in REVISION_TYPES
+
+
 def _raw_id(entry: Any, prefix: re.Match[str] | None) -> str:
     """The most specific id an entry carries: guid/id first, then the abstract prefix, then link."""
     candidates = [entry.get("id"), prefix.group("id") if prefix else None, entry.get("link")]
@@ -133,7 +143,7 @@ def entry_to_paper(
     summary = entry.get("summary") or ""
     prefix = ANNOUNCE_PREFIX.match(summary)
     announce_type = _announce_type(entry, prefix)
-    if announce_type is not None and announce_type not in KEEP_ANNOUNCE_TYPES:
+    if announce_type is not None and announce_type not in KEEP_ANNOUNCE_TYPES | REVISION_TYPES:
         return announce_type
     raw_id = _raw_id(entry, prefix)
     if not raw_id:
@@ -178,7 +188,8 @@ def entry_to_paper(
 
 
 def parse_feed(data: bytes, *, source: str, announced_on: date | None = None) -> FeedResult:
-    """An arXiv RSS or Atom document -> the new and cross-listed papers, and what was skipped."""
+    """An arXiv RSS or Atom document -> the new and cross-listed papers, the new versions of
+    earlier ones (`revisions`), and what was skipped."""
     parsed = load_feed(data)
     kind: Literal["rss", "atom"] = "atom" if parsed["version"].startswith("atom") else "rss"
     # An undated entry belongs to the channel's listing day, or to today when that is missing too.
@@ -197,6 +208,8 @@ def parse_feed(data: bytes, *, source: str, announced_on: date | None = None) ->
         )
         if isinstance(outcome, str):
             skipped[outcome] += 1
+        elif is_revision(entry):
+            result.revisions.append(outcome)
         else:
             result.papers.append(outcome)
     result.skipped = dict(sorted(skipped.items()))

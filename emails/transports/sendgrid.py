@@ -1,4 +1,4 @@
-"""SendGrid v3 Mail Send: the JSON body built here, POSTed over one kept-alive httpx pool.
+"""SendGrid v3 Mail Send: the JSON body built here, POSTed over kept-alive connections.
 
 No `sendgrid` library. Its mail helpers build an object per address, header, substitution
 and custom arg only to turn them back into these dicts (about 0.1 s per 1,000 recipients),
@@ -12,6 +12,12 @@ per request): the shared render once, then per recipient their address, substitu
 (SendGrid fills them literally into subject and content, see emails/links.py), the headers
 their substitutions change (SendGrid does not fill headers, so they are filled here) and
 custom_args.
+
+The bodies go out over one urllib3 connection pool, kept alive and shared by the sender's
+threads. Not httpx (the project's client for fetching feeds): its pool, request models and
+cookie handling cost about three times the client CPU per request (bench/http_client.py), and
+at one request per one or two digests that was a quarter of a send run's CPU. No retries in
+the client: a POST it retried could deliver twice; the ledger retries instead.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from email.utils import parseaddr, quote
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import urllib3
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 
 from emails.message import Message
 from emails.transports.base import (
@@ -133,7 +141,7 @@ class SendGridTransport:
 
     name = "sendgrid"
     batch_limit = MAX_PERSONALIZATIONS
-    thread_safe = True  # httpx.Client is: senders may keep several requests in flight
+    thread_safe = True  # the urllib3 pool is: senders may keep several requests in flight
 
     def __init__(
         self,
@@ -147,11 +155,12 @@ class SendGridTransport:
     ) -> None:
         self._clock = clock  # wall clock: X-RateLimit-Reset is a Unix timestamp
         self._bucket = throttle or make_bucket(max_per_second)
-        self._pool = httpx.Client(
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+        # A request in flight per sending thread; a connection the server closed while idle is
+        # noticed and replaced before use.
+        self._pool = urllib3.connection_from_url(
+            host, maxsize=32, block=False, timeout=urllib3.Timeout(timeout), retries=False
         )
-        self._url = f"{host.rstrip('/')}/v3/mail/send"
+        self._path = f"{urlsplit(host).path.rstrip('/')}/v3/mail/send"
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
@@ -192,27 +201,30 @@ class SendGridTransport:
             self._bucket.acquire(recipients)
         data = json.dumps(body, separators=(",", ":")).encode()
         try:
-            response = self._pool.post(self._url, content=data, headers=self._headers)
-        except httpx.TimeoutException as error:
+            response = self._pool.urlopen("POST", self._path, body=data, headers=self._headers,
+                                          redirect=False)
+        except (ReadTimeoutError, ConnectTimeoutError) as error:
+            if isinstance(error, NewConnectionError):  # a refusal, not a timeout
+                raise TransientSendError(f"SendGrid unreachable: {error!r}") from error
             raise TransientSendError(f"SendGrid timed out: {error!r}") from error
-        except httpx.TransportError as error:  # refused, reset, DNS, protocol errors
+        except (urllib3.exceptions.HTTPError, OSError) as error:  # reset, DNS, protocol errors
             raise TransientSendError(f"SendGrid unreachable: {error!r}") from error
-        if not response.is_success:
+        if not 200 <= response.status < 300:
             raise self._classify(response)
         # A 2xx without the id still means accepted: raising would only cause a duplicate.
         return str(response.headers.get("X-Message-Id") or "")
 
-    def _classify(self, response: httpx.Response) -> SendError:
+    def _classify(self, response: urllib3.BaseHTTPResponse) -> SendError:
         """429 waits for the reset, 5xx/408 retry with backoff, anything else is final."""
-        status = response.status_code
-        detail = f"SendGrid {status}: {provider_errors(response.content)}"
+        status = response.status
+        detail = f"SendGrid {status}: {provider_errors(response.data)}"
         if status == 429:
             return TransientSendError(detail, retry_after=self._retry_after(response.headers))
         if status >= 500 or status == 408:  # 408: the server gave up waiting, not a verdict
             return TransientSendError(detail)
         return PermanentSendError(detail)
 
-    def _retry_after(self, headers: httpx.Headers) -> float | None:
+    def _retry_after(self, headers: Mapping[str, str]) -> float | None:
         """Seconds until X-RateLimit-Reset (a Unix timestamp), or None when it is absent."""
         try:
             reset = float(headers.get("X-RateLimit-Reset") or "")

@@ -21,7 +21,7 @@ from digest.suggestions import THIN_WEEK
 from emails.render import short_date
 from subscribers import ledger
 from subscribers.links import send_fresh_link, sign_out_links
-from subscribers.models import MailList, Status, Subscriber
+from subscribers.models import Frequency, MailList, Status, Subscriber
 from subscribers.privacy import (
     AddressTaken,
     confirm_email_change,
@@ -257,7 +257,9 @@ def _notice(done: str, subscriber: Subscriber) -> str:
     notices = {
         "confirmed": "You're subscribed. Your first digest arrives at your send hour on the "
                      "next announcement day with papers for you.",
-        "saved": "Saved. Your next digest uses these settings.",
+        "saved": ("Saved. No more digest emails: your papers go to your personal feed "
+                  "(its address is below)." if subscriber.frequency == Frequency.feed
+                  else "Saved. Your next digest uses these settings."),
         "paused": "Paused. No digests until "
                   f"{short_date(subscriber.paused_until) if subscriber.paused_until else ''}.",
         "resumed": "Welcome back: digests resume at your next send hour.",
@@ -308,7 +310,8 @@ def subscriber_lists(request: Request, subscriber: Subscriber) -> dict[str, Any]
             at = digest_stopped_at(session=session, subscriber_id=subscriber.id or 0)
         stopped_on = _aware(at).date() if at is not None else None
     return {"lists_got": [LIST_NAMES[name] for name in subscriber.lists()] if active else [],
-            "digest_stopped": stopped, "digest_stopped_on": stopped_on}
+            "digest_stopped": stopped, "digest_stopped_on": stopped_on,
+            "feed_only": active and subscriber.digest and subscriber.frequency == Frequency.feed}
 
 
 def feed_url(request: Request, subscriber: Subscriber) -> str:
@@ -473,6 +476,8 @@ def manage_sign_out(request: Request, token: str,
         "Every link to your settings page is signed out, this one included: the ones in "
         "your earlier emails, and any you forwarded.",
         f"We're emailing a fresh link to {email}. Use that one from now on.",
+        "Your personal feed has a new address too: find it on the settings page and give it "
+        "to your feed reader.",
         "Unsubscribe links in your emails keep working.",
     ])
 

@@ -2,9 +2,10 @@
 
 GET /feed/<token> serves the picks of the reader's digests (subscribers/feed.py) as Atom. The
 token is signed, carries no time stamp (a feed reader keeps one address for months) and carries
-the subscriber's feed generation: "New feed address" raises it, and the old address then answers
-410 Gone, which feed readers take as "stop polling". A forged token, or one whose subscriber is
-gone, gets the one invalid-link page (404), never data.
+the subscriber's feed generation: "New feed address" (and "Sign out other links") raises it,
+and the old address then answers 410 Gone, which feed readers take as "stop polling"; so does
+every address of a reader who unsubscribed. A forged token, or one whose subscriber is gone,
+gets the one invalid-link page (404), never data.
 
 Conditional GET: an ETag and Last-Modified from one aggregate query over the ledger, and 304 on
 If-None-Match (or, without it, If-Modified-Since) before a paper is loaded.
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from subscribers.feed import FeedEntry, Validator, feed_entries, feed_validator
+from subscribers.feed import FeedEntry, Validator, feed_ended, feed_entries, feed_validator
 from subscribers.models import Subscriber
 from subscribers.tokens import InvalidToken, Purpose, read_feed_token
 from subscribers.web.account import MANAGE_DOC, TokenFields, _guard, _subscriber
@@ -43,7 +44,8 @@ REVOKED_STATUS = 410
 FEED_DOC: Responses = {
     200: {"content": {"application/atom+xml": {}}, "description": "The feed"},
     304: {"description": "Not modified since the reader's copy (ETag / Last-Modified)"},
-    REVOKED_STATUS: {"description": "A feed address replaced by a newer one", **HTML_DOC},
+    REVOKED_STATUS: {"description": "A feed address replaced by a newer one, or of a reader "
+                                    "who unsubscribed", **HTML_DOC},
     **INVALID_DOC,
 }
 
@@ -54,6 +56,14 @@ def _revoked(request: Request) -> Response:
                                     "nothing any more.",
                                     "The new address is on the settings page, reached from "
                                     "any of your digest emails."],
+                        link=("/", "Go to the home page"))
+
+
+def _ended(request: Request) -> Response:
+    return message_page(request, status=REVOKED_STATUS, title="This subscription has ended",
+                        paragraphs=["Its reader unsubscribed, so this feed shows nothing any "
+                                    "more.",
+                                    "Subscribed again? Then this address works again."],
                         link=("/", "Go to the home page"))
 
 
@@ -89,6 +99,8 @@ def personal_feed(request: Request, token: str) -> Response:
             return invalid_link(request)
         if generation != subscriber.feed_generation:
             return _revoked(request)
+        if feed_ended(subscriber):
+            return _ended(request)
         validator = feed_validator(session=session, subscriber=subscriber)
         headers = {"ETag": validator.etag,
                    "Last-Modified": format_datetime(validator.last_modified, usegmt=True),

@@ -122,7 +122,7 @@ def parse_profile(fields: ProfileFields) -> tuple[SubscriberUpdate | None, Error
     except InvalidInput as error:
         errors["keywords"] = str(error)
     if fields.frequency not in {f.value for f in Frequency}:
-        errors["frequency"] = "Choose daily or weekly."
+        errors["frequency"] = "Choose daily or weekly (or no email, feed only)."
     try:
         validate_timezone(fields.timezone)
     except InvalidInput as error:

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 from subscribers.events import ProviderEventRecord, daily_stats
 from subscribers.ledger import Delivery, DeliveryStatus
 from subscribers.models import ConsentAction, ConsentEvent, Status, Subscriber
+from subscribers.payloads import FEED_KIND
 
 DAY_COLUMNS = ("sent", "failed", "bounced", "complained", "unsubscribed")
 BOUNCES = ("bounce", "dropped")
@@ -80,8 +81,9 @@ def deliveries_per_day(*, session: Session, days: int = 30,
     today = today or datetime.now(UTC).date()
     since = today - timedelta(days=days - 1)
     start = datetime.combine(since, datetime.min.time(), tzinfo=UTC)
+    # Feed-only rows are recorded as sent but no email left: they are not counted.
     sent = _per_day(session, col(Delivery.sent_at), col(Delivery.sent_at) >= start,
-                    Delivery.status == DeliveryStatus.sent)
+                    Delivery.status == DeliveryStatus.sent, Delivery.kind != FEED_KIND)
     # A failed row has no failure time of its own: it counts on the day it was planned.
     failed = _per_day(session, col(Delivery.created_at), col(Delivery.created_at) >= start,
                       Delivery.status == DeliveryStatus.failed)
