@@ -46,6 +46,8 @@ from sqlmodel import col, select  # noqa: E402
 
 from core.db import get_engine, session_scope  # noqa: E402
 from core.settings import Settings, get_settings  # noqa: E402
+from digest.papers import papers_since  # noqa: E402
+from digest.semantic import embed_papers  # noqa: E402
 from subscribers import ledger  # noqa: E402
 from subscribers.models import utcnow  # noqa: E402
 from tests.support import celery_stack as stack  # noqa: E402
@@ -257,12 +259,18 @@ def main() -> None:
         seeding = time.perf_counter()
         seed_settings = Settings(_env_file=None, database_url=template)  # type: ignore[call-arg]
         args.day = stack.seed_stack(seed_settings, args.subscribers, papers=args.papers)
+        # Ingest stores every paper's vector (semantic matching on); the padded copies were
+        # written straight to the table, so they get theirs here, outside the timed part.
+        with session_scope(template) as session:
+            papers = papers_since(session=session)
+        embedded = embed_papers(seed_settings.semantic, template, papers)
         get_engine(template).dispose()
         emit(
             what="seed",
             subscribers=args.subscribers,
             papers=args.papers,
             seconds=round(time.perf_counter() - seeding, 2),
+            papers_embedded=embedded,
         )
         for mode in args.modes.split(","):
             run_mode(mode, args, template, workdir / mode)

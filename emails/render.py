@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from datetime import date
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, FunctionLoader, StrictUndefined
@@ -326,7 +326,7 @@ class _Frozen:
     """A paper as a cache key: every public field's value (lists as tuples), so any change to
     the paper, including fields added later, makes a new key."""
 
-    __slots__ = ("key", "paper")
+    __slots__ = ("hash", "key", "paper")
 
     def __init__(self, paper: object) -> None:
         self.paper = paper
@@ -335,9 +335,10 @@ class _Frozen:
             for name, value in vars(paper).items()
             if not name.startswith("_")
         )
+        self.hash = hash(self.key)  # looked up many times per render: hash the fields once
 
     def __hash__(self) -> int:
-        return hash(self.key)
+        return self.hash
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Frozen) and self.key == other.key
@@ -353,8 +354,28 @@ def _hashable(value: object) -> object:
 
 
 def _paper_view(pick: Pick) -> PaperView:
-    """Prepare one pick for display."""
-    paper = pick.paper
+    """Prepare one pick for display: the paper's own part (remembered per paper version, as
+    readers with other keywords see it too) and what this pick adds."""
+    own = _paper_part(pick.paper)
+    matched = tuple(clean(keyword) for keyword in pick.matched_by_words)
+    return PaperView(
+        **own,
+        snippet_html=emphasise(own["snippet"], matched),
+        matched=matched_line(matched, tuple(clean(keyword) for keyword in pick.close_to)),
+        reasons=reasons_of(pick),
+        upvotes=upvotes_phrase(pick.upvotes),
+    )
+
+
+_PARTS: dict[_Frozen, dict[str, Any]] = {}
+
+
+def _paper_part(paper: Any) -> dict[str, Any]:
+    """The PaperView fields that depend on the paper alone (cleaned, cut, its links found)."""
+    key = _frozen(paper)
+    found = _PARTS.get(key)
+    if found is not None:
+        return found
     arxiv_id = clean(paper.arxiv_id)
     quoted = quote(arxiv_id, safe="/.-")
     primary = clean(paper.primary_category)
@@ -364,29 +385,27 @@ def _paper_view(pick: Pick) -> PaperView:
     if len(categories) > MAX_CHIPS:
         chips.append(f"+{len(categories) - MAX_CHIPS}")
     comment = shorten(clean(paper.comment), COMMENT_CHARS)
-    snippet = shorten(clean(paper.abstract), SNIPPET_CHARS)
-    matched = tuple(clean(keyword) for keyword in pick.matched_by_words)
-    return PaperView(
-        arxiv_id=arxiv_id,
-        title=clean(paper.title) or arxiv_id,
-        abs_url=safe_url(paper.abs_url, f"https://arxiv.org/abs/{quoted}"),
-        pdf_url=safe_url(paper.pdf_url, f"https://arxiv.org/pdf/{quoted}"),
-        authors=short_authors(paper.authors),
-        chips=tuple(chips),
-        comment=comment,
-        comment_is_chip=0 < len(comment) <= CHIP_COMMENT_CHARS,
-        snippet=snippet,
-        snippet_html=emphasise(snippet, matched),
-        matched=matched_line(matched, tuple(clean(keyword) for keyword in pick.close_to)),
-        reasons=reasons_of(pick),
-        announced=short_date(paper.announced_on) if paper.announced_on else "",
-        links=tuple(
+    part = {
+        "arxiv_id": arxiv_id,
+        "title": clean(paper.title) or arxiv_id,
+        "abs_url": safe_url(paper.abs_url, f"https://arxiv.org/abs/{quoted}"),
+        "pdf_url": safe_url(paper.pdf_url, f"https://arxiv.org/pdf/{quoted}"),
+        "authors": short_authors(paper.authors),
+        "chips": tuple(chips),
+        "comment": comment,
+        "comment_is_chip": 0 < len(comment) <= CHIP_COMMENT_CHARS,
+        "snippet": shorten(clean(paper.abstract), SNIPPET_CHARS),
+        "announced": short_date(paper.announced_on) if paper.announced_on else "",
+        "links": tuple(
             (LINK_LABELS.get(kind, kind.capitalize()), url)
             for kind, url in paper_links(paper)
             if len(url) <= MAX_LINK_CHARS and safe_url(url, "")
         )[:MAX_LINKS],
-        upvotes=upvotes_phrase(pick.upvotes),
-    )
+    }
+    if len(_PARTS) >= 5_000:
+        _PARTS.clear()
+    _PARTS[key] = part
+    return part
 
 
 def upvotes_phrase(upvotes: int) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
@@ -102,8 +102,10 @@ def compose(
     account = [r for r in rows if r.kind not in DIGEST_KINDS and r.kind != MONTHLY_KIND]
     readers = _subscribers(session, [r.subscriber_id for r in digests + account])
     if digests:
-        _load_papers(session, digests, cache)
-        requests += _digest_requests(settings, digests, readers, cache, outcomes, today)
+        payloads = {row.id: DigestPayload.from_json(row.payload) for row in digests}
+        _load_papers(session, payloads.values(), cache)
+        requests += _digest_requests(settings, digests, payloads, readers, cache, outcomes,
+                                     today)
     if monthly:
         requests += _monthly_requests(settings, session, monthly, outcomes, today)
     for row in account:
@@ -151,8 +153,8 @@ def _subscribers(session: Session, ids: Sequence[int]) -> dict[int, Subscriber]:
     return {s.id or 0: s for s in session.exec(query)}
 
 
-def _load_papers(session: Session, rows: Sequence[HeldRow], cache: RunCache) -> None:
-    wanted = {i for row in rows for i in DigestPayload.from_json(row.payload).paper_ids()}
+def _load_papers(session: Session, payloads: Iterable[DigestPayload], cache: RunCache) -> None:
+    wanted = {i for payload in payloads for i in payload.paper_ids()}
     missing = wanted - cache.papers.keys()
     if not missing:
         return
@@ -165,6 +167,7 @@ def _load_papers(session: Session, rows: Sequence[HeldRow], cache: RunCache) -> 
 def _digest_requests(
     settings: Settings,
     rows: Sequence[HeldRow],
+    payloads: dict[int, DigestPayload],
     readers: dict[int, Subscriber],
     cache: RunCache,
     outcomes: Outcomes,
@@ -175,7 +178,7 @@ def _digest_requests(
     members: list[tuple[HeldRow, Subscriber, Request]] = []
     for row in rows:
         reader = readers.get(row.subscriber_id)
-        render = partial(_digest_template, settings, row, reader, cache, today)
+        render = partial(_digest_template, settings, row, payloads[row.id], reader, cache, today)
         template = _guarded(outcomes, row, render)
         if template is None or reader is None:
             continue
@@ -190,6 +193,7 @@ def _digest_requests(
 def _digest_template(
     settings: Settings,
     row: HeldRow,
+    payload: DigestPayload,
     reader: Subscriber | None,
     cache: RunCache,
     today: date,
@@ -200,7 +204,6 @@ def _digest_template(
     key = (row.kind, row.share, tuple(reader.keywords)) if row.share else None
     if key is not None and key in cache.renders:
         return cache.renders[key]
-    payload = DigestPayload.from_json(row.payload)
     digest = compose_daily(day=payload.day, keywords=reader.keywords, matches=payload.matches,
                            papers=cache.papers, related=payload.related,
                            weekly=row.kind == "weekly")

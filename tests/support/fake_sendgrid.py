@@ -147,7 +147,7 @@ class FakeSendGrid:
         self._random_fault: tuple[Fault, float, random.Random] | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.fake = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
 
@@ -248,6 +248,12 @@ class FakeSendGrid:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class _Server(ThreadingHTTPServer):
+    # The real API's listen queue is deep; the default of 5 overflows when a send run opens its
+    # 16-32 connections at once, and the kernel then resets some of them mid-request.
+    request_queue_size = 128
 
 
 class _Handler(BaseHTTPRequestHandler):
