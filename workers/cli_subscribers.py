@@ -1,16 +1,18 @@
 """`digest subscribers`: add and list who gets mail. Imports happen inside the commands, as
-everywhere in the CLI (listing must not pay for the ranking or the email layer)."""
+everywhere in the CLI: listing pays for neither the ranking and the email layer nor SQLAlchemy
+(it reads with plain SQL, subscribers/listing.py)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from workers.cli_choices import Status
-from workers.cli_support import command_errors, emit_json, ready
+from workers.cli_support import command_errors, emit_json, migration_heads, ready
 
 if TYPE_CHECKING:
     from subscribers.models import Frequency
@@ -85,24 +87,55 @@ def subscribers_list(
 
     Example: digest subscribers list --status active --json
     """
-    from core.db import session_scope
-    from subscribers.models import Status as StoredStatus
-    from subscribers.service import list_subscribers
+    # Plain SQL over the driver's connection (subscribers/listing.py): no SQLAlchemy, SQLModel
+    # or table models to import for a read of one table.
+    from core.db import ReadError, read_connection
+    from core.settings import get_settings
+    from subscribers.listing import subscriber_rows
 
-    settings = ready()
-    wanted = StoredStatus(status.value) if status else None
-    with session_scope(settings.sqlalchemy_url) as session:
-        rows = [s.model_dump(mode="json") for s in list_subscribers(session=session, status=wanted)]
+    wanted = status.value if status else None
+    try:
+        rows = _rows_if_current(get_settings().sqlalchemy_url, wanted)
+    except ReadError:
+        rows = None  # ready() migrates, or says in one line why the database can't be read
+    if rows is None:
+        url = ready().sqlalchemy_url
+        try:
+            with read_connection(url) as connection:
+                rows = subscriber_rows(connection, wanted)
+        except ReadError as error:
+            typer.echo(f"database error: {error}", err=True)
+            raise typer.Exit(1) from None
     if as_json:
         emit_json(rows)
         return
     table = Table("id", "email", "status", "frequency", "keywords")
     for row in rows:
+        # Readers type their keywords: "[/x]", "[red]" and ":smile:" are text to show as typed,
+        # not console markup or emoji codes (as plain strings, "[/x]" stopped the listing with
+        # a MarkupError). Other text prints the same either way.
         table.add_row(
             str(row["id"]),
-            row["email"],
+            Text(row["email"]),
             row["status"],
             row["frequency"],
-            ", ".join(row["keywords"]),
+            Text(", ".join(row["keywords"])),
         )
     console.print(table)
+
+
+def _rows_if_current(url: str, status: str | None) -> list[dict[str, Any]] | None:
+    """The listing's rows when the database is at the newest revision (what ready() makes
+    sure of before any command); None when it is not, or when that can't be told."""
+    from core.db import ReadError, read_connection
+    from subscribers.listing import subscriber_rows
+
+    heads = migration_heads()
+    with read_connection(url) as connection:
+        try:
+            found = [row[0] for row in connection.rows("SELECT version_num FROM alembic_version")]
+        except ReadError:
+            return None
+        if len(heads) != 1 or found != list(heads):
+            return None
+        return subscriber_rows(connection, status)
