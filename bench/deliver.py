@@ -5,7 +5,8 @@ Run by hand or from `make bench`:
     python bench/deliver.py --subscribers 10000           # CI-sized
     python bench/deliver.py --subscribers 100000          # the headline
 Needs the local PostgreSQL (DIGEST_TEST_POSTGRES_URL, default postgres@127.0.0.1:5432/test)
-and Redis (DIGEST_TEST_REDIS_URL's server; this uses database 11 and flushes it). Prints JSON.
+and Redis (DIGEST_TEST_REDIS_URL's server; it claims a free database the way the Celery tests
+do, and flushes it). Prints JSON.
 
 Both modes start from the same seeded database: the bundled corpus padded to --papers with
 reworded copies, N daily subscribers with 1-4 keywords each from a realistic speech/audio
@@ -39,7 +40,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import redis  # noqa: E402
 from sqlalchemy import event, text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 from sqlmodel import col, select  # noqa: E402
@@ -58,8 +58,7 @@ from workers.tasks import SENDERS_PER_PLAN, process_transport  # noqa: E402
 POSTGRES_ADMIN_URL = os.environ.get(
     "DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-REDIS_BASE = os.environ.get("DIGEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/15").rsplit("/", 1)
-BROKER_URL = f"{REDIS_BASE[0]}/11"
+REDIS_SERVER = os.environ.get("DIGEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 COUNT_DIR_ENV = "DIGEST_BENCH_COUNT_DIR"
 
 # --- database round trips, counted in whichever process imports this module -----------------
@@ -159,9 +158,10 @@ def run_mode(mode: str, args: argparse.Namespace, template: str, workdir: Path) 
         session.execute(text("DELETE FROM subscriber WHERE id > :n"), {"n": subscribers})
     get_engine(url).dispose()
 
-    redis.Redis.from_url(BROKER_URL).flushdb()
+    broker_url = args.broker_url
+    stack.flush_keeping_claim(broker_url)
     settings = stack.stack_settings(
-        var_dir=workdir, database_url=url, broker_url=BROKER_URL, label="bench"
+        var_dir=workdir, database_url=url, broker_url=broker_url, label="bench"
     ).model_copy(update={"send_concurrency": args.send_concurrency})
     provider = ProviderProcess(args.delay_ms / 1000).start()
     env = stack.stack_env(settings, sendgrid_url=provider.url, sendgrid_key=provider.api_key)
@@ -254,6 +254,8 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-deliver-"))
+    # A broker database no test run or other bench is using (the Celery tests' claim).
+    args.broker_url = stack.claim_redis_db(REDIS_SERVER)
     template = stack.create_database(POSTGRES_ADMIN_URL)
     try:
         seeding = time.perf_counter()

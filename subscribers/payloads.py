@@ -114,11 +114,12 @@ class DigestPayload:
         named = {i for m in self.matches for i in (m.arxiv_id, m.similar_to) if i}
         return named | {u.arxiv_id for u in self.updates}
 
-    def share_key(self, keywords: Sequence[str]) -> str:
+    def share_key(self, keywords: Sequence[str], data: dict[str, Any] | None = None) -> str:
         """Equal for two rows exactly when their digests render alike: the same keywords (they
         order the sections), the same picks and the same saved-paper news (all in
-        `to_json`). A hint for grouping sends, never content."""
-        blob = json.dumps([list(keywords), self.to_json()], sort_keys=True,
+        `to_json`; pass `data` when it is made already). A hint for grouping sends, never
+        content."""
+        blob = json.dumps([list(keywords), data or self.to_json()], sort_keys=True,
                           separators=(",", ":"))
         return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
 

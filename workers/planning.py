@@ -256,10 +256,11 @@ def _digests(
                                 related=related.get(sid, ()),
                                 updates=tuple(news.updates.get(sid, ())[:MAX_UPDATES]))
         feed = slot.kind == FEED_KIND  # never rendered: nothing to share
+        data = payload.to_json()
         planned.append(ledger.PlannedDelivery(
             subscriber_id=sid, kind=slot.kind, period=slot.period,
-            payload=payload.to_json(), paper_ids=tuple(m.arxiv_id for m in matches),
-            share=None if feed else payload.share_key(subscriber.keywords),
+            payload=data, paper_ids=tuple(m.arxiv_id for m in matches),
+            share=None if feed else payload.share_key(subscriber.keywords, data),
         ))  # fmt: skip
     return planned
 
