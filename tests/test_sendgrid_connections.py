@@ -1,5 +1,6 @@
-"""The SendGrid transport's kept-alive connections against a real server that closes idle
-connections without saying so, as providers' load balancers do."""
+"""The SendGrid transport's connections against a real server: one that closes idle
+connections without saying so, as providers' load balancers do, and one that stands in for an
+egress proxy named by HTTP_PROXY."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class ClosesWhenIdle:
         self.port = self.listener.getsockname()[1]
         self.connections = 0
         self.requests = 0
+        self.request_lines: list[str] = []
         self.closed = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -44,6 +46,7 @@ class ClosesWhenIdle:
             while len(body) < length:
                 body += conn.recv(65536)
             self.requests += 1
+            self.request_lines.append(head.split(b"\r\n")[0].decode())
             conn.sendall(RESPONSE)
             conn.close()  # the idle timeout, with no "Connection: close" said
             self.closed.set()
@@ -77,3 +80,27 @@ def test_a_refused_connection_is_transient_and_unreachable() -> None:
         pytest.raises(TransientSendError, match="unreachable"),
     ):
         transport.send(message())
+
+
+def test_the_proxy_named_by_http_proxy_carries_the_requests(
+    server: ClosesWhenIdle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator behind an egress proxy sets HTTPS_PROXY (HTTP_PROXY for an http:// API
+    host); the request goes to the proxy in absolute form, and NO_PROXY exempts a host."""
+    proxy = f"http://127.0.0.1:{server.port}"
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with SendGridTransport("SG.key", "http://api.sendgrid.test", timeout=5) as transport:
+        assert transport.send(message()) == "m1"
+    assert server.request_lines == ["POST http://api.sendgrid.test/v3/mail/send HTTP/1.1"]
+
+    monkeypatch.setenv("NO_PROXY", "api.sendgrid.test")
+    monkeypatch.setenv("no_proxy", "api.sendgrid.test")
+    with (
+        SendGridTransport("SG.key", "http://api.sendgrid.test", timeout=2) as transport,
+        pytest.raises(TransientSendError, match="unreachable"),  # straight to a host that
+    ):                                                          # does not exist
+        transport.send(message())
+    assert server.requests == 1

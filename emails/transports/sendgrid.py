@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from email.utils import parseaddr, quote
 from typing import Any
@@ -136,6 +137,24 @@ def mail_body(template: Message, recipients: Sequence[Recipient]) -> dict[str, A
     return body
 
 
+def _connection_pool(host: str, timeout: float) -> tuple[urllib3.HTTPConnectionPool, str]:
+    """Kept-alive connections to the API and the target to POST to: a request in flight per
+    sending thread, and a connection the server closed while idle noticed and replaced before
+    use. Through the proxy that HTTPS_PROXY / HTTP_PROXY name, unless NO_PROXY exempts the
+    host (as the standard library and other HTTP clients read them)."""
+    options: dict[str, Any] = {"maxsize": 32, "block": False, "retries": False,
+                               "timeout": urllib3.Timeout(timeout)}
+    parts = urlsplit(host)
+    path = f"{parts.path.rstrip('/')}/v3/mail/send"
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        pool = urllib3.ProxyManager(proxy, **options).connection_from_url(host)
+        # A plain-HTTP request names its whole URL to the proxy; HTTPS goes through a tunnel.
+        target = f"{parts.scheme}://{parts.netloc}{path}" if parts.scheme == "http" else path
+        return pool, target
+    return urllib3.connection_from_url(host, **options), path
+
+
 class SendGridTransport:
     """Sends through SendGrid's v3 API; one pooled HTTP client per transport, thread-safe."""
 
@@ -155,12 +174,7 @@ class SendGridTransport:
     ) -> None:
         self._clock = clock  # wall clock: X-RateLimit-Reset is a Unix timestamp
         self._bucket = throttle or make_bucket(max_per_second)
-        # A request in flight per sending thread; a connection the server closed while idle is
-        # noticed and replaced before use.
-        self._pool = urllib3.connection_from_url(
-            host, maxsize=32, block=False, timeout=urllib3.Timeout(timeout), retries=False
-        )
-        self._path = f"{urlsplit(host).path.rstrip('/')}/v3/mail/send"
+        self._pool, self._target = _connection_pool(host, timeout)
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
@@ -201,8 +215,9 @@ class SendGridTransport:
             self._bucket.acquire(recipients)
         data = json.dumps(body, separators=(",", ":")).encode()
         try:
-            response = self._pool.urlopen("POST", self._path, body=data, headers=self._headers,
-                                          redirect=False)
+            # assert_same_host off: through a plain-HTTP proxy the target names the API's host.
+            response = self._pool.urlopen("POST", self._target, body=data, redirect=False,
+                                          headers=self._headers, assert_same_host=False)
         except (ReadTimeoutError, ConnectTimeoutError) as error:
             if isinstance(error, NewConnectionError):  # a refusal, not a timeout
                 raise TransientSendError(f"SendGrid unreachable: {error!r}") from error
