@@ -71,7 +71,7 @@ def test_feed_only_mails_nothing_and_the_feed_has_the_papers(
     settings, (critic, fan, control) = stocked
     _feed_only(settings, fan)
     report = planning.plan_daily(settings=settings, day=DAY)
-    assert report.planned == 3 and set(report.papers) == {
+    assert (report.planned, report.feed_only) == (3, 1) and set(report.papers) == {
         "critic@example.org", "fan@example.org", "control@example.org"}
     sent = send_due(settings=settings, transport=OutboxTransport(settings.outbox_path))
     assert (sent.sent, sent.failed, sent.skipped) == (2, 0, 0)  # the two emails, nothing else

@@ -90,6 +90,7 @@ def _summarise(settings: Settings, target: date, plan: PlanReport, sent: SendRep
         "dry_run": dry_run,
         "due": plan.due,
         "planned": plan.planned,
+        "feed_only": plan.feed_only,
         "already_planned": plan.already_planned,
         "nothing_relevant": plan.nothing_relevant,
         **sent.__dict__,
@@ -106,8 +107,9 @@ def _summarise(settings: Settings, target: date, plan: PlanReport, sent: SendRep
     if dry_run:
         _print_would_send(plan.papers, titles)
     verb = "would send" if dry_run else "planned"
+    feed_only = f", {plan.feed_only} of them to feeds only" if plan.feed_only else ""
     console.print(
-        f"{target}: {plan.due} subscribers due, {verb} {len(plan.previews)} digests "
+        f"{target}: {plan.due} subscribers due, {verb} {len(plan.previews)} digests{feed_only} "
         f"({plan.already_planned} already planned, {plan.nothing_relevant} with nothing "
         f"relevant); sent {sent.sent}, retrying {sent.retried}, failed {sent.failed}, "
         f"skipped {sent.skipped}"

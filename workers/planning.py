@@ -42,6 +42,7 @@ class PlanReport:
     planned: int = 0  # new ledger rows
     already_planned: int = 0
     nothing_relevant: int = 0
+    feed_only: int = 0  # of `planned`: feed-only readers' rows, in their feeds, never mailed
     previews: list[tuple[str, int]] = field(default_factory=list)  # (email, papers) per digest
     papers: dict[str, list[str]] = field(default_factory=dict)  # email -> arXiv ids, best first
 
@@ -50,6 +51,7 @@ class PlanReport:
         self.planned += other.planned
         self.already_planned += other.already_planned
         self.nothing_relevant += other.nothing_relevant
+        self.feed_only += other.feed_only
         self.previews.extend(other.previews)
         self.papers.update(other.papers)
 
@@ -221,6 +223,7 @@ def plan_slot(
     report.already_planned += len(planned) - report.planned
     if feed:
         _record_for_feed(session, slot, [p.subscriber_id for p in planned])
+        report.feed_only = report.planned
     else:
         record_told(session=session, kind=slot.kind, period=slot.period, news=news)
     return report
