@@ -8,6 +8,11 @@ DEMO_STAMP = $(VENV)/.demo-stamp
 DEV_STAMP = $(VENV)/.dev-stamp
 # The edit loop: all but PostgreSQL, Chromium and `slow` (processes, the MiniLM model).
 FAST_MARKERS ?= not postgres and not browser and not slow
+# pytest-xdist workers for `make test` and `make test-fast` (docs/testing.md). More workers than
+# cores: many tests wait on processes, sockets, PostgreSQL and Chromium. `TEST_WORKERS=0` runs
+# everything in one process.
+TEST_WORKERS ?= 4
+FAST_WORKERS ?= 2
 
 .PHONY: demo test test-fast lint bench bench-quick clean
 
@@ -32,12 +37,13 @@ lint: $(DEV_STAMP)
 	$(BIN)/lint-imports
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
-# The edit loop, about a minute on 2 cores; `make test` still runs every test. Every test in
-# test_semantic.py is `slow`: ignoring the file also skips importing torch (~10 s).
+# The edit loop, under a minute and a half on 2 cores; `make test` still runs every test. Every
+# test in test_semantic.py is `slow`: ignoring the file skips collecting it at all.
 test-fast: $(DEV_STAMP)
-	$(BIN)/pytest -q -m '$(FAST_MARKERS)' --ignore=tests/test_semantic.py
+	$(BIN)/pytest -q -n $(FAST_WORKERS) --dist worksteal -m '$(FAST_MARKERS)' \
+		--ignore=tests/test_semantic.py
 
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/run_all.py

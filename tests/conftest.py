@@ -12,16 +12,28 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
+from core.db import is_postgres_url
 from core.settings import Settings
 
 # The helpers in tests/support assert too (they were test modules' own functions): have pytest
 # explain their failures the way it explains a test's. Before anything imports them.
 pytest.register_assert_rewrite("tests.support")
 
+from tests.support.schema import (  # noqa: E402
+    migrate_template,
+    postgres_schema_sql,
+    upgrade_from_template,
+    upgrade_postgres_from_sql,
+)
+from tests.support.workers import WORKER_NAME, worker_redis_url  # noqa: E402
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("DIGEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Each pytest-xdist worker has a Redis database of its own (tests/support/workers.py).
+REDIS_URL = worker_redis_url(
+    os.environ.get("DIGEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+)
 IN_CI = bool(os.environ.get("CI"))
 # Matching by meaning embeds every paper once (about 20 papers/s on two cores): the suite runs
 # on words alone, here and in every `digest` subprocess it starts, and tests/test_semantic.py
@@ -46,9 +58,10 @@ def require_service(name: str, host: str, port: int) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    """A fresh PostgreSQL database for this test session (each xdist worker has its own,
+    named after it), dropped afterwards."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
-    name = f"digest_test_{uuid.uuid4().hex[:10]}"
+    name = f"digest_test_{WORKER_NAME}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -124,12 +137,27 @@ def db_settings(request: pytest.FixtureRequest, settings: Settings) -> Iterator[
     get_engine(url).dispose()
 
 
-@pytest.fixture
-def migrated(db_settings: Settings) -> Settings:
-    """`db_settings` with the schema migrated to head (the way every command starts)."""
-    from workers.migrate import upgrade
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session (per xdist worker), for copying."""
+    return migrate_template(tmp_path_factory.mktemp("schema") / "var")
 
-    upgrade(db_settings)
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_url: str) -> str | None:
+    """A schema migrated to head once per session (per xdist worker), as SQL to replay."""
+    return postgres_schema_sql(postgres_url)
+
+
+@pytest.fixture
+def migrated(request: pytest.FixtureRequest, db_settings: Settings) -> Settings:
+    """`db_settings` with the schema migrated to head (the way every command starts): a copy
+    of the session's migrated SQLite file, or of its migrated PostgreSQL schema
+    (tests/support/schema.py)."""
+    if is_postgres_url(db_settings.sqlalchemy_url):
+        upgrade_postgres_from_sql(db_settings, request.getfixturevalue("postgres_template"))
+    else:
+        upgrade_from_template(db_settings, request.getfixturevalue("sqlite_template"))
     return db_settings
 
 

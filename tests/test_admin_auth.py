@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +34,7 @@ from tests.support.admin_helpers import (
     csrf_of,
     login,
 )
+from tests.support.schema import upgrade_from_template
 from workers.cli import app as cli_app
 from workers.migrate import upgrade
 
@@ -41,8 +43,8 @@ PUBLIC = {("GET", "/admin/login"), ("POST", "/admin/login")}
 
 
 @pytest.fixture
-def admin_env(settings: Settings) -> Settings:
-    upgrade(settings)
+def admin_env(settings: Settings, sqlite_template: Path) -> Settings:
+    upgrade_from_template(settings, sqlite_template)
     return admin_settings(settings)
 
 

@@ -17,8 +17,7 @@ from core.settings import Settings
 from digest.clippings.models import Clip, MonthlyIssue
 from tests.support.admin_helpers import PASSWORD
 from tests.support.browser import A11Y, OVERFLOWING
-from tests.support.live_server import free_port, serving
-from workers.migrate import upgrade
+from tests.support.live_server import free_port, live_settings, serving
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).parent / "artifacts" / "admin"
@@ -33,14 +32,10 @@ PAPERS = [("2604.01111", "Zero-shot speech synthesis with discrete tokens"),
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     port = free_port()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        var_dir=tmp_path_factory.mktemp("admin") / "var",
-        secret_keys=["admin-browser-key"],
-        public_url=f"http://127.0.0.1:{port}",
+    settings = live_settings(
+        tmp_path_factory.mktemp("admin") / "var", port, secret_keys=["admin-browser-key"],
         admin_password=PASSWORD,
     )
-    upgrade(settings)
     with serving(settings, port):
         yield settings
 

@@ -19,9 +19,8 @@ from core.db import session_scope
 from core.settings import Settings
 from subscribers.models import ConsentEvent, Subscriber
 from tests.support.cli import run
-from tests.support.live_server import free_port, serving
+from tests.support.live_server import free_port, live_settings, serving
 from tests.support.web_app import client_for, form_token, signup_form
-from workers.migrate import upgrade
 
 
 def consent(settings: Settings, email: str) -> list[tuple[str, str, str]]:
@@ -77,14 +76,9 @@ def test_cli_add_needs_an_explicit_monthly_flag(var_dir: Path) -> None:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     port = free_port()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        var_dir=tmp_path_factory.mktemp("consent") / "var",
-        secret_keys=["consent-test-key"],
-        public_url=f"http://127.0.0.1:{port}",
-        postal_address="Paper Digest, 12 Test Lane, 75000 Paris",
+    settings = live_settings(
+        tmp_path_factory.mktemp("consent") / "var", port, secret_keys=["consent-test-key"],
     )
-    upgrade(settings)
     with serving(settings, port):
         yield settings
 

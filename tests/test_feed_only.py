@@ -30,9 +30,8 @@ from tests.support.feedback_data import (
     NEW_PAPERS,
     stocked,  # noqa: F401  (the fixture)
 )
-from tests.support.live_server import free_port, serving
+from tests.support.live_server import free_port, live_settings, serving
 from workers import planning
-from workers.migrate import upgrade
 from workers.sending import send_due
 
 
@@ -158,14 +157,7 @@ def test_an_unsubscribed_readers_feed_is_gone(
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     port = free_port()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        var_dir=tmp_path_factory.mktemp("feed-only") / "var",
-        secret_keys=["browser-test-key"],
-        public_url=f"http://127.0.0.1:{port}",
-        postal_address="Paper Digest, 12 Test Lane, 75000 Paris",
-    )
-    upgrade(settings)
+    settings = live_settings(tmp_path_factory.mktemp("feed-only") / "var", port)
     with serving(settings, port):
         yield settings
 

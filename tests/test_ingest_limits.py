@@ -4,6 +4,7 @@ author lists and comments are cut on ingest and reported, not stored whole."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 import time
@@ -50,7 +51,10 @@ class Hostile(BaseHTTPRequestHandler):
         self.end_headers()
         started, sent = time.monotonic(), 0
         try:
-            for chunk in [head] + [repeat] * (SERVER_LIMIT_BYTES // len(repeat)):
+            # Lazily: a list of 64 M one-byte chunks took seconds to build on a loaded machine,
+            # longer than the client's 2 s read timeout before the first byte of the body.
+            chunks = itertools.repeat(repeat, SERVER_LIMIT_BYTES // len(repeat))
+            for chunk in itertools.chain([head], chunks):
                 self.wfile.write(b"%X\r\n%s\r\n" % (len(chunk), chunk))
                 sent += len(chunk)
                 Hostile.sent[path] = sent

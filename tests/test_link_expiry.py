@@ -43,9 +43,9 @@ from subscribers.service import add_subscriber, plan_account_mail
 from subscribers.tokens import Purpose, make_token
 from tests.support.browser import shot
 from tests.support.live_server import free_port, serving
+from tests.support.schema import upgrade_from_template
 from tests.support.web_app import DAY, csrf_of, free_period_slots, store_papers
 from workers import planning
-from workers.migrate import upgrade
 from workers.sending import send_due
 
 SECONDS_A_DAY = 24 * 3600
@@ -168,8 +168,8 @@ def papers(migrated: Settings) -> Settings:
 
 
 @pytest.fixture
-def papers_sqlite(settings: Settings) -> Settings:
-    upgrade(settings)
+def papers_sqlite(settings: Settings, sqlite_template: Path) -> Settings:
+    upgrade_from_template(settings, sqlite_template)
     store_papers(settings)
     return settings
 

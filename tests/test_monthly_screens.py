@@ -16,9 +16,8 @@ from digest.clippings.models import Clip, ClipKind
 from emails.monthly import render_monthly
 from emails.render import RecipientLinks
 from subscribers.monthly import plan_monthly
-from tests.support.live_server import free_port, serving
+from tests.support.live_server import free_port, live_settings, serving
 from tests.support.monthly_data import MONTH, clip
-from workers.migrate import upgrade
 
 pytestmark = pytest.mark.browser
 
@@ -61,14 +60,9 @@ def full_issue() -> list[Clip]:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A real uvicorn serving the app, with a full April issue sent."""
     port = free_port()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        var_dir=tmp_path_factory.mktemp("monthly") / "var",
-        secret_keys=["monthly-screens-key"],
-        public_url=f"http://127.0.0.1:{port}",
-        postal_address="Paper Digest, 12 Test Lane, 75000 Paris",
+    settings = live_settings(
+        tmp_path_factory.mktemp("monthly") / "var", port, secret_keys=["monthly-screens-key"],
     )
-    upgrade(settings)
     with session_scope(settings.sqlalchemy_url) as session:
         session.add_all(full_issue())
         draft_issue(session=session, month=MONTH, intro="\n\n".join([SENTENCE * 2] * 2))

@@ -34,11 +34,10 @@ from tests.support.feedback_data import (
     RATED_FLOW,
     stocked,  # noqa: F401  (the fixture)
 )
-from tests.support.live_server import free_port, serving
+from tests.support.live_server import free_port, live_settings, serving
 from tests.support.outbox import parts, send
 from tests.support.web_app import csrf_of
 from workers import planning
-from workers.migrate import upgrade
 from workers.sending import send_due
 
 
@@ -281,14 +280,7 @@ def test_reading_the_feed_changes_nothing_and_the_button_is_rate_limited(
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     port = free_port()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        var_dir=tmp_path_factory.mktemp("feed") / "var",
-        secret_keys=["browser-test-key"],
-        public_url=f"http://127.0.0.1:{port}",
-        postal_address="Paper Digest, 12 Test Lane, 75000 Paris",
-    )
-    upgrade(settings)
+    settings = live_settings(tmp_path_factory.mktemp("feed") / "var", port)
     with serving(settings, port):
         yield settings
 

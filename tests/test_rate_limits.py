@@ -34,9 +34,9 @@ from tests.support.admin_helpers import admin_settings
 from tests.support.celery_stack import RedisServer
 from tests.support.cli import DIGEST, run
 from tests.support.live_server import free_port
+from tests.support.schema import upgrade_from_template
 from tests.support.subprocess_env import without_digest_settings
 from tests.support.web_app import csrf_of, signup_form
-from workers.migrate import upgrade
 
 SECRET = "rate-limit-test-secret"
 
@@ -61,8 +61,8 @@ def asgi_client(app: FastAPI, host: str) -> TestClient:
 
 
 @pytest.fixture
-def web(settings: Settings) -> Settings:
-    upgrade(settings)
+def web(settings: Settings, sqlite_template: Path) -> Settings:
+    upgrade_from_template(settings, sqlite_template)
     return settings
 
 

@@ -30,11 +30,10 @@ from tests.support.feedback_data import (
     RATED_FLOW,
     stocked,  # noqa: F401  (the fixture)
 )
-from tests.support.live_server import free_port, serving
+from tests.support.live_server import free_port, live_settings, serving
 from tests.support.outbox import parts, send
 from tests.support.web_app import csrf_of, store_papers
 from workers import planning
-from workers.migrate import upgrade
 
 
 def _client(settings: Settings) -> TestClient:
@@ -206,14 +205,7 @@ def test_a_saved_paper_counts_as_two_more_votes_and_lifts_papers_like_it(
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     port = free_port()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        var_dir=tmp_path_factory.mktemp("saved") / "var",
-        secret_keys=["browser-test-key"],
-        public_url=f"http://127.0.0.1:{port}",
-        postal_address="Paper Digest, 12 Test Lane, 75000 Paris",
-    )
-    upgrade(settings)
+    settings = live_settings(tmp_path_factory.mktemp("saved") / "var", port)
     store_papers(settings)
     with serving(settings, port):
         yield settings

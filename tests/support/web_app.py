@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,7 +22,7 @@ from digest.papers import PaperIn, upsert_papers
 from subscribers import ledger
 from subscribers.web.app import create_app
 from subscribers.web.pages import WebLimits
-from workers.migrate import upgrade
+from tests.support.schema import upgrade_from_template
 
 DAY = date(2026, 1, 29)
 TITLES = [
@@ -81,9 +82,10 @@ def free_period_slots(settings: Settings) -> None:
 
 
 @pytest.fixture
-def web(settings: Settings) -> Settings:
-    """SQLite-only settings with the schema migrated and a few papers stored."""
-    upgrade(settings)
+def web(settings: Settings, sqlite_template: Path) -> Settings:
+    """SQLite-only settings with the schema migrated (a copy of the session's migrated file:
+    tests/support/schema.py) and a few papers stored."""
+    upgrade_from_template(settings, sqlite_template)
     store_papers(settings)
     return settings
 
