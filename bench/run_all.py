@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "render": (["--messages", "2000"], ["--messages", "20000"]),
     "signup_load": (["--seconds", "3"], []),
     "deliver": (["--subscribers", "10000"], ["--subscribers", "100000"]),
+    "http_client": (["--requests", "1000"], ["--requests", "5000"]),
     # Monthly broadcast at 100k on PostgreSQL (bench/monthly.py), and the monthly engineer's
     # SQLite-sized bench (its baseline keeps every body in memory: keep it small).
     "monthly": (["--recipients", "10000"], ["--recipients", "100000"]),
