@@ -48,6 +48,13 @@ def shot(page: Any, name: str, width: int) -> None:
     assert page.evaluate(A11Y) == [], name  # labelled fields, named buttons, one h1
 
 
+def submit(page: Any, selector: str) -> None:
+    """Click what sends a form and wait for the page it leads to (a click alone can return
+    before the navigation starts, and the next look would read the old page)."""
+    with page.expect_navigation(wait_until="load"):
+        page.click(selector)
+
+
 def clips(settings: Settings) -> dict[str, Clip]:
     with session_scope(settings.sqlalchemy_url) as session:
         found = session.exec(select(Clip).where(Clip.month == MONTH)).all()
@@ -71,19 +78,16 @@ def test_editor_flow(live: Settings, browser: Any, width: int) -> None:
     page.goto(target)
     assert "/admin/login" in page.url
     page.fill("#password", "wrong password")
-    page.click("button[type=submit]")
-    page.wait_for_load_state("load")
+    submit(page, "button[type=submit]")
     assert page.locator("#login-error").inner_text() == "That password is not right."
     shot(page, "login-error", width)
     page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("load")
+    submit(page, "button[type=submit]")
     assert page.url == target  # back where the bookmarklet pointed, form prefilled
     assert page.input_value("#title") == title
     shot(page, "clip-new", width)
     page.fill("#note", "Strong zero-shot results; worth a highlight?")
-    page.click("text=Save clip")
-    page.wait_for_load_state("load")
+    submit(page, "text=Save clip")
     assert "/admin/clips/" in page.url and "saved=1" in page.url
     saved = clips(live)[arxiv_id]
     assert saved.source == "editor" and saved.title == title
@@ -94,8 +98,7 @@ def test_editor_flow(live: Settings, browser: Any, width: int) -> None:
     page.fill("#summary", "A short summary <em>with markup</em> kept as text.")
     page.fill("#link_code", "https://github.com/example/tts")
     shot(page, "clip-edit", width)
-    page.click("#save")
-    page.wait_for_load_state("load")
+    submit(page, "#save")
     edited = clips(live)[arxiv_id]
     assert edited.section == "Multimodal" and edited.tags == ["TTS", "Discrete Tokens"]
     assert edited.links == {"code": "https://github.com/example/tts"}
@@ -103,16 +106,14 @@ def test_editor_flow(live: Settings, browser: Any, width: int) -> None:
     other_id, other_title = PAPERS[2]
     page.goto(f"{base}/admin/clips/new?month={MONTH}&url="
               f"{quote(f'https://arxiv.org/abs/{other_id}')}&title={quote(other_title)}")
-    page.click("text=Save clip")
-    page.wait_for_load_state("load")
+    submit(page, "text=Save clip")
     page.select_option("#section", "Multimodal")
-    page.click("#save")
-    page.wait_for_load_state("load")
+    submit(page, "#save")
     page.goto(f"{base}/admin/clips?month={MONTH}")
     before = [c.arxiv_id for c in sorted(clips(live).values(), key=lambda c: c.position)
               if c.effective_section == "Multimodal"]
     mover = clips(live)[before[-1] or ""]
-    page.click(f"#clip-{mover.id} button[value=up]")
+    submit(page, f"#clip-{mover.id} button[value=up]")
     after = [c.arxiv_id for c in sorted(clips(live).values(), key=lambda c: c.position)
              if c.effective_section == "Multimodal"]
     assert after[before.index(mover.arxiv_id) - 1] == mover.arxiv_id
@@ -130,17 +131,14 @@ def test_editor_flow(live: Settings, browser: Any, width: int) -> None:
     # Draft, preview, approve (the 1280 px run, after both clips exist).
     page.goto(f"{base}/admin/issues/{MONTH}")
     page.fill("#intro", "This month: speech that talks back.")
-    page.click("text=Draft the issue")
-    page.wait_for_load_state("load")
+    submit(page, "text=Draft the issue")
     assert "done=drafted" in page.url
     shot(page, "issue-draft", width)
-    page.click("text=Preview the web page")
-    page.wait_for_load_state("load")
+    submit(page, "text=Preview the web page")
     assert "speech that talks back" in page.locator("article.ar-issue").inner_text()
     shot(page, "issue-web", width)
     page.go_back()
-    page.click("text=Preview the email (375 / 800 px)")
-    page.wait_for_load_state("load")
+    submit(page, "text=Preview the email (375 / 800 px)")
     page.wait_for_load_state("load")
     frames = [f for f in page.frames if f.url.endswith("/email")]
     assert len(frames) == 2 and all(title in f.content() or PAPERS[0][1] in f.content()
@@ -150,12 +148,10 @@ def test_editor_flow(live: Settings, browser: Any, width: int) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "issue-preview-1280.png"), full_page=True)
     page.goto(f"{base}/admin/issues/{MONTH}")
-    page.click("text=Approve")
-    page.wait_for_load_state("load")
+    submit(page, "text=Approve")
     assert page.locator("#issue-status").inner_text() == "approved"
     shot(page, "issue-approved", width)
-    page.click("text=Send to subscribers")
-    page.wait_for_load_state("load")
+    submit(page, "text=Send to subscribers")
     assert page.locator("#issue-status").inner_text() == "sent"
     assert "deliveries planned" in page.locator("#issue-done").inner_text()
     shot(page, "issue-sent", width)
@@ -163,8 +159,7 @@ def test_editor_flow(live: Settings, browser: Any, width: int) -> None:
         issue = session.exec(select(MonthlyIssue)).one()
         assert issue.status.value == "sent" and "speech that talks back" in issue.intro
     # Log out: the pages are closed again.
-    page.click("text=Log out")
-    page.wait_for_load_state("load")
+    submit(page, "text=Log out")
     page.goto(f"{base}/admin/subscribers")
     assert "/admin/login" in page.url
     assert [p for p in problems if "400 (Bad Request)" not in p] == []  # the wrong password
@@ -178,20 +173,17 @@ def test_subscribers_import_and_reports(live: Settings, browser: Any, width: int
     page = context.new_page()
     page.goto(f"{base}/admin/subscribers")
     page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("load")
+    submit(page, "button[type=submit]")
     assert page.url == f"{base}/admin/subscribers"
     rows = (f"email,keywords,frequency\nw{width}@example.org,speech synthesis; TTS,weekly\n"
             "broken-address,tts,daily\nnobody@example.org,,daily\n")
     page.fill("#text", rows)
-    page.click("#import")
-    page.wait_for_load_state("load")
+    submit(page, "#import")
     report = page.locator("#import-report").inner_text()
     assert "Imported 1 subscriber." in report and "Line 3:" in report and "Line 4:" in report
     shot(page, "subscribers-import", width)
     page.fill("#q", "tts")
-    page.click("form.filters button[type=submit]")
-    page.wait_for_load_state("load")
+    submit(page, "form.filters button[type=submit]")
     assert f"w{width}@example.org" in page.locator("table.data").inner_text()
     for name in ("deliveries", "events"):
         page.goto(f"{base}/admin/{name}")

@@ -150,8 +150,8 @@ def test_the_to_write_list_in_a_browser(tmp_path: Path, browser: Any, width: int
         page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
         page.goto(f"{settings.public_url}/admin/login?next=/admin/issues/{MONTH}")
         page.fill("#password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_load_state("load")
+        with page.expect_navigation(wait_until="load"):  # not a read of the old page
+            page.click("button[type=submit]")
         assert page.url.endswith(f"/admin/issues/{MONTH}")
         box = page.locator("#to-write")
         assert box.is_visible()
@@ -160,8 +160,8 @@ def test_the_to_write_list_in_a_browser(tmp_path: Path, browser: Any, width: int
         assert "Kim" not in page.content()
         page.screenshot(path=str(shot_dir() / f"issue-to-write-{width}.png"), full_page=True)
         assert page.evaluate("document.documentElement.scrollWidth") <= width
-        box.locator("a", has_text="Only a note").click()
-        page.wait_for_load_state("load")
+        with page.expect_navigation(wait_until="load"):
+            box.locator("a", has_text="Only a note").click()
         assert "/admin/clips/" in page.url and page.locator("#summary").is_visible()
 
 
