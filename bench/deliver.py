@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import sys
 import tempfile
 import threading
@@ -241,6 +242,9 @@ def run_mode(mode: str, args: argparse.Namespace, template: str, workdir: Path) 
 
 
 def main() -> None:
+    # Killed with SIGTERM, unwind like an exception: the `finally` blocks stop the Celery
+    # workers and the provider and drop the databases, which would otherwise outlive the run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--papers", type=int, default=1500, help="corpus padded to this size")

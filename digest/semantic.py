@@ -222,7 +222,10 @@ class Embedder:
         unknown = [i for i, h in wanted.items() if self._hash_of(i) != h]
         if unknown:
             self._papers.update(self.store.load(unknown))
-        width = load_model().get_sentence_embedding_dimension()
+        model = load_model()
+        # sentence-transformers 6 renamed the method; older releases only have the old name.
+        dimension = getattr(model, "get_embedding_dimension", None)
+        width = dimension() if dimension else model.get_sentence_embedding_dimension()
         zero = np.zeros(width, dtype=np.float32)
         rows = [self._papers[p.arxiv_id][1] if self._hash_of(p.arxiv_id) == wanted[p.arxiv_id]
                 else zero for p in papers]
