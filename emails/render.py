@@ -245,7 +245,12 @@ def long_date(day: date) -> str:
 
 def short_date(day: date) -> str:
     """'29 Jan 2026', independent of the process locale."""
-    return f"{day.day} {_MONTHS[day.month - 1][:3]} {day.year}"
+    return f"{day_and_month(day)} {day.year}"
+
+
+def day_and_month(day: date) -> str:
+    """'29 Jan', independent of the process locale."""
+    return f"{day.day} {_MONTHS[day.month - 1][:3]}"
 
 
 def papers_phrase(count: int, adjective: str = "new ") -> str:

@@ -12,9 +12,8 @@ from datetime import date
 from urllib.parse import quote
 
 from digest.papers import Paper
-from emails.render import clean, safe_url, shorten
+from emails.render import clean, day_and_month, safe_url, shorten
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 LINK_PHRASES = {"code": "code released", "project": "project page"}
 MAX_SHOWN_URL = 60  # characters of an address shown as its link's text
 
@@ -42,7 +41,7 @@ def update_view(
     """The view of one paper's news; None when nothing in it can be shown."""
     changes: list[tuple[str, str, str]] = []
     if version > 1:
-        when = f" posted {posted.day} {_MONTHS[posted.month - 1]}" if posted else " posted"
+        when = f" posted {day_and_month(posted)}" if posted else " posted"
         changes.append((f"v{version}{when}", "", ""))
     for kind, url in links:
         safe = safe_url(url, "")

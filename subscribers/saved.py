@@ -46,9 +46,14 @@ class SavedPaper(SQLModel, table=True):
 NEWS_LINKS = ("code", "project")  # links whose first appearance is news for a saved paper
 
 
+def news_links(paper: Paper) -> list[tuple[str, str]]:
+    """The paper's code and project links, (kind, address) each."""
+    return [(kind, url) for kind, url in paper_links(paper) if kind in NEWS_LINKS]
+
+
 def tracked_links(paper: Paper) -> list[str]:
     """The paper's code and project addresses, as `known_links` keeps them."""
-    return [url for kind, url in paper_links(paper) if kind in NEWS_LINKS]
+    return [url for _, url in news_links(paper)]
 
 
 @dataclass(frozen=True)

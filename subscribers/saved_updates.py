@@ -19,13 +19,12 @@ from datetime import date, datetime
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from digest.daily import paper_links
 from digest.papers import Paper
 from emails.updates import UpdateView, update_view
 from subscribers.ledger import Delivery, one_of
 from subscribers.models import utcnow
 from subscribers.payloads import DigestPayload, PaperUpdate
-from subscribers.saved import NEWS_LINKS, SavedPaper, tracked_links
+from subscribers.saved import SavedPaper, news_links
 
 MAX_UPDATES = 5  # per digest; the rest wait for the next one
 
@@ -50,14 +49,16 @@ def _posted(paper: Paper) -> date | None:
     return seen.date() if seen else None
 
 
-def _news(saved: SavedPaper, paper: Paper) -> PaperUpdate | None:
-    """What moved past what the reader knows; None when nothing did (or when the row has
-    no baseline yet: it takes the paper as it is)."""
+def _news(saved: SavedPaper, paper: Paper,
+          found: Sequence[tuple[str, str]]) -> PaperUpdate | None:
+    """What moved past what the reader knows, `found` being the paper's code and project
+    links now; None when nothing did (or when the row has no baseline yet: it takes the
+    paper as it is)."""
     version = paper.version if saved.known_version is not None and (
         paper.version > saved.known_version) else 0
     known = set(saved.known_links or ())
     links = () if saved.known_links is None else tuple(
-        (kind, url) for kind, url in paper_links(paper) if kind in NEWS_LINKS and url not in known)
+        (kind, url) for kind, url in found if url not in known)
     if not version and not links:
         return None
     return PaperUpdate(arxiv_id=paper.arxiv_id, version=version,
@@ -77,12 +78,14 @@ def find_news(*, session: Session, subscriber_ids: Sequence[int]) -> News:
         .order_by(col(Paper.revised_at).desc(), col(Paper.arxiv_id))
     )
     for saved, paper in session.exec(query):
-        news.seen[(saved.subscriber_id, saved.arxiv_id)] = (paper.version, tracked_links(paper))
-        found = _news(saved, paper)
-        if found is None:
+        links = news_links(paper)
+        news.seen[(saved.subscriber_id, saved.arxiv_id)] = (paper.version,
+                                                             [url for _, url in links])
+        change = _news(saved, paper, links)
+        if change is None:
             news.quiet.append((saved.subscriber_id, saved.arxiv_id))
         else:
-            news.updates.setdefault(saved.subscriber_id, []).append(found)
+            news.updates.setdefault(saved.subscriber_id, []).append(change)
     return news
 
 

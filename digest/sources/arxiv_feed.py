@@ -101,12 +101,6 @@ def _announce_type(entry: Any, prefix: re.Match[str] | None) -> str | None:
     return prefix.group("type").lower() if prefix else None
 
 
-def is_revision(entry: Any) -> bool:
-    """A replace or replace-cross announcement: a new version of a paper listed before."""
-    summary = entry.get("summary") or ""
-    return _announce_type(entry, ANNOUNCE_PREFIX.match(summary)) in REVISION_TYPES
-
-
 def _raw_id(entry: Any, prefix: re.Match[str] | None) -> str:
     """The most specific id an entry carries: guid/id first, then the abstract prefix, then link."""
     candidates = [entry.get("id"), prefix.group("id") if prefix else None, entry.get("link")]
@@ -137,12 +131,13 @@ def _categories(entry: Any) -> list[str]:
 
 
 def entry_to_paper(
-    entry: Any, *, kind: str, source: str, announced_on: date | None, fallback_day: date
+    entry: Any, *, kind: str, source: str, announced_on: date | None, fallback_day: date,
+    prefix: re.Match[str] | None, announce_type: str | None,
 ) -> PaperIn | str:
-    """One feed entry -> a PaperIn, or the reason it was skipped."""
+    """One feed entry -> a PaperIn, or the reason it was skipped. `prefix` is its abstract's
+    "arXiv:... Announce Type: ..." match and `announce_type` its type (None outside arXiv's
+    listings), both read once by parse_feed."""
     summary = entry.get("summary") or ""
-    prefix = ANNOUNCE_PREFIX.match(summary)
-    announce_type = _announce_type(entry, prefix)
     if announce_type is not None and announce_type not in KEEP_ANNOUNCE_TYPES | REVISION_TYPES:
         return announce_type
     raw_id = _raw_id(entry, prefix)
@@ -203,12 +198,15 @@ def parse_feed(data: bytes, *, source: str, announced_on: date | None = None) ->
         if "arxiv.org/api/errors" in (entry.get("id") or ""):
             # The API reports a bad query as a one-entry feed whose summary says what is wrong.
             raise FeedError(f"arXiv API error: {clean_text(entry.get('summary') or '')}")
+        prefix = ANNOUNCE_PREFIX.match(entry.get("summary") or "")
+        announce_type = _announce_type(entry, prefix)
         outcome = entry_to_paper(
-            entry, kind=kind, source=source, announced_on=announced_on, fallback_day=fallback_day
+            entry, kind=kind, source=source, announced_on=announced_on,
+            fallback_day=fallback_day, prefix=prefix, announce_type=announce_type,
         )
         if isinstance(outcome, str):
             skipped[outcome] += 1
-        elif is_revision(entry):
+        elif announce_type in REVISION_TYPES:
             result.revisions.append(outcome)
         else:
             result.papers.append(outcome)
