@@ -7,6 +7,7 @@ Real processes: `digest serve` saving clips through its API while `digest clip i
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import subprocess
 import threading
@@ -43,8 +44,12 @@ def _serve(var_dir: Path, port: int) -> subprocess.Popen[bytes]:
         time.sleep(0.2)
 
 
-def _save_clips_until(stop: threading.Event, port: int, saved: list[int]) -> None:
-    """The editor's bookmarklet, saving a clip through the server every few milliseconds."""
+def _save_clips_until(
+    stop: threading.Event, port: int, saved: list[int], refused: list[str]
+) -> None:
+    """The editor's bookmarklet, saving a clip through the server every few milliseconds.
+    A refused save is recorded in `refused` (and ends the loop) for the test to report: an
+    assertion raised in this thread would only be a warning."""
     headers = {"Authorization": f"Bearer {API_TOKEN}"}
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
         n = 0
@@ -53,7 +58,9 @@ def _save_clips_until(stop: threading.Event, port: int, saved: list[int]) -> Non
             response = client.post("/admin/api/clips", headers=headers, json={
                 "url": f"https://example.org/from-the-server/{n}", "month": "2026-05",
                 "title": f"Server clip {n}"})
-            assert response.status_code == 201, response.text
+            if response.status_code != 201:
+                refused.append(f"clip {n}: {response.status_code} {response.text}")
+                return
             saved.append(n)
 
 
@@ -70,11 +77,11 @@ def test_an_import_beside_a_busy_server_loses_nothing(var_dir: Path, tmp_path: P
     links.write_text("".join(f"https://example.org/imported/{n}\n" for n in range(3000)))
     port = free_port()
     server = _serve(var_dir, port)
-    stop, saved = threading.Event(), []
-    writer = threading.Thread(target=_save_clips_until, args=(stop, port, saved))
+    stop, saved, refused = threading.Event(), [], []
+    writer = threading.Thread(target=_save_clips_until, args=(stop, port, saved, refused))
     writer.start()
     try:
-        while len(saved) < 5:  # the server is writing before the import starts
+        while len(saved) < 5 and not refused:  # the server writes before the import starts
             time.sleep(0.05)
         imported = run(var_dir, "clip", "import", str(links), "--month", "2026-04",
                        "--no-fetch", "--json")
@@ -83,6 +90,8 @@ def test_an_import_beside_a_busy_server_loses_nothing(var_dir: Path, tmp_path: P
         writer.join(60)
         server.terminate()
         server.wait(30)
+    server_log = server.stderr.read().decode() if server.stderr else ""
+    assert refused == [], server_log[-4000:]
     assert imported.returncode == 0, imported.stderr
     report = json.loads(imported.stdout)
     assert (report["added"], report["errors"]) == (3000, [])
@@ -130,3 +139,66 @@ def test_a_lock_held_past_the_busy_timeout_fails_the_whole_import(
     assert "database is locked" in imported.stderr and "nothing was saved" in imported.stderr
     assert waited >= 1  # it waited for the other writer before giving up
     assert _clips(var_dir, "2026-04") == 0
+
+
+
+@pytest.mark.slow
+def test_an_import_killed_part_way_keeps_whole_batches_and_a_second_run_adds_the_rest(
+    var_dir: Path, tmp_path: Path
+) -> None:
+    assert run(var_dir, "db", "upgrade").returncode == 0
+    links = tmp_path / "links.txt"
+    links.write_text("".join(f"https://example.org/imported/{n}\n" for n in range(5000)))
+    environment = without_digest_settings() | {"DIGEST_VAR_DIR": str(var_dir),
+                                               "DIGEST_PUBLIC_URL": "http://digest.test"}
+    importing = subprocess.Popen(
+        [DIGEST, "clip", "import", str(links), "--month", "2026-04", "--no-fetch"],
+        env=environment, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while _clips(var_dir, "2026-04") == 0:  # the first batch is in
+            assert importing.poll() is None, "the import ended before it could be killed"
+            time.sleep(0.005)
+        importing.send_signal(signal.SIGKILL)  # no chance to clean up
+    finally:
+        importing.wait(30)
+    saved = _clips(var_dir, "2026-04")
+    assert 0 < saved < 5000 and saved % 200 == 0  # whole batches, nothing half-written
+
+    again = run(var_dir, "clip", "import", str(links), "--month", "2026-04", "--no-fetch",
+                "--json")
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert (report["added"], report["merged"], report["errors"]) == (5000 - saved, saved, [])
+    assert _clips(var_dir, "2026-04") == 5000
+
+
+def test_an_import_stopped_by_a_lock_part_way_reports_the_batches_it_saved(
+    var_dir: Path,
+) -> None:
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from core.db import session_scope
+    from digest.clippings.imports import ImportStopped, import_clips
+
+    assert run(var_dir, "db", "upgrade").returncode == 0
+    blocker = sqlite3.connect(var_dir / "digest.db", isolation_level=None)
+    text = "".join(f"https://example.org/imported/{n}\n" for n in range(1000))
+    try:
+        with pytest.raises(ImportStopped) as stopped, session_scope(
+            f"sqlite:///{var_dir / 'digest.db'}?timeout=0.2"
+        ) as session:
+
+            @event.listens_for(session, "after_commit")
+            def another_writer_takes_the_database(committed: Session) -> None:
+                # right after the first batch (a row's savepoint commits too: not that)
+                if not committed.in_nested_transaction() and not blocker.in_transaction:
+                    blocker.execute("BEGIN IMMEDIATE")
+
+            import_clips(session=session, text=text, month="2026-04", commit_every=300)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert stopped.value.report.committed == 300
+    assert stopped.value.reason == "database is locked"
+    assert _clips(var_dir, "2026-04") == 300

@@ -27,6 +27,9 @@ clip_app = typer.Typer(help="The editor's clippings: links saved through the mon
 console = Console()
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_FILE = 20 * 1024 * 1024
+# An import commits every IMPORT_BATCH links, so a server saving clips beside it on SQLite
+# waits for one batch, not for the whole file.
+IMPORT_BATCH = 200
 
 
 def clip_with_reasons(clip: Clip, suggestion: Suggestion | None = None) -> dict[str, Any]:
@@ -114,7 +117,7 @@ def import_file(
     from sqlalchemy.exc import SQLAlchemyError
 
     from core.db import session_scope
-    from digest.clippings.imports import import_clips
+    from digest.clippings.imports import ImportStopped, import_clips
     from digest.clippings.store import enrich_clips
 
     if month is not None:
@@ -131,22 +134,31 @@ def import_file(
         raise ValueError(f"{file}: {error.strerror or error}") from None
     settings = ready()
     try:
-        with session_scope(settings.sqlalchemy_url) as session:  # one transaction
-            report = import_clips(session=session, text=text, filename=file.name, month=month)
-    except SQLAlchemyError as error:  # e.g. another writer held the database past the timeout
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-        typer.echo(f"database error: {reason}; the import was rolled back, nothing was saved",
-                   err=True)
+        with session_scope(settings.sqlalchemy_url) as session:
+            report = import_clips(session=session, text=text, filename=file.name, month=month,
+                                  commit_every=IMPORT_BATCH)
+    except ImportStopped as stopped:  # e.g. another writer held the database past the timeout
+        saved = stopped.report.committed
+        typer.echo(f"database error: {stopped.reason}; " + (
+            f"the first {saved} links were saved: import the file again to add the rest "
+            "(links already saved are merged, not doubled)" if saved else "nothing was saved"),
+            err=True)
         raise typer.Exit(1) from None
     # Titles are fetched after the import is committed: a writer waiting on the network
     # would hold up the server's writes on SQLite.
-    with session_scope(settings.sqlalchemy_url) as session, progress_bar(
-        "autofilling" if fetch else "filling in offline", len(report.clips)
-    ) as advance:
-        for clip in report.clips:
-            session.add(clip)
-        enriched = enrich_clips(session=session, settings=settings, clips=report.clips,
-                                fetch=fetch, progress=advance)
+    try:
+        with session_scope(settings.sqlalchemy_url) as session, progress_bar(
+            "autofilling" if fetch else "filling in offline", len(report.clips)
+        ) as advance:
+            for clip in report.clips:
+                session.add(clip)
+            enriched = enrich_clips(session=session, settings=settings, clips=report.clips,
+                                    fetch=fetch, progress=advance)
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        typer.echo(f"database error: {reason}; the {report.total} links are saved but not "
+                   "filled in: import the file again to fill them in", err=True)
+        raise typer.Exit(1) from None
     failed = sorted(enriched.errors.items())
     if as_json:
         emit_json({"format": report.format, "added": report.added, "merged": report.merged,

@@ -49,10 +49,21 @@ class ImportReport:
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
     clips: list[Clip] = field(default_factory=list)  # every clip touched, in file order
     lost: int = 0  # readable rows the database refused (also in errors): the import failed
+    committed: int = 0  # rows made permanent so far, when the import commits as it goes
 
     @property
     def total(self) -> int:
         return self.added + self.merged
+
+
+class ImportStopped(Exception):
+    """The database stopped an import part-way (locked past the busy timeout, connection
+    lost); `report.committed` says how many rows were saved before it."""
+
+    def __init__(self, report: ImportReport, error: OperationalError) -> None:
+        self.report = report
+        self.reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        super().__init__(self.reason)
 
 
 class _BookmarkParser(HTMLParser):
@@ -198,16 +209,38 @@ def import_clips(
     filename: str = "",
     source: str = "import",
     month: str | None = None,
+    commit_every: int | None = None,
 ) -> ImportReport:
     """Save every readable row as a clip; bad rows are reported by line and skipped.
 
     Without a month, a bookmark goes to the month it was saved in (ADD_DATE), else this month.
+    With `commit_every`, the session commits after that many rows: on SQLite a long import
+    then holds the write lock for moments at a time, not for the whole file, so the web app's
+    saves wait a little instead of past their busy timeout. A failure that stops the import
+    raises ImportStopped with the rows saved so far; importing the file again adds the rest
+    and merges, without doubling, the ones already saved.
     """
     if month is not None:
         month = check_month(month)
     kind = sniff_format(text, filename)
     report = ImportReport(format=kind)
-    for count, row in enumerate(_rows(text, kind)):
+    try:
+        _import_rows(session, _rows(text, kind), report, month, source, commit_every)
+    except OperationalError as error:
+        session.rollback()
+        raise ImportStopped(report, error) from error
+    return report
+
+
+def _import_rows(
+    session: Session,
+    rows: Iterator[Row],
+    report: ImportReport,
+    month: str | None,
+    source: str,
+    commit_every: int | None,
+) -> None:
+    for count, row in enumerate(rows):
         if count >= MAX_ROWS:
             report.errors.append((row.line, f"more than {MAX_ROWS} rows; the rest skipped"))
             break
@@ -246,4 +279,9 @@ def import_clips(
             report.merged += 1
         if all(clip is not result.clip for clip in report.clips):
             report.clips.append(result.clip)
-    return report
+        if commit_every and report.total - report.committed >= commit_every:
+            session.commit()
+            report.committed = report.total
+    if commit_every:
+        session.commit()
+        report.committed = report.total
