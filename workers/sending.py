@@ -6,11 +6,13 @@ even when the lease runs out), renders what they stand for (workers/compose.py: 
 render alike share one render and one request), puts its requests on the wire through the
 transport's one interface, and records every outcome in a few statements
 (workers/outcomes.py). The next wave is claimed, loaded and rendered while the current one
-is on the wire.
+is on the wire; it goes on the wire itself only once the waves before it are settled (but
+one, when every wave is one shared request on PostgreSQL).
 
 A crash before a wave's commit leaves its rows claimed: after the lease they go out again,
-so a killed worker repeats at most the waves it had on the wire. A row whose claim lapsed
-twice may be what kills its senders: it goes out alone, with nothing else in flight.
+so a killed worker repeats at most the waves it had on the wire, which is one wave on SQLite,
+through SMTP or the outbox, and for daily digests. A row whose claim lapsed twice may be what
+kills its senders: it goes out alone, with nothing else in flight.
 """
 
 from __future__ import annotations
@@ -57,12 +59,14 @@ WAVE_RECIPIENTS_PER_REQUEST = 8
 
 @dataclass
 class Wave:
-    """Claimed rows on their way: their open transaction (holding the row locks), requests."""
+    """Claimed rows on their way: their open transaction (holding the row locks), their
+    rendered requests, and once launched what the transport made of each."""
 
     scope: ExitStack
     session: Session
     outcomes: Outcomes
-    sends: list[tuple[Request, Future[list[str] | BatchSendError]]]
+    requests: list[Request]
+    sends: list[Future[list[str] | BatchSendError]] = field(default_factory=list)
     request_outcomes: list[Outcome] = field(default_factory=list)
 
 
@@ -103,49 +107,67 @@ def send_due(
     """Claim due rows batch by batch and hand them over until none is due (or, given
     `run_for`, until that many seconds have passed: then `report.more` is set)."""
     deadline = None if run_for is None else time.monotonic() + max(run_for, 0.0)
-    size = batch_size or settings.send_batch_size
     with ThreadPoolExecutor(max_workers=settings.send_concurrency,
                             thread_name_prefix="send") as pool:
         run = Run(settings, transport, pool, progress=progress)
         in_flight: deque[Wave] = deque()
-        first = True
-        while True:
-            if not run.queue:
-                # Time is checked between claims only: every run sends at least one batch.
-                if not first and deadline is not None and time.monotonic() > deadline:
-                    _settle_all(run, in_flight)
-                    run.report.more = True
-                    return run.report
-                suspect = _claim(run, size)
-                first = False
-                if suspect is not None:
-                    _settle_all(run, in_flight)
-                    _settle(run, _start(run, [suspect]))
-                    continue
-                if not run.queue:
-                    if not in_flight:
-                        return run.report
-                    _settle_all(run, in_flight)
-                    continue  # their retries are not due yet, but check once more
-            # Never more requests on the wire than it takes to reach the pause threshold.
-            room = PAUSE_AFTER_FAILURES_IN_A_ROW - run.failures
-            room -= sum(len(wave.sends) for wave in in_flight)
-            if room > 0:
-                in_flight.append(_start(run, take_wave(run, requests=room)))
-            while in_flight and (room <= 0 or len(in_flight) > _waves_beside(run, in_flight)):
-                _settle(run, in_flight.popleft())
-            if run.failures >= PAUSE_AFTER_FAILURES_IN_A_ROW:
+        try:
+            _send_waves(run, in_flight, batch_size or settings.send_batch_size, deadline)
+        except Exception:
+            # Whatever went out before the error (a render that raised, say) is recorded
+            # first: left claimed, it would go out again after the lease.
+            _settle_all(run, in_flight)
+            raise
+        return run.report
+
+
+def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | None) -> None:
+    first = True
+    while True:
+        if not run.queue:
+            # Time is checked between claims only: every run sends at least one batch.
+            if not first and deadline is not None and time.monotonic() > deadline:
                 _settle_all(run, in_flight)
-                _pause(run)
-                return run.report
+                run.report.more = True
+                return
+            suspect = _claim(run, size)
+            first = False
+            if suspect is not None:
+                _settle_all(run, in_flight)
+                _settle(run, _launch(run, _prepare(run, [suspect])))
+                continue
+            if not run.queue:
+                if not in_flight:
+                    return
+                _settle_all(run, in_flight)
+                continue  # their retries are not due yet, but check once more
+        # Never more requests on the wire than it takes to reach the pause threshold.
+        room = PAUSE_AFTER_FAILURES_IN_A_ROW - run.failures
+        room -= sum(len(wave.requests) for wave in in_flight)
+        # The next wave is rendered while the last is on the wire, and launched once the
+        # waves it may not overlap are settled: what a crash repeats stays that small.
+        wave = _prepare(run, take_wave(run, requests=room)) if room > 0 else None
+        waves = [*in_flight, *([wave] if wave else [])]
+        with ExitStack() as unlaunched:
+            if wave is not None:  # an error before its launch releases its row locks
+                unlaunched.callback(wave.scope.close)
+            while in_flight and (wave is None or len(waves) > _waves_beside(run, waves)):
+                _settle(run, in_flight.popleft())
+                waves.pop(0)
+            unlaunched.pop_all()
+        if wave is not None:
+            in_flight.append(_launch(run, wave))
+        if run.failures >= PAUSE_AFTER_FAILURES_IN_A_ROW:
+            _settle_all(run, in_flight)
+            _pause(run)
+            return
 
 
-def _waves_beside(run: Run, in_flight: deque[Wave]) -> int:
-    """Waves that stay on the wire while the next is claimed and rendered: one, or, on
-    PostgreSQL, two when every wave is one shared request (a monthly issue: the provider's
-    work on one 1,000-recipient body overlaps ours on the next). A killed sender repeats at
-    most these and the one it was starting."""
-    single = all(len(wave.sends) <= 1 for wave in in_flight)
+def _waves_beside(run: Run, waves: Sequence[Wave]) -> int:
+    """How many waves may be on the wire at once: one, or, on PostgreSQL, two when every
+    wave is one shared request (a monthly issue: the provider's work on one 1,000-recipient
+    body overlaps ours on the next). A killed sender repeats at most these."""
+    single = all(len(wave.requests) <= 1 for wave in waves)
     return 2 if single and run.overlaps else 1
 
 
@@ -199,8 +221,9 @@ def take_wave(run: Run, *, requests: int) -> list[Claim]:
     return taken
 
 
-def _start(run: Run, claims: Sequence[Claim]) -> Wave:
-    """Lock these claimed rows, render them and put their requests on the wire.
+def _prepare(run: Run, claims: Sequence[Claim]) -> Wave:
+    """Lock these claimed rows and render them: everything before the first request, so an
+    error here sends nothing.
 
     Nothing is written before `_settle`: on SQLite a write here would hold the one write
     lock while the previous wave waits to commit.
@@ -211,9 +234,13 @@ def _start(run: Run, claims: Sequence[Claim]) -> Wave:
         rows = ledger.hold_claimed(session=session, claims=claims)
         requests = compose(settings=run.settings, session=session, rows=rows, cache=run.cache,
                            outcomes=outcomes, batch_limit=run.transport.batch_limit)
-        # Everything rendered before the first request: an error above sends nothing.
-        sends = [(r, run.pool.submit(_hand_over, run.transport, r)) for r in requests]
-        return Wave(scope.pop_all(), session, outcomes, sends)
+        return Wave(scope.pop_all(), session, outcomes, requests)
+
+
+def _launch(run: Run, wave: Wave) -> Wave:
+    """Put a prepared wave's requests on the wire (the pool's threads)."""
+    wave.sends = [run.pool.submit(_hand_over, run.transport, r) for r in wave.requests]
+    return wave
 
 
 def _hand_over(transport: Transport, request: Request) -> list[str] | BatchSendError:
@@ -237,7 +264,7 @@ def _settle(run: Run, wave: Wave | None) -> None:
     if wave is None:
         return
     with wave.scope:
-        for request, result in wave.sends:
+        for request, result in zip(wave.requests, wave.sends, strict=True):
             _record(run, wave, request, result.result())
         wave.outcomes.write(wave.session, run.report)
     # Failures are counted per request: one refused request of fifty recipients is one sign
@@ -245,7 +272,7 @@ def _settle(run: Run, wave: Wave | None) -> None:
     for outcome in wave.request_outcomes:
         run.failures = 0 if outcome == Outcome.sent else run.failures + 1
     if run.progress:
-        run.progress(sum(len(request.rows) for request, _ in wave.sends))
+        run.progress(sum(len(request.rows) for request in wave.requests))
 
 
 def _record(
