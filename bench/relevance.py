@@ -1,15 +1,16 @@
 """Relevance benchmark: graded nDCG@10 of the product beside plain baselines, in one run.
 
 Run by a developer or `make bench`: `python bench/relevance.py` prints one JSON line per
-(label set, system); `--per-profile` adds one per profile; `--sweep` tunes on the dev half only.
+(label set, system); `--per-profile` adds one per profile; `--sweep` tunes on dev and dev2 only.
 
 Corpus: the bundled sample (337 real speech/audio/LLM papers), every paper a candidate.
 Label sets (the protocols are written beside the data):
-- `natural_dev`, `natural_test`, `natural_test2`: bench/data/natural_profiles.json, 56 profiles
-  written as researchers type them, judged blind 0/1/2 from pools of several rankers
-  (bench/data/PROTOCOL.md). Every ranking choice was made on dev; test and test2 (a second
-  held-out set, written after test had been looked at) are reported untouched, and
-  `natural_held_out` is the two together.
+- `natural_dev`, `natural_dev2`, `natural_test`, `natural_test2`:
+  bench/data/natural_profiles.json, 80 profiles written as researchers type them, judged blind
+  0/1/2 from pools of several rankers (bench/data/PROTOCOL.md). Ranking choices are made on
+  dev and dev2 (`natural_tuning`, the two together; dev2 was added when dev alone was too
+  small to tell settings apart); test and test2 (a second held-out set, written after test
+  had been looked at) are reported untouched, and `natural_held_out` is the two together.
 - `seed`: weak labels from the seed page's per-keyword tables (tests/data/seed_sections.json):
   the section keyword is the profile, the papers listed under it are relevant (grade 1). The
   page was filled by arXiv keyword search, so these labels favour literal matching.
@@ -202,8 +203,9 @@ def evaluate(label_sets: dict[str, Labels], runs: dict[str, System], per_profile
 
 
 def sweep(papers: Sequence[PaperIn], embedder: semantic.Embedder | None) -> None:
-    """Weights and floors on the dev half only, one JSON line per setting, best last."""
-    dev = natural_labels("dev")
+    """Weights and floors on the tuning profiles only (dev and dev2), one JSON line per
+    setting, best last."""
+    dev = natural_labels("dev", "dev2")
     results = []
     grid = {"semantic": (1.0, 2.0, 3.0), "semantic_zero": (0.1, 0.2),
             "near": (0.0, 0.3), "title_phrase": (0.0, 0.3), "k1": (1.2, 2.0)}
@@ -212,7 +214,7 @@ def sweep(papers: Sequence[PaperIn], embedder: semantic.Embedder | None) -> None
         for floor in (1.0, 1.5, 2.0):
             result = scores(dev, product(papers, embedder, weights, floor))
             results.append((result["ndcg@10"], -result["empty"], repr(weights), floor))
-            print(json.dumps({"bench": "relevance_sweep", "labels": "natural_dev",
+            print(json.dumps({"bench": "relevance_sweep", "labels": "natural_tuning",
                               "weights": repr(weights), "floor": floor, **result}), flush=True)
     print(json.dumps({"bench": "relevance_sweep", "best": max(results)}))
 
@@ -220,7 +222,7 @@ def sweep(papers: Sequence[PaperIn], embedder: semantic.Embedder | None) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-profile", action="store_true", help="also one line per profile")
-    parser.add_argument("--sweep", action="store_true", help="tune on the dev half and stop")
+    parser.add_argument("--sweep", action="store_true", help="tune on dev and dev2 and stop")
     args = parser.parse_args()
     papers = load_papers()
     with tempfile.TemporaryDirectory() as cache_dir:
@@ -239,7 +241,9 @@ def main() -> None:
         if embedder is not None:
             runs["product_lexical"] = product(papers, None)
         runs.update(baselines(papers, embedder))
-        evaluate({"natural_dev": natural_labels("dev"), "natural_test": natural_labels("test"),
+        evaluate({"natural_dev": natural_labels("dev"), "natural_dev2": natural_labels("dev2"),
+                  "natural_tuning": natural_labels("dev", "dev2"),
+                  "natural_test": natural_labels("test"),
                   "natural_test2": natural_labels("test2"),
                   "natural_held_out": natural_labels("test", "test2"),
                   "seed": seed_labels([p.arxiv_id for p in papers]), "hand": hand_labels()},

@@ -2,6 +2,7 @@
 
 Run by a developer when profiles or rankers change:
     python bench/relevance_pool.py --out DIR [--depth 12] [--packets 4] [--only-unjudged]
+        [--split dev2]
 For every profile, the top `depth` papers of every system (the product and the plain
 baselines of bench/baselines.py) are merged; papers already judged in
 bench/data/natural_judgments.json are left out with --only-unjudged (a later round). The pool
@@ -32,12 +33,15 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=4, help="how many judging packets")
     parser.add_argument("--only-unjudged", action="store_true",
                         help="leave out papers already in natural_judgments.json")
+    parser.add_argument("--split", action="append",
+                        help="pool only the profiles of this split (repeatable; default all)")
     args = parser.parse_args()
     papers = relevance.load_papers()
     by_id = {paper.arxiv_id: paper for paper in papers}
     runs = relevance.pooling_systems(papers)
     judged = relevance.natural_judgments() if args.only_unjudged else {}
-    profiles = json.loads(PROFILES.read_text())["profiles"]
+    profiles = [profile for profile in json.loads(PROFILES.read_text())["profiles"]
+                if not args.split or profile["split"] in args.split]
     pools = []
     for profile in profiles:
         found = {i for run in runs.values() for i in run(profile["keywords"], args.depth)}
