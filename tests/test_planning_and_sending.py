@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import create_engine, text, update
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
-from core.db import session_scope
+from core.db import get_engine, session_scope
 from core.settings import Settings
 from digest.papers import Paper, latest_announcement
+from emails.transports.outbox import OutboxTransport
 from emails.transports.sendgrid import SendGridTransport
 from subscribers import ledger
-from subscribers.models import Frequency, Status, Subscriber
+from subscribers.models import AccountMail, Frequency, Status, Subscriber
+from subscribers.service import plan_account_mail
 from tests.support.delivery import plan_latest_day as _plan_latest_day
 from tests.support.delivery import stock as _stock
 from tests.support.fake_sendgrid import FakeSendGrid
@@ -195,3 +200,34 @@ def test_planning_in_small_chunks_plans_the_same_digests(migrated: Settings) -> 
             session=session, settings=one_by_one, slot=slot, subscribers=subscribers
         )
     assert (again.due, again.planned, again.already_planned) == (5, 0, len(small))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_settings", ["postgres"], indirect=True)  # a lock timeout
+def test_a_run_that_fails_mid_way_records_what_already_went_out(
+    migrated: Settings, tmp_path: Path
+) -> None:
+    """The database refuses the second wave (its papers are locked past the lock timeout)
+    while the first is on the wire: the run ends with the error, and the first wave's
+    outcome is committed before it, so that mail is not sent again after its lease."""
+    settings = migrated.model_copy(update={"lookback_days": 30, "send_concurrency": 1})
+    [ada] = _stock(settings, ("ada@example.org", ["TTS"], "UTC", 7))
+    with session_scope(settings.sqlalchemy_url) as session:  # planned first: the first wave
+        plan_account_mail(session=session, subscriber_id=ada, kind=AccountMail.already)
+    assert _plan_latest_day(settings) == 1  # her digest: the second wave, which reads papers
+    impatient = settings.model_copy(
+        update={"database_url": settings.database_url + "%20-clock_timeout%3D300"})
+    locker = create_engine(settings.sqlalchemy_url)
+    try:
+        with locker.connect() as connection, connection.begin():
+            connection.execute(text("LOCK TABLE paper IN ACCESS EXCLUSIVE MODE"))
+            with pytest.raises(OperationalError, match="lock timeout"):
+                sending.send_due(settings=impatient, transport=OutboxTransport(tmp_path))
+    finally:
+        locker.dispose()
+        get_engine(impatient.sqlalchemy_url).dispose()
+    with session_scope(settings.sqlalchemy_url) as session:
+        rows = {row.kind: row for row in session.exec(select(ledger.Delivery))}
+    assert rows[AccountMail.already].status == ledger.DeliveryStatus.sent
+    assert rows["daily"].status == ledger.DeliveryStatus.sending  # back after its lease
+    assert len(list(tmp_path.glob("*.eml"))) == 1
