@@ -3,7 +3,10 @@
 Read from the delivery ledger (the daily and weekly rows that went out, and a feed-only
 reader's "feed" rows, recorded when planned), each pick shown
 through the same PaperView the daily email uses, so the feed's "why it matched" line, links
-and authors are the email's. The web route (subscribers/web/feed.py) writes the Atom.
+and authors are the email's. A digest that told news of saved papers ("v3 posted 2 Dec",
+"code released: ...") gives one entry per paper with news, before its picks, as the email
+shows its block first; a feed-only reader hears of them here alone. The web route
+(subscribers/web/feed.py) writes the Atom.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ from sqlmodel import Session, col, select
 from digest.daily import compose_daily
 from digest.papers import papers_by_id
 from emails.render import PaperView, clean, paper_view
+from emails.updates import UpdateView
 from subscribers.ledger import Delivery, DeliveryStatus
 from subscribers.models import Status, Subscriber
 from subscribers.payloads import PICK_KINDS, DigestPayload
+from subscribers.saved_updates import update_views
 
 FEED_DAYS = 30  # digests sent in the last 30 days ...
 FEED_ENTRIES = 100  # ... and at most this many papers from them
-FORMAT = "1"  # part of the validator: bump when the feed's content changes shape
+FORMAT = "2"  # part of the validator: bump when the feed's content changes shape
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,21 @@ class FeedEntry:
     why: str  # "Matched: speech codec; close to: voice conversion", or why it was trending
     sent_at: datetime
     day: str  # the digest's day, ISO
+
+
+@dataclass(frozen=True)
+class FeedUpdate:
+    """News of one saved paper, as one sent digest told it."""
+
+    view: UpdateView
+    sent_at: datetime
+    day: str  # the digest's day, ISO
+
+    @property
+    def what(self) -> str:
+        """The changes in a line: "v3 posted 2 Dec · code released: github.com/org/repo"."""
+        return " · ".join(f"{what}: {shown}" if shown else what
+                          for what, shown, _ in self.view.changes)
 
 
 # A reader who left (or whose mail bounced or was reported) has no feed either: it answers
@@ -96,9 +116,10 @@ def why_line(view: PaperView) -> str:
 
 
 def feed_entries(*, session: Session, subscriber: Subscriber,
-                 now: datetime | None = None) -> list[FeedEntry]:
-    """The picks of the digests sent in the last FEED_DAYS, newest digest first and in the
-    email's order within one, at most FEED_ENTRIES; a paper no longer stored is left out."""
+                 now: datetime | None = None) -> list[FeedEntry | FeedUpdate]:
+    """The picks (and news of saved papers) of the digests sent in the last FEED_DAYS, newest
+    digest first and in the email's order within one, at most FEED_ENTRIES; a paper no
+    longer stored is left out."""
     since = (now or datetime.now(UTC)) - timedelta(days=FEED_DAYS)
     rows = session.exec(
         select(Delivery).where(*_rows_of(subscriber.id or 0, since))  # type: ignore[arg-type]
@@ -106,9 +127,14 @@ def feed_entries(*, session: Session, subscriber: Subscriber,
     ).all()
     payloads = [(row, DigestPayload.from_json(row.payload)) for row in rows]
     papers = papers_by_id(session=session, ids=[i for _, p in payloads for i in p.paper_ids()])
-    entries: list[FeedEntry] = []
+    entries: list[FeedEntry | FeedUpdate] = []
     seen: set[str] = set()
     for row, payload in payloads:
+        sent_at, day = _aware(row.sent_at or row.created_at), payload.day.isoformat()
+        for update in update_views(payload.updates, papers):
+            entries.append(FeedUpdate(view=update, sent_at=sent_at, day=day))
+            if len(entries) >= FEED_ENTRIES:
+                return entries
         digest = compose_daily(day=payload.day, keywords=subscriber.keywords,
                                matches=payload.matches, papers=papers)
         for pick in digest.picks if digest is not None else ():
@@ -120,7 +146,7 @@ def feed_entries(*, session: Session, subscriber: Subscriber,
                 view=view, abstract=clean(pick.paper.abstract), why=why_line(view),
                 authors=tuple(a for a in (clean(a) for a in pick.paper.authors) if a),
                 categories=tuple(c for c in (clean(c) for c in pick.paper.categories) if c),
-                sent_at=_aware(row.sent_at or row.created_at), day=payload.day.isoformat()))
+                sent_at=sent_at, day=day))
             if len(entries) >= FEED_ENTRIES:
                 return entries
     return entries

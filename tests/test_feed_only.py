@@ -21,27 +21,21 @@ from digest.papers import PaperIn, upsert_papers
 from emails.transports import OutboxTransport
 from subscribers import ledger
 from subscribers.models import Frequency, Subscriber, SubscriberCreate
+from subscribers.saved import save_paper
 from subscribers.service import add_subscriber, unsubscribe
-from subscribers.tokens import Purpose, feed_token, make_token
+from subscribers.tokens import Purpose, make_token
 from subscribers.web.app import create_app
 from tests.support.browser import ARTIFACTS, shot
 from tests.support.feedback_data import (
     DAY,
     NEW_PAPERS,
+    revise_paper,
     stocked,  # noqa: F401  (the fixture)
 )
 from tests.support.live_server import free_port, live_settings, serving
+from tests.support.web_app import feed_path
 from workers import planning
 from workers.sending import send_due
-
-
-def _feed_path(settings: Settings, sid: int) -> str:
-    with session_scope(settings.sqlalchemy_url) as session:
-        subscriber = session.get(Subscriber, sid)
-        assert subscriber is not None
-        generation = subscriber.feed_generation
-    token = feed_token(keys=settings.signing_keys(), subscriber_id=sid, generation=generation)
-    return f"/feed/{token}"
 
 
 def _feed_only(settings: Settings, sid: int) -> None:
@@ -85,7 +79,7 @@ def test_feed_only_mails_nothing_and_the_feed_has_the_papers(
     assert picks and row.picks == picks
 
     client = TestClient(create_app(settings), base_url="http://testserver")
-    response = client.get(_feed_path(settings, fan))
+    response = client.get(feed_path(settings, fan))
     assert response.status_code == 200
     parsed = feedparser.parse(response.content)
     assert not parsed.bozo
@@ -103,7 +97,7 @@ def test_feed_only_mails_nothing_and_the_feed_has_the_papers(
         "2603.05001"]
     send_due(settings=settings, transport=OutboxTransport(settings.outbox_path))
     assert len(_outbox(settings)) == before + 2  # the critic's and the control's
-    again = feedparser.parse(client.get(_feed_path(settings, fan)).content)
+    again = feedparser.parse(client.get(feed_path(settings, fan)).content)
     assert [e.link for e in again.entries][0] == "https://arxiv.org/abs/2603.05001"
     assert len(again.entries) == len(picks) + 1
 
@@ -138,7 +132,7 @@ def test_an_unsubscribed_readers_feed_is_gone(
     _feed_only(settings, fan)
     planning.plan_daily(settings=settings, day=DAY)
     client = TestClient(create_app(settings), base_url="http://testserver")
-    path = _feed_path(settings, fan)
+    path = feed_path(settings, fan)
     title = NEW_PAPERS[0][1]
     assert client.get(path).status_code == 200  # feed only is subscribed
     with session_scope(settings.sqlalchemy_url) as session:
@@ -148,7 +142,7 @@ def test_an_unsubscribed_readers_feed_is_gone(
     assert "This subscription has ended" in gone.text
     assert title not in gone.text and "<feed" not in gone.text and "2603." not in gone.text
     assert client.get(path, headers={"If-None-Match": "*"}).status_code == 410
-    assert client.get(_feed_path(settings, critic)).status_code == 200  # only theirs
+    assert client.get(feed_path(settings, critic)).status_code == 200  # only theirs
 
 
 # --- the manage page in Chromium -------------------------------------------------------------
@@ -189,3 +183,52 @@ def test_choosing_feed_only_on_the_manage_page(live: Settings, browser: Any,
     when = ARTIFACTS / f"manage-feed-only-when-{width}.png"
     page.locator("#step-when").screenshot(path=str(when))
     page.close()
+
+
+def test_a_feed_only_reader_hears_of_saved_papers_in_the_feed(
+    stocked: tuple[Settings, list[int]]  # noqa: F811
+) -> None:
+    """News of a saved paper rides on a digest; a feed-only reader's digest is the feed."""
+    settings, (_, fan, _) = stocked
+    _feed_only(settings, fan)
+    arxiv_id, title, _ = NEW_PAPERS[0]
+    with session_scope(settings.sqlalchemy_url) as session:
+        save_paper(session=session, subscriber_id=fan, arxiv_id=arxiv_id)
+    planning.plan_daily(settings=settings, day=DAY)
+    revise_paper(settings, arxiv_id, version=2, updated=datetime(2026, 3, 3, 1, tzinfo=UTC),
+                 comment="Code: https://github.com/quick/flow")
+    later = DAY + timedelta(days=1)
+    with session_scope(settings.sqlalchemy_url) as session:
+        upsert_papers(session=session, papers=[PaperIn(
+            arxiv_id="2603.05001", title="Speech synthesis with tiny vocoders", source="test",
+            abstract="Speech synthesis on a phone.", announced_on=later)])
+    planning.plan_daily(settings=settings, day=later)
+    send_due(settings=settings, transport=OutboxTransport(settings.outbox_path))
+    assert all("fan@example.org" not in p.read_text(errors="replace")
+               for p in _outbox(settings))
+
+    client = TestClient(create_app(settings), base_url="http://testserver")
+    parsed = feedparser.parse(client.get(feed_path(settings, fan)).content)
+    assert not parsed.bozo, parsed.bozo_exception
+    news, newest = parsed.entries[0], parsed.entries[1]  # the news first, as in the email
+    assert news.title == f"Update: {title}"
+    assert news.link == f"https://arxiv.org/abs/{arxiv_id}"
+    assert news.summary == "v2 posted 3 Mar · code released: github.com/quick/flow"
+    assert "https://github.com/quick/flow" in {link.href for link in news.links}
+    assert '<a href="https://github.com/quick/flow">github.com/quick/flow</a>' in (
+        news.content[0].value)
+    assert news.id.endswith(f"update/{arxiv_id}/{later.isoformat()}")
+    assert newest.link == "https://arxiv.org/abs/2603.05001"
+    # The pick it was first sent as stays an entry of its own.
+    assert sum(e.link == f"https://arxiv.org/abs/{arxiv_id}" for e in parsed.entries) == 2
+
+    # Told once: the next day's digest carries no news of it again.
+    third = later + timedelta(days=1)
+    with session_scope(settings.sqlalchemy_url) as session:
+        upsert_papers(session=session, papers=[PaperIn(
+            arxiv_id="2603.06001", title="Speech synthesis for small phones", source="test",
+            abstract="Speech synthesis on a small phone.", announced_on=third)])
+    planning.plan_daily(settings=settings, day=third)
+    again = feedparser.parse(client.get(feed_path(settings, fan)).content)
+    assert again.entries[0].link == "https://arxiv.org/abs/2603.06001"
+    assert [e.title for e in again.entries].count(f"Update: {title}") == 1

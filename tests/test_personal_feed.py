@@ -36,22 +36,13 @@ from tests.support.feedback_data import (
 )
 from tests.support.live_server import free_port, live_settings, serving
 from tests.support.outbox import parts, send
-from tests.support.web_app import csrf_of
+from tests.support.web_app import csrf_of, feed_path
 from workers import planning
 from workers.sending import send_due
 
 
 def _client(settings: Settings, limits: WebLimits | None = None) -> TestClient:
     return TestClient(create_app(settings, limits=limits), base_url="http://testserver")
-
-
-def _feed_path(settings: Settings, sid: int) -> str:
-    with session_scope(settings.sqlalchemy_url) as session:
-        subscriber = session.get(Subscriber, sid)
-        assert subscriber is not None
-        generation = subscriber.feed_generation
-    token = feed_token(keys=settings.signing_keys(), subscriber_id=sid, generation=generation)
-    return f"/feed/{token}"
 
 
 def _manage(client: TestClient, settings: Settings, sid: int) -> tuple[str, str, str]:
@@ -93,7 +84,7 @@ def test_the_feed_carries_the_picks_of_sent_digests(
     settings, (_, fan, control) = stocked
     client = _client(settings)
     _, _, shown = _manage(client, settings, fan)
-    assert shown == "http://digest.test" + _feed_path(settings, fan)
+    assert shown == "http://digest.test" + feed_path(settings, fan)
     path = shown.removeprefix("http://digest.test")
 
     empty = client.get(path)  # nothing sent yet: a valid, empty feed
@@ -133,7 +124,7 @@ def test_the_feed_carries_the_picks_of_sent_digests(
     with session_scope(settings.sqlalchemy_url) as session:
         theirs = session.exec(select(ledger.Delivery).where(
             ledger.Delivery.subscriber_id == control)).one().payload["matches"]
-    control_feed = feedparser.parse(client.get(_feed_path(settings, control)).content)
+    control_feed = feedparser.parse(client.get(feed_path(settings, control)).content)
     assert [e.link for e in control_feed.entries] == [
         f"https://arxiv.org/abs/{m['arxiv_id']}" for m in theirs]
 
@@ -152,7 +143,7 @@ def test_reasons_in_meaning_and_liked_papers_read_as_in_the_email(
     _send(settings)
     email = _email_text(settings, "fan@example.org")
     client = _client(settings)
-    parsed = feedparser.parse(client.get(_feed_path(settings, fan)).content)
+    parsed = feedparser.parse(client.get(feed_path(settings, fan)).content)
     assert not parsed.bozo
     why = {e.link.rsplit("/", 1)[1]: e.summary for e in parsed.entries}
     assert why == {
@@ -173,7 +164,7 @@ def test_conditional_get_answers_304_until_a_new_digest_goes_out(
 ) -> None:
     settings, (_, fan, _) = stocked
     client = _client(settings)
-    path = _feed_path(settings, fan)
+    path = feed_path(settings, fan)
     _plan(settings, fan, 0, [Match("2603.00011", 2.0, ("speech synthesis",))])
     _send(settings)
     first = client.get(path)
@@ -211,7 +202,7 @@ def test_forged_orphaned_and_revoked_addresses_show_nothing(
     _plan(settings, critic, 0, [Match("2603.00011", 2.0, ("speech synthesis",))])
     _send(settings)
     client = _client(settings)
-    good = _feed_path(settings, fan).removeprefix("/feed/")
+    good = feed_path(settings, fan).removeprefix("/feed/")
     title = NEW_PAPERS[0][1]
     assert title in client.get(f"/feed/{good}").text
     forged = {
@@ -243,7 +234,7 @@ def test_forged_orphaned_and_revoked_addresses_show_nothing(
     assert client.get(f"/feed/{good}", headers={"If-None-Match": "*"}).status_code == 410
     assert title in client.get(new.removeprefix("http://digest.test")).text
     # A critic's feed is untouched by the fan's new address.
-    assert title in client.get(_feed_path(settings, critic)).text
+    assert title in client.get(feed_path(settings, critic)).text
 
     with session_scope(settings.sqlalchemy_url) as session:
         erase(session=session, subscriber_id=fan)
@@ -256,7 +247,7 @@ def test_reading_the_feed_changes_nothing_and_the_button_is_rate_limited(
 ) -> None:
     settings, (_, fan, _) = stocked
     client = _client(settings, WebLimits(actions=Limit(2, 600)))
-    path = _feed_path(settings, fan)
+    path = feed_path(settings, fan)
     with session_scope(settings.sqlalchemy_url) as session:
         before = [r.model_dump() for r in session.exec(select(Subscriber))]
         deliveries = [r.model_dump() for r in session.exec(select(ledger.Delivery))]
@@ -301,7 +292,7 @@ def test_the_manage_page_shows_the_feed_address(live: Settings, browser: Any,
     page.goto(f"{live.public_url}/manage/{token}")
     field = page.locator("#feed_url")
     address = field.input_value()
-    assert address == live.public_url + _feed_path(live, sid)
+    assert address == live.public_url + feed_path(live, sid)
     page.locator("#feed-heading").scroll_into_view_if_needed()
     shot(page, "manage-feed", width)
     atom = context.request.get(address)
@@ -332,7 +323,7 @@ def test_hostile_text_stays_text_and_the_feed_stays_valid(
             authors=["Ada <Lovelace>"], abs_url="https://arxiv.org/abs/2603.09999")])
     _plan(settings, fan, 0, [Match("2603.09999", 2.0, ("speech synthesis",))])
     _send(settings)
-    response = _client(settings).get(_feed_path(settings, fan))
+    response = _client(settings).get(feed_path(settings, fan))
     parsed = feedparser.parse(response.content)
     assert not parsed.bozo, parsed.bozo_exception
     [entry] = parsed.entries
@@ -358,6 +349,6 @@ def test_signing_out_other_links_moves_the_feed_too(
     assert page.status_code == 200 and "Your personal feed has a new address too" in page.text
     gone = client.get(old)
     assert gone.status_code == 410 and NEW_PAPERS[0][1] not in gone.text
-    new = _feed_path(settings, fan)
+    new = feed_path(settings, fan)
     assert new != old and NEW_PAPERS[0][1] in client.get(new).text
-    assert client.get(_feed_path(settings, critic)).status_code == 200  # only the fan's moved
+    assert client.get(feed_path(settings, critic)).status_code == 200  # only the fan's moved

@@ -31,6 +31,7 @@ from tests.support.feedback_data import (
     NEW_PAPERS,
     NEW_SURVEYS,
     RATED_SURVEYS,
+    revise_paper,
     stocked,  # noqa: F401  (the fixture)
 )
 from tests.support.outbox import check_every_email_rule, parts, send
@@ -49,17 +50,6 @@ def _fresh(settings: Settings, day: date, count: int = 2) -> None:
             title=f"Speech synthesis study {day.day}-{n}",
             abstract="We study speech synthesis with a new vocoder and report naturalness.",
         ) for n in range(count)])
-
-
-def _revise(settings: Settings, arxiv_id: str, **changes: Any) -> None:
-    """A later sighting of a stored paper, through the same upsert ingest uses."""
-    with session_scope(settings.sqlalchemy_url) as session:
-        stored = session.get(Paper, arxiv_id)
-        assert stored is not None
-        fields = stored.model_dump(include={"arxiv_id", "version", "title", "abstract",
-                                            "comment", "announced_on", "abs_url"})
-        fields.update(changes)
-        upsert_papers(session=session, papers=[PaperIn(**fields, source="api")])
 
 
 def _day(settings: Settings, day: date) -> dict[str, EmailMessage]:
@@ -92,11 +82,11 @@ def test_a_new_version_and_a_code_link_reach_the_next_digest_once(
 
     # arXiv posts v2 with a code link, and the survey's abstract gains a project page.
     posted = datetime(2026, 3, 3, 1, 0, tzinfo=UTC)
-    _revise(settings, NEW_PAPERS[0][0], version=2, updated=posted,
+    revise_paper(settings, NEW_PAPERS[0][0], version=2, updated=posted,
             comment="Code: https://github.com/quick/flow")
-    _revise(settings, RATED_SURVEYS[0][0],
+    revise_paper(settings, RATED_SURVEYS[0][0],
             abstract=RATED_SURVEYS[0][2] + " Project page: https://survey.github.io/tts/")
-    _revise(settings, NEW_PAPERS[1][0], version=2)  # not saved by anyone: no news for anyone
+    revise_paper(settings, NEW_PAPERS[1][0], version=2)  # not saved by anyone: no news for anyone
     _fresh(settings, DAY + timedelta(days=1))
     second = _day(settings, DAY + timedelta(days=1))
     text_part, html = _text(second["fan@example.org"]), parts(second["fan@example.org"])[1]
@@ -124,7 +114,7 @@ def test_a_new_version_and_a_code_link_reach_the_next_digest_once(
     third = _day(settings, DAY + timedelta(days=2))
     assert UPDATES not in parts(third["fan@example.org"])[1]  # told once
 
-    _revise(settings, NEW_PAPERS[0][0], version=3)  # no date from the source: the day seen
+    revise_paper(settings, NEW_PAPERS[0][0], version=3)  # no date from the source: the day seen
     _fresh(settings, DAY + timedelta(days=3))
     fourth = _day(settings, DAY + timedelta(days=3))
     text_part = _text(fourth["fan@example.org"])
@@ -143,7 +133,7 @@ def test_at_most_five_and_news_waits_for_a_digest_with_papers(
             save_paper(session=session, subscriber_id=fan, arxiv_id=arxiv_id)
     _day(settings, DAY)  # every speech synthesis paper of the window is promised now
     for arxiv_id in saved:
-        _revise(settings, arxiv_id, version=2)
+        revise_paper(settings, arxiv_id, version=2)
 
     # Nothing new to pick: no digest, and no email for the news alone (never an empty digest).
     assert "fan@example.org" not in _day(settings, DAY + timedelta(days=1))
@@ -178,8 +168,8 @@ def test_a_revision_without_news_is_checked_quietly(
         assert row is not None and row.known_version == 1 and row.known_links == []
         row.known_links = None
         session.add(row)
-    _revise(settings, arxiv_id, abstract=NEW_PAPERS[0][2] + " Typos fixed.")
-    _revise(settings, old, comment="Code: https://github.com/old/survey")
+    revise_paper(settings, arxiv_id, abstract=NEW_PAPERS[0][2] + " Typos fixed.")
+    revise_paper(settings, old, comment="Code: https://github.com/old/survey")
     with session_scope(settings.sqlalchemy_url) as session:
         news = find_news(session=session, subscriber_ids=[fan])
         assert news.updates == {}  # a typo is no news; a NULL baseline takes the paper as is
@@ -189,7 +179,7 @@ def test_a_revision_without_news_is_checked_quietly(
         assert find_news(session=session, subscriber_ids=[fan]).quiet == []  # compared once
         row = session.get(SavedPaper, (fan, old))
         assert row is not None and row.known_links == ["https://github.com/old/survey"]
-    _revise(settings, arxiv_id, comment="Demo: https://huggingface.co/spaces/a/b")  # not news
+    revise_paper(settings, arxiv_id, comment="Demo: https://huggingface.co/spaces/a/b")  # not news
     with session_scope(settings.sqlalchemy_url) as session:
         assert find_news(session=session, subscriber_ids=[fan]).updates == {}
 

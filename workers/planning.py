@@ -208,8 +208,8 @@ def plan_slot(
     related = {} if feed else _related_for_thin_weeks(
         session=session, slot=slot, subscribers=todo, rankings=rankings, papers=papers,
         index=index)
-    # Saved papers' news goes in emails only, to readers who get one this time.
-    news = News() if feed else find_news(
+    # Saved papers' news rides on a digest, mailed or in the feed, to readers who get one.
+    news = find_news(
         session=session, subscriber_ids=[s.id or 0 for s, m in zip(todo, rankings, strict=True)
                                          if m])
     planned = _digests(slot, todo, rankings, related, news, report)
@@ -224,8 +224,7 @@ def plan_slot(
     if feed:
         _record_for_feed(session, slot, [p.subscriber_id for p in planned])
         report.feed_only = report.planned
-    else:
-        record_told(session=session, kind=slot.kind, period=slot.period, news=news)
+    record_told(session=session, kind=slot.kind, period=slot.period, news=news)
     return report
 
 

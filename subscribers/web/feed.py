@@ -22,7 +22,14 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from subscribers.feed import FeedEntry, Validator, feed_ended, feed_entries, feed_validator
+from subscribers.feed import (
+    FeedEntry,
+    FeedUpdate,
+    Validator,
+    feed_ended,
+    feed_entries,
+    feed_validator,
+)
 from subscribers.models import Subscriber
 from subscribers.tokens import InvalidToken, Purpose, read_feed_token
 from subscribers.web.account import MANAGE_DOC, TokenFields, _guard, _subscriber
@@ -114,7 +121,7 @@ def personal_feed(request: Request, token: str) -> Response:
 
 
 def atom(request: Request, *, token: str, validator: Validator,
-         entries: list[FeedEntry]) -> str:
+         entries: list[FeedEntry | FeedUpdate]) -> str:
     """The Atom document (RFC 4287)."""
     base = state(request).settings.public_url.rstrip("/")
     host = urlsplit(base).hostname or "localhost"
@@ -128,7 +135,10 @@ def atom(request: Request, *, token: str, validator: Validator,
     ET.SubElement(feed, "link", rel="self", href=f"{base}/feed/{token}",
                   type="application/atom+xml")
     for entry in entries:
-        _entry(feed, entry, host)
+        if isinstance(entry, FeedUpdate):
+            _update_entry(feed, entry, host)
+        else:
+            _entry(feed, entry, host)
     return ET.tostring(feed, encoding="unicode", xml_declaration=True)
 
 
@@ -154,6 +164,23 @@ def _entry(feed: ET.Element, entry: FeedEntry, host: str) -> None:
     # type="html": the markup travels escaped (ElementTree escapes the rendered HTML once more).
     ET.SubElement(element, "content", type="html").text = render(
         "feed_entry.html", {"paper": view, "abstract": entry.abstract, "why": entry.why})
+
+
+def _update_entry(feed: ET.Element, update: FeedUpdate, host: str) -> None:
+    view = update.view
+    element = ET.SubElement(feed, "entry")
+    # One entry per digest that told the news: a later version of the paper is a new entry.
+    ET.SubElement(element, "id").text = f"tag:{host},2026:update/{view.arxiv_id}/{update.day}"
+    ET.SubElement(element, "title").text = f"Update: {view.title}"
+    ET.SubElement(element, "updated").text = _iso(update.sent_at)
+    ET.SubElement(element, "published").text = _iso(update.sent_at)
+    ET.SubElement(element, "link", rel="alternate", href=view.abs_url, type="text/html")
+    for what, _, url in view.changes:
+        if url:
+            ET.SubElement(element, "link", rel="related", href=url, title=what)
+    ET.SubElement(element, "summary").text = update.what
+    ET.SubElement(element, "content", type="html").text = render(
+        "feed_update.html", {"update": view})
 
 
 def _iso(moment: datetime) -> str:

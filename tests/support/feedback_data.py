@@ -8,12 +8,13 @@ A test module that uses `stocked` imports it from here.
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 
 from core.db import session_scope
 from core.settings import Settings
-from digest.papers import PaperIn, upsert_papers
+from digest.papers import Paper, PaperIn, upsert_papers
 from subscribers.models import SubscriberCreate
 from subscribers.service import add_subscriber
 
@@ -97,3 +98,15 @@ def stocked(migrated: Settings) -> tuple[Settings, list[int]]:
             email=f"{name}@example.org", keywords=["speech synthesis"])).id or 0
             for name in ("critic", "fan", "control")]
     return migrated, ids
+
+
+def revise_paper(settings: Settings, arxiv_id: str, **changes: Any) -> None:
+    """A later sighting of a stored paper (a new version, a comment with a code link),
+    through the same upsert ingest uses."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        stored = session.get(Paper, arxiv_id)
+        assert stored is not None
+        fields = stored.model_dump(include={"arxiv_id", "version", "title", "abstract",
+                                            "comment", "announced_on", "abs_url"})
+        fields.update(changes)
+        upsert_papers(session=session, papers=[PaperIn(**fields, source="api")])

@@ -20,6 +20,8 @@ from core.db import session_scope
 from core.settings import Settings
 from digest.papers import PaperIn, upsert_papers
 from subscribers import ledger
+from subscribers.models import Subscriber
+from subscribers.tokens import feed_token
 from subscribers.web.app import create_app
 from subscribers.web.pages import WebLimits
 from tests.support.schema import upgrade_from_template
@@ -95,3 +97,14 @@ def both(migrated: Settings) -> Settings:
     """The same on SQLite and PostgreSQL, for tests whose point is the database state."""
     store_papers(migrated)
     return migrated
+
+
+def feed_path(settings: Settings, subscriber_id: int) -> str:
+    """The reader's personal feed address (its current generation), as a path."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        assert subscriber is not None
+        generation = subscriber.feed_generation
+    token = feed_token(keys=settings.signing_keys(), subscriber_id=subscriber_id,
+                       generation=generation)
+    return f"/feed/{token}"
