@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,14 @@ def _outbox(settings: Settings) -> list[Path]:
     return sorted(Path(settings.outbox_path).glob("*.eml"))
 
 
+def _announce(settings: Settings, arxiv_id: str, title: str, day: date) -> None:
+    """One new "speech synthesis" paper announced on `day`."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        upsert_papers(session=session, papers=[PaperIn(
+            arxiv_id=arxiv_id, title=title, source="test", abstract=f"{title}, on a phone.",
+            announced_on=day)])
+
+
 def _rows(settings: Settings, sid: int) -> list[ledger.Delivery]:
     with session_scope(settings.sqlalchemy_url) as session:
         rows = session.exec(select(ledger.Delivery).where(ledger.Delivery.subscriber_id == sid)
@@ -88,10 +96,7 @@ def test_feed_only_mails_nothing_and_the_feed_has_the_papers(
 
     # Another day: new papers only, never one the feed already carried; still no email.
     later = DAY + timedelta(days=1)
-    with session_scope(settings.sqlalchemy_url) as session:
-        upsert_papers(session=session, papers=[PaperIn(
-            arxiv_id="2603.05001", title="Speech synthesis with tiny vocoders", source="test",
-            abstract="Speech synthesis on a phone.", announced_on=later)])
+    _announce(settings, "2603.05001", "Speech synthesis with tiny vocoders", later)
     before = len(_outbox(settings))
     assert planning.plan_daily(settings=settings, day=later).papers["fan@example.org"] == [
         "2603.05001"]
@@ -198,10 +203,7 @@ def test_a_feed_only_reader_hears_of_saved_papers_in_the_feed(
     revise_paper(settings, arxiv_id, version=2, updated=datetime(2026, 3, 3, 1, tzinfo=UTC),
                  comment="Code: https://github.com/quick/flow")
     later = DAY + timedelta(days=1)
-    with session_scope(settings.sqlalchemy_url) as session:
-        upsert_papers(session=session, papers=[PaperIn(
-            arxiv_id="2603.05001", title="Speech synthesis with tiny vocoders", source="test",
-            abstract="Speech synthesis on a phone.", announced_on=later)])
+    _announce(settings, "2603.05001", "Speech synthesis with tiny vocoders", later)
     planning.plan_daily(settings=settings, day=later)
     send_due(settings=settings, transport=OutboxTransport(settings.outbox_path))
     assert all("fan@example.org" not in p.read_text(errors="replace")
@@ -224,10 +226,7 @@ def test_a_feed_only_reader_hears_of_saved_papers_in_the_feed(
 
     # Told once: the next day's digest carries no news of it again.
     third = later + timedelta(days=1)
-    with session_scope(settings.sqlalchemy_url) as session:
-        upsert_papers(session=session, papers=[PaperIn(
-            arxiv_id="2603.06001", title="Speech synthesis for small phones", source="test",
-            abstract="Speech synthesis on a small phone.", announced_on=third)])
+    _announce(settings, "2603.06001", "Speech synthesis for small phones", third)
     planning.plan_daily(settings=settings, day=third)
     again = feedparser.parse(client.get(feed_path(settings, fan)).content)
     assert again.entries[0].link == "https://arxiv.org/abs/2603.06001"

@@ -64,6 +64,18 @@ def _save_clips_until(
             saved.append(n)
 
 
+def _links_to_import(var_dir: Path, tmp_path: Path, urls: list[str]) -> Path:
+    """A migrated var/ and a file of urls for `digest clip import`."""
+    assert run(var_dir, "db", "upgrade").returncode == 0
+    links = tmp_path / "links.txt"
+    links.write_text("".join(f"{url}\n" for url in urls))
+    return links
+
+
+def _imported(count: int) -> list[str]:
+    return [f"https://example.org/imported/{n}" for n in range(count)]
+
+
 def _clips(var_dir: Path, month: str) -> int:
     with sqlite3.connect(var_dir / "digest.db") as connection:
         return int(connection.execute("SELECT count(*) FROM clip WHERE month = ?",
@@ -72,9 +84,7 @@ def _clips(var_dir: Path, month: str) -> int:
 
 @pytest.mark.slow
 def test_an_import_beside_a_busy_server_loses_nothing(var_dir: Path, tmp_path: Path) -> None:
-    assert run(var_dir, "db", "upgrade").returncode == 0
-    links = tmp_path / "links.txt"
-    links.write_text("".join(f"https://example.org/imported/{n}\n" for n in range(3000)))
+    links = _links_to_import(var_dir, tmp_path, _imported(3000))
     port = free_port()
     server = _serve(var_dir, port)
     stop, saved, refused = threading.Event(), [], []
@@ -103,13 +113,12 @@ def test_an_import_beside_a_busy_server_loses_nothing(var_dir: Path, tmp_path: P
 def test_rows_the_database_refuses_fail_the_command_and_are_counted(
     var_dir: Path, tmp_path: Path
 ) -> None:
-    assert run(var_dir, "db", "upgrade").returncode == 0
+    links = _links_to_import(var_dir, tmp_path, [
+        "https://example.org/a", "https://example.org/refused/1", "https://example.org/b",
+        "https://example.org/refused/2"])
     with sqlite3.connect(var_dir / "digest.db") as connection:  # a database that refuses rows
         connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON clip WHEN NEW.url LIKE "
                            "'%refused%' BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END")
-    links = tmp_path / "links.txt"
-    links.write_text("https://example.org/a\nhttps://example.org/refused/1\n"
-                     "https://example.org/b\nhttps://example.org/refused/2\n")
     imported = run(var_dir, "clip", "import", str(links), "--month", "2026-04", "--no-fetch")
     assert imported.returncode == 1, imported.stdout
     assert "2 links lost to database errors" in imported.stderr
@@ -121,9 +130,7 @@ def test_rows_the_database_refuses_fail_the_command_and_are_counted(
 def test_a_lock_held_past_the_busy_timeout_fails_the_whole_import(
     var_dir: Path, tmp_path: Path
 ) -> None:
-    assert run(var_dir, "db", "upgrade").returncode == 0
-    links = tmp_path / "links.txt"
-    links.write_text("https://example.org/a\nhttps://example.org/b\n")
+    links = _links_to_import(var_dir, tmp_path, ["https://example.org/a", "https://example.org/b"])
     blocker = sqlite3.connect(var_dir / "digest.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another writer that never lets go
     try:
@@ -141,14 +148,11 @@ def test_a_lock_held_past_the_busy_timeout_fails_the_whole_import(
     assert _clips(var_dir, "2026-04") == 0
 
 
-
 @pytest.mark.slow
 def test_an_import_killed_part_way_keeps_whole_batches_and_a_second_run_adds_the_rest(
     var_dir: Path, tmp_path: Path
 ) -> None:
-    assert run(var_dir, "db", "upgrade").returncode == 0
-    links = tmp_path / "links.txt"
-    links.write_text("".join(f"https://example.org/imported/{n}\n" for n in range(5000)))
+    links = _links_to_import(var_dir, tmp_path, _imported(5000))
     environment = without_digest_settings() | {"DIGEST_VAR_DIR": str(var_dir),
                                                "DIGEST_PUBLIC_URL": "http://digest.test"}
     importing = subprocess.Popen(
