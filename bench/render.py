@@ -68,10 +68,11 @@ def render_all(batch: list, *, compile_each: bool = False,  # type: ignore[type-
     return seconds
 
 
-def _full_template_render(digest, *, sender, links, postal_address, service_name):  # type: ignore[no-untyped-def]
+def _full_template_render(digest, *, sender, links, postal_address, service_name,  # type: ignore[no-untyped-def]
+                          updates=()):
     """render._render_daily as it was: Jinja over daily.mjml and daily.txt.j2 whole."""
     context = render.daily_context(digest, links=links, postal_address=postal_address,
-                                   service_name=service_name)
+                                   service_name=service_name, updates=updates)
     subject = render.clean(f"{service_name} · {render.short_date(digest.day)} · "
                            f"{render.papers_phrase(digest.count)}")
     context["subject"] = subject
