@@ -28,7 +28,7 @@ from subscribers.payloads import PICK_KINDS, DigestPayload
 from subscribers.saved_updates import update_views
 
 FEED_DAYS = 30  # digests sent in the last 30 days ...
-FEED_ENTRIES = 100  # ... and at most this many papers from them
+FEED_ENTRIES = 100  # ... and at most this many entries (papers, saved papers' news) from them
 FORMAT = "2"  # part of the validator: bump when the feed's content changes shape
 
 

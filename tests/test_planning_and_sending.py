@@ -231,3 +231,31 @@ def test_a_run_that_fails_mid_way_records_what_already_went_out(
     assert rows[AccountMail.already].status == ledger.DeliveryStatus.sent
     assert rows["daily"].status == ledger.DeliveryStatus.sending  # back after its lease
     assert len(list(tmp_path.glob("*.eml"))) == 1
+
+
+def test_a_refused_shared_request_that_reaches_the_pause_keeps_the_next_wave_off_the_wire(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    """A refused request for 24 equal digests is tried again one reader at a time: twenty
+    refusals in a row reach the pause while the next wave is already rendered. That wave
+    must not go out into the same refusals: its rows are released, untried."""
+    settings = migrated.model_copy(update={"lookback_days": 30, "send_concurrency": 1})
+    _stock(settings, *[(f"reader{n}@example.org", ["TTS"], "UTC", 7) for n in range(24)])
+    assert _plan_latest_day(settings) == 24  # equal digests: one shared request, first ids
+    with session_scope(settings.sqlalchemy_url) as session:
+        for n in range(3):  # planned after them: the waves that follow
+            session.add(Subscriber(email=f"other{n}@example.org", keywords=["TTS", f"zyxq{n}"],
+                                   status=Status.active, confirmed_at=datetime.now(UTC)))
+    assert _plan_latest_day(settings) == 3
+    fake_sendgrid.fail_next(400, 1000)
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    report = sending.send_due(settings=settings, transport=transport)
+    assert report.paused and "failed sends in a row" in report.paused
+    assert fake_sendgrid.requests == 1 + sending.PAUSE_AFTER_FAILURES_IN_A_ROW
+    with session_scope(settings.sqlalchemy_url) as session:
+        others = session.exec(select(ledger.Delivery).join(
+            Subscriber, col(Subscriber.id) == col(ledger.Delivery.subscriber_id)
+        ).where(col(Subscriber.email).startswith("other"))).all()
+    assert len(others) == 3
+    assert all(r.status == ledger.DeliveryStatus.planned and r.last_error is None
+               and r.next_attempt_at > datetime.now(UTC) for r in others)

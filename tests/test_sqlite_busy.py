@@ -203,6 +203,6 @@ def test_an_import_stopped_by_a_lock_part_way_reports_the_batches_it_saved(
     finally:
         blocker.rollback()
         blocker.close()
-    assert stopped.value.report.committed == 300
+    assert (stopped.value.report.committed, stopped.value.report.committed_line) == (300, 300)
     assert stopped.value.reason == "database is locked"
     assert _clips(var_dir, "2026-04") == 300

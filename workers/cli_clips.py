@@ -138,11 +138,11 @@ def import_file(
             report = import_clips(session=session, text=text, filename=file.name, month=month,
                                   commit_every=IMPORT_BATCH)
     except ImportStopped as stopped:  # e.g. another writer held the database past the timeout
-        saved = stopped.report.committed
+        report = stopped.report
         typer.echo(f"database error: {stopped.reason}; " + (
-            f"the first {saved} links were saved: import the file again to add the rest "
-            "(links already saved are merged, not doubled)" if saved else "nothing was saved"),
-            err=True)
+            f"{report.committed} links up to line {report.committed_line} were saved: import "
+            "the file again to add the rest (links already saved are merged, not doubled)"
+            if report.committed else "nothing was saved"), err=True)
         raise typer.Exit(1) from None
     # Titles are fetched after the import is committed: a writer waiting on the network
     # would hold up the server's writes on SQLite.

@@ -6,13 +6,13 @@ even when the lease runs out), renders what they stand for (workers/compose.py: 
 render alike share one render and one request), puts its requests on the wire through the
 transport's one interface, and records every outcome in a few statements
 (workers/outcomes.py). The next wave is claimed, loaded and rendered while the current one
-is on the wire; it goes on the wire itself only once the waves before it are settled (but
-one, when every wave is one shared request on PostgreSQL).
+is on the wire; it goes on the wire itself only once the wave before it is settled, unless
+every wave is one shared request on PostgreSQL (a monthly issue): then three may be.
 
 A crash before a wave's commit leaves its rows claimed: after the lease they go out again,
-so a killed worker repeats at most the waves it had on the wire, which is one wave on SQLite,
-through SMTP or the outbox, and for daily digests. A row whose claim lapsed twice may be what
-kills its senders: it goes out alone, with nothing else in flight.
+so a killed worker repeats at most the waves it had on the wire: one wave, or three shared
+requests. A row whose claim lapsed twice may be what kills its senders: it goes out alone,
+with nothing else in flight.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ PAUSE_AFTER_FAILURES_IN_A_ROW = 20
 PAUSE_FOR = timedelta(minutes=5)
 # A wave carries at most `send_concurrency` x this many rows (the pool puts
 # `send_concurrency` requests on the wire at a time): it bounds what a killed worker may
-# repeat (two waves on the wire). A wave that is one shared request (a monthly issue, a
+# repeat (the wave on the wire). A wave that is one shared request (a monthly issue, a
 # popular digest) may fill it up to the transport's batch limit.
 WAVE_RECIPIENTS_PER_REQUEST = 8
 
@@ -66,6 +66,7 @@ class Wave:
     session: Session
     outcomes: Outcomes
     requests: list[Request]
+    claims: list[Claim]  # what it was prepared from: given back if it is never launched
     sends: list[Future[list[str] | BatchSendError]] = field(default_factory=list)
     request_outcomes: list[Outcome] = field(default_factory=list)
 
@@ -116,7 +117,11 @@ def send_due(
         except Exception:
             # Whatever went out before the error (a render that raised, say) is recorded
             # first: left claimed, it would go out again after the lease.
-            _settle_all(run, in_flight)
+            try:
+                _settle_all(run, in_flight)
+            finally:  # and if recording fails too, no wave keeps its row locks open
+                while in_flight:
+                    in_flight.popleft().scope.close()
             raise
         return run.report
 
@@ -155,6 +160,12 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
                 _settle(run, in_flight.popleft())
                 waves.pop(0)
             unlaunched.pop_all()
+        if wave is not None and run.failures >= PAUSE_AFTER_FAILURES_IN_A_ROW:
+            # What was settled just now reached the pause: this wave stays off the wire and
+            # its claims are released with the rest.
+            wave.scope.close()
+            run.queue.extendleft(reversed(wave.claims))
+            wave = None
         if wave is not None:
             in_flight.append(_launch(run, wave))
         if run.failures >= PAUSE_AFTER_FAILURES_IN_A_ROW:
@@ -164,11 +175,11 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
 
 
 def _waves_beside(run: Run, waves: Sequence[Wave]) -> int:
-    """How many waves may be on the wire at once: one, or, on PostgreSQL, two when every
-    wave is one shared request (a monthly issue: the provider's work on one 1,000-recipient
-    body overlaps ours on the next). A killed sender repeats at most these."""
+    """How many waves may be on the wire at once: one, or, on PostgreSQL, three when every
+    wave is one shared request (a monthly issue: the provider's work on two 1,000-recipient
+    bodies overlaps ours on the next). A killed sender repeats at most these."""
     single = all(len(wave.requests) <= 1 for wave in waves)
-    return 2 if single and run.overlaps else 1
+    return 3 if single and run.overlaps else 1
 
 
 def _settle_all(run: Run, in_flight: deque[Wave]) -> None:
@@ -234,7 +245,7 @@ def _prepare(run: Run, claims: Sequence[Claim]) -> Wave:
         rows = ledger.hold_claimed(session=session, claims=claims)
         requests = compose(settings=run.settings, session=session, rows=rows, cache=run.cache,
                            outcomes=outcomes, batch_limit=run.transport.batch_limit)
-        return Wave(scope.pop_all(), session, outcomes, requests)
+        return Wave(scope.pop_all(), session, outcomes, requests, list(claims))
 
 
 def _launch(run: Run, wave: Wave) -> Wave:

@@ -49,7 +49,8 @@ class ImportReport:
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
     clips: list[Clip] = field(default_factory=list)  # every clip touched, in file order
     lost: int = 0  # readable rows the database refused (also in errors): the import failed
-    committed: int = 0  # rows made permanent so far, when the import commits as it goes
+    committed: int = 0  # rows made permanent so far (added or merged), when it commits as
+    committed_line: int = 0  # it goes; and the file's line the last commit reached
 
     @property
     def total(self) -> int:
@@ -58,9 +59,9 @@ class ImportReport:
 
 class ImportStopped(Exception):
     """The database stopped an import part-way (locked past the busy timeout, connection
-    lost); `report.committed` says how many rows were saved before it."""
+    lost, a commit refused); `report.committed` says how many rows were saved before it."""
 
-    def __init__(self, report: ImportReport, error: OperationalError) -> None:
+    def __init__(self, report: ImportReport, error: SQLAlchemyError) -> None:
         self.report = report
         self.reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         super().__init__(self.reason)
@@ -218,7 +219,9 @@ def import_clips(
     then holds the write lock for moments at a time, not for the whole file, so the web app's
     saves wait a little instead of past their busy timeout. A failure that stops the import
     raises ImportStopped with the rows saved so far; importing the file again adds the rest
-    and merges, without doubling, the ones already saved.
+    and merges, without doubling, the ones already saved. Committing (and, when stopped,
+    rolling back) is done on the caller's session: its other work goes with it, and the
+    report's clips stay readable only because core.db's sessions do not expire on commit.
     """
     if month is not None:
         month = check_month(month)
@@ -226,7 +229,7 @@ def import_clips(
     report = ImportReport(format=kind)
     try:
         _import_rows(session, _rows(text, kind), report, month, source, commit_every)
-    except OperationalError as error:
+    except SQLAlchemyError as error:  # a row's own refusal is caught below: this is the import
         session.rollback()
         raise ImportStopped(report, error) from error
     return report
@@ -281,7 +284,7 @@ def _import_rows(
             report.clips.append(result.clip)
         if commit_every and report.total - report.committed >= commit_every:
             session.commit()
-            report.committed = report.total
+            report.committed, report.committed_line = report.total, row.line
     if commit_every:
         session.commit()
         report.committed = report.total

@@ -129,7 +129,7 @@ def atom(request: Request, *, token: str, validator: Validator,
     ET.SubElement(feed, "id").text = f"{base}/feed/{token}"
     ET.SubElement(feed, "title").text = f"{SERVICE_NAME} · your papers"
     ET.SubElement(feed, "subtitle").text = ("The papers of your digests, each with the reason "
-                                            "it was picked.")
+                                            "it was picked, and news of papers you saved.")
     ET.SubElement(feed, "updated").text = validator.last_modified.isoformat()
     ET.SubElement(feed, "author").append(_text("name", SERVICE_NAME))
     ET.SubElement(feed, "link", rel="self", href=f"{base}/feed/{token}",
