@@ -97,7 +97,10 @@ DIGESTS = {
 def test_stitched_render_equals_the_plain_template_render(name: str, feedback: bool) -> None:
     clear_template_caches()
     links = LINKS if feedback else replace(LINKS, feedback_url="")
-    digests = [DIGESTS[name](), DIGESTS["five papers"](), DIGESTS[name]()]  # blocks reused
+    # Blocks reused, and the same papers for a reader with other keywords (other emphasis
+    # and Matched lines in the same block skeletons).
+    digests = [DIGESTS[name](), DIGESTS["five papers"](), DIGESTS[name](),
+               make_digest([make_paper(n) for n in range(5)], keywords=("codec", HOSTILE_KEYWORD))]
     for digest in digests:
         stitched = _render_daily(
             digest, sender="D <d@example.org>", links=links, postal_address="1 Lane",
