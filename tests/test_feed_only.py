@@ -20,10 +20,9 @@ from core.settings import Settings
 from digest.papers import PaperIn, upsert_papers
 from emails.transports import OutboxTransport
 from subscribers import ledger
-from subscribers.models import Frequency, Subscriber, SubscriberCreate
+from subscribers.models import Frequency, Subscriber
 from subscribers.saved import save_paper
-from subscribers.service import add_subscriber, unsubscribe
-from subscribers.tokens import Purpose, make_token
+from subscribers.service import unsubscribe
 from subscribers.web.app import create_app
 from tests.support.browser import ARTIFACTS, shot
 from tests.support.feedback_data import (
@@ -33,7 +32,7 @@ from tests.support.feedback_data import (
     stocked,  # noqa: F401  (the fixture)
 )
 from tests.support.live_server import free_port, live_settings, serving
-from tests.support.web_app import feed_path
+from tests.support.web_app import confirmed_reader, feed_path, manage_path
 from workers import planning
 from workers.sending import send_due
 
@@ -165,12 +164,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 @pytest.mark.parametrize("width", [375, 1280])
 def test_choosing_feed_only_on_the_manage_page(live: Settings, browser: Any,
                                               width: int) -> None:
-    with session_scope(live.sqlalchemy_url) as session:
-        sid = add_subscriber(session=session, confirmed=True, subscriber_create=SubscriberCreate(
-            email=f"only-{width}@example.org", keywords=["speech synthesis"])).id or 0
-    token = make_token(keys=live.signing_keys(), purpose=Purpose.manage, subscriber_id=sid)
+    sid = confirmed_reader(live, f"only-{width}@example.org", ["speech synthesis"])
     page = browser.new_page(viewport={"width": width, "height": 900})
-    page.goto(f"{live.public_url}/manage/{token}")
+    page.goto(live.public_url + manage_path(live, sid))
     choice = page.get_by_label(re.compile("No email, feed only"))
     assert not choice.is_checked()
     choice.check()

@@ -36,7 +36,7 @@ from tests.support.feedback_data import (
 )
 from tests.support.live_server import free_port, live_settings, serving
 from tests.support.outbox import parts, send
-from tests.support.web_app import csrf_of, feed_path
+from tests.support.web_app import confirmed_reader, csrf_of, feed_path, manage_path
 from workers import planning
 from workers.sending import send_due
 
@@ -47,8 +47,7 @@ def _client(settings: Settings, limits: WebLimits | None = None) -> TestClient:
 
 def _manage(client: TestClient, settings: Settings, sid: int) -> tuple[str, str, str]:
     """The manage page's URL, its CSRF token and the feed address it shows."""
-    token = make_token(keys=settings.signing_keys(), purpose=Purpose.manage, subscriber_id=sid)
-    url = f"/manage/{token}"
+    url = manage_path(settings, sid)
     page = client.get(url)
     assert page.status_code == 200
     shown = re.search(r'id="feed_url" name="feed_url" value="([^"]+)"', page.text)
@@ -280,16 +279,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 @pytest.mark.parametrize("width", [375, 1280])
 def test_the_manage_page_shows_the_feed_address(live: Settings, browser: Any,
                                                 width: int) -> None:
-    from subscribers.models import SubscriberCreate
-    from subscribers.service import add_subscriber
-
-    with session_scope(live.sqlalchemy_url) as session:
-        sid = add_subscriber(session=session, confirmed=True, subscriber_create=SubscriberCreate(
-            email=f"feed-{width}@example.org", keywords=["speech synthesis"])).id or 0
-    token = make_token(keys=live.signing_keys(), purpose=Purpose.manage, subscriber_id=sid)
+    sid = confirmed_reader(live, f"feed-{width}@example.org", ["speech synthesis"])
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
-    page.goto(f"{live.public_url}/manage/{token}")
+    page.goto(live.public_url + manage_path(live, sid))
     field = page.locator("#feed_url")
     address = field.input_value()
     assert address == live.public_url + feed_path(live, sid)

@@ -63,17 +63,11 @@ def test_preview_applies_negatives_authors_and_categories(web: Settings) -> None
 
 def test_the_manage_page_explains_malformed_terms_and_saves_trending_only(web: Settings) -> None:
     from core.db import session_scope
-    from subscribers.models import SubscriberCreate
-    from subscribers.service import add_subscriber
-    from subscribers.tokens import Purpose, make_token
-    from tests.support.web_app import csrf_of
+    from tests.support.web_app import confirmed_reader, csrf_of, manage_path
 
-    with session_scope(web.sqlalchemy_url) as session:
-        sid = add_subscriber(session=session, confirmed=True, subscriber_create=SubscriberCreate(
-            email="ada@example.org", keywords=["voice cloning"])).id or 0
+    sid = confirmed_reader(web, "ada@example.org", ["voice cloning"])
     client = client_for(web)
-    token = make_token(keys=web.signing_keys(), purpose=Purpose.manage, subscriber_id=sid)
-    manage = f"/manage/{token}"
+    manage = manage_path(web, sid)
     page = client.get(manage).text
     assert 'name="trending" value="yes"' in page
     form = {"csrf": csrf_of(page), "frequency": "daily", "monthly": "yes", "timezone": "UTC",

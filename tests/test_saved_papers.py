@@ -17,10 +17,9 @@ from sqlmodel import select
 from core.db import session_scope
 from core.settings import Settings
 from subscribers.feedback import SAVED_WEIGHT, Vote, ratings_for, record_vote
-from subscribers.models import Subscriber, SubscriberCreate
+from subscribers.models import Subscriber
 from subscribers.privacy import erase, export_data
 from subscribers.saved import SavedPaper, save_paper
-from subscribers.service import add_subscriber
 from subscribers.tokens import Purpose, make_token
 from subscribers.web.app import create_app
 from tests.support.browser import ARTIFACTS, shot
@@ -32,7 +31,7 @@ from tests.support.feedback_data import (
 )
 from tests.support.live_server import free_port, live_settings, serving
 from tests.support.outbox import parts, send
-from tests.support.web_app import csrf_of, store_papers
+from tests.support.web_app import confirmed_reader, csrf_of, manage_path, store_papers
 from workers import planning
 
 
@@ -43,11 +42,6 @@ def _client(settings: Settings) -> TestClient:
 def _saved(settings: Settings) -> list[tuple[int, str]]:
     with session_scope(settings.sqlalchemy_url) as session:
         return sorted((s.subscriber_id, s.arxiv_id) for s in session.exec(select(SavedPaper)))
-
-
-def _manage_url(settings: Settings, sid: int) -> str:
-    token = make_token(keys=settings.signing_keys(), purpose=Purpose.manage, subscriber_id=sid)
-    return f"/manage/{token}"
 
 
 def _bibtex_entries(text: str) -> list[dict[str, str]]:
@@ -90,7 +84,7 @@ def test_the_save_link_in_the_email_saves_only_on_post(
     again = client.get(first)
     assert "already on your saved list" in again.text and 'method="post"' not in again.text
 
-    manage = client.get(_manage_url(settings, fan))
+    manage = client.get(manage_path(settings, fan))
     assert 'id="saved-heading"' in manage.text and f"arXiv:{arxiv_id}" in manage.text
     with session_scope(settings.sqlalchemy_url) as session:  # "email me my data" has it
         reader = session.get(Subscriber, fan)
@@ -124,16 +118,14 @@ def test_forged_save_links_save_nothing(
 
 
 def test_the_saved_list_downloads_as_bibtex_and_csv_and_can_shrink(both: Settings) -> None:
+    sid = confirmed_reader(both, "ada@example.org", ["speech synthesis"])
+    other = confirmed_reader(both, "bob@example.org", ["speech synthesis"])
     with session_scope(both.sqlalchemy_url) as session:
-        sid = add_subscriber(session=session, confirmed=True, subscriber_create=SubscriberCreate(
-            email="ada@example.org", keywords=["speech synthesis"])).id or 0
-        other = add_subscriber(session=session, confirmed=True, subscriber_create=SubscriberCreate(
-            email="bob@example.org", keywords=["speech synthesis"])).id or 0
         for arxiv_id in ("2601.10000", "2601.10002"):
             save_paper(session=session, subscriber_id=sid, arxiv_id=arxiv_id)
         save_paper(session=session, subscriber_id=other, arxiv_id="2601.10004")
     client = _client(both)
-    url = _manage_url(both, sid)
+    url = manage_path(both, sid)
     page = client.get(url)
     listed = re.search(r'<ul class="papers saved">(.*?)</ul>', page.text, re.S)
     assert "2 papers saved" in page.text and listed is not None
@@ -156,7 +148,7 @@ def test_the_saved_list_downloads_as_bibtex_and_csv_and_can_shrink(both: Setting
     assert table[0]["abs_url"] == "https://arxiv.org/abs/2601.10002"
 
     assert client.get(f"{url}/saved.exe").status_code == 404
-    forged = _manage_url(both, sid).replace("/manage/", "/manage/x")
+    forged = manage_path(both, sid).replace("/manage/", "/manage/x")
     assert client.get(f"{forged}/saved.csv").status_code == 404
     feedback = make_token(keys=both.signing_keys(), purpose=Purpose.feedback, subscriber_id=sid)
     assert client.get(f"/manage/{feedback}/saved.bib").status_code == 404
@@ -214,9 +206,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 @pytest.mark.browser
 @pytest.mark.parametrize("width", [375, 1280])
 def test_the_manage_page_lists_saved_papers(live: Settings, browser: Any, width: int) -> None:
-    with session_scope(live.sqlalchemy_url) as session:
-        sid = add_subscriber(session=session, confirmed=True, subscriber_create=SubscriberCreate(
-            email=f"saved-{width}@example.org", keywords=["speech synthesis"])).id or 0
+    sid = confirmed_reader(live, f"saved-{width}@example.org", ["speech synthesis"])
     feedback = make_token(keys=live.signing_keys(), purpose=Purpose.feedback, subscriber_id=sid)
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
@@ -228,7 +218,7 @@ def test_the_manage_page_lists_saved_papers(live: Settings, browser: Any, width:
         page.wait_for_load_state()
         assert page.locator("h1").inner_text() == "Saved"
     assert len(_saved(live)) >= 3
-    page.goto(live.public_url + _manage_url(live, sid))
+    page.goto(live.public_url + manage_path(live, sid))
     items = page.locator("ul.saved li")
     assert items.count() == 3
     page.locator("#saved-heading").scroll_into_view_if_needed()

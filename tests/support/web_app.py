@@ -20,8 +20,9 @@ from core.db import session_scope
 from core.settings import Settings
 from digest.papers import PaperIn, upsert_papers
 from subscribers import ledger
-from subscribers.models import Subscriber
-from subscribers.tokens import feed_token
+from subscribers.models import Subscriber, SubscriberCreate
+from subscribers.service import add_subscriber
+from subscribers.tokens import Purpose, feed_token, make_token
 from subscribers.web.app import create_app
 from subscribers.web.pages import WebLimits
 from tests.support.schema import upgrade_from_template
@@ -97,6 +98,21 @@ def both(migrated: Settings) -> Settings:
     """The same on SQLite and PostgreSQL, for tests whose point is the database state."""
     store_papers(migrated)
     return migrated
+
+
+def confirmed_reader(settings: Settings, email: str, keywords: list[str]) -> int:
+    """A confirmed subscriber, added as the service adds one; their id."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        subscriber = add_subscriber(session=session, confirmed=True, subscriber_create=(
+            SubscriberCreate(email=email, keywords=keywords)))
+        return subscriber.id or 0
+
+
+def manage_path(settings: Settings, subscriber_id: int) -> str:
+    """The reader's signed manage page, as a path."""
+    token = make_token(keys=settings.signing_keys(), purpose=Purpose.manage,
+                       subscriber_id=subscriber_id)
+    return f"/manage/{token}"
 
 
 def feed_path(settings: Settings, subscriber_id: int) -> str:
