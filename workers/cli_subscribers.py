@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from workers.cli_choices import Status
-from workers.cli_support import command_errors, emit_json, migration_heads, ready
+from workers.cli_support import command_errors, emit_json, ready, schema_is_current
 
 if TYPE_CHECKING:
     from subscribers.models import Frequency
@@ -127,15 +127,10 @@ def subscribers_list(
 def _rows_if_current(url: str, status: str | None) -> list[dict[str, Any]] | None:
     """The listing's rows when the database is at the newest revision (what ready() makes
     sure of before any command); None when it is not, or when that can't be told."""
-    from core.db import ReadError, read_connection
+    from core.db import read_connection
     from subscribers.listing import subscriber_rows
 
-    heads = migration_heads()
     with read_connection(url) as connection:
-        try:
-            found = [row[0] for row in connection.rows("SELECT version_num FROM alembic_version")]
-        except ReadError:
-            return None
-        if len(heads) != 1 or found != list(heads):
+        if not schema_is_current(connection):
             return None
         return subscriber_rows(connection, status)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from core.db import ReadConnection
     from core.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,19 +96,27 @@ def migration_heads(versions: Path = MIGRATIONS) -> set[str]:
 
 
 def _schema_is_current(settings: Settings) -> bool:
+    """ready()'s question, on a connection of its own; a URL or database it cannot read
+    says no (then Alembic, which says why in its own words)."""
+    from core.db import ReadError, read_connection
+
+    try:
+        with read_connection(settings.sqlalchemy_url) as connection:
+            return schema_is_current(connection)
+    except (ReadError, ValueError):
+        return False
+
+
+def schema_is_current(connection: ReadConnection) -> bool:
     """The database's Alembic revision is the one head; any doubt says no (then Alembic)."""
+    from core.db import ReadError
+
     heads = migration_heads()
     if len(heads) != 1:
         return False
-    from sqlalchemy import text
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from core.db import get_engine
-
     try:
-        with get_engine(settings.sqlalchemy_url).connect() as connection:
-            found = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-    except SQLAlchemyError:
+        found = connection.rows("SELECT version_num FROM alembic_version")
+    except ReadError:
         return False
     return [row[0] for row in found] == list(heads)
 
