@@ -141,6 +141,7 @@ def clear_template_caches() -> None:
     _VIEWS.clear()
     _SHARED.clear()
     _FROZEN.clear()
+    _PARTS.clear()
     _BLOCKS.clear()
 
 
@@ -236,6 +237,12 @@ def safe_url(url: str | None, fallback: str) -> str:
     if urlsplit(url).scheme in ("http", "https") and not re.search(r"[\s<>\"']", url):
         return url
     return fallback
+
+
+def arxiv_page(arxiv_id: str, kind: str = "abs") -> str:
+    """arXiv's own page (or PDF) for a cleaned id: where a paper's links go when its stored
+    address is not a safe one."""
+    return f"https://arxiv.org/{kind}/{quote(arxiv_id, safe='/.-')}"
 
 
 def long_date(day: date) -> str:
@@ -382,7 +389,6 @@ def _paper_part(paper: Any) -> dict[str, Any]:
     if found is not None:
         return found
     arxiv_id = clean(paper.arxiv_id)
-    quoted = quote(arxiv_id, safe="/.-")
     primary = clean(paper.primary_category)
     unique = [c for c in dict.fromkeys(clean(c) for c in paper.categories) if c]
     categories = sorted(unique, key=lambda category: category != primary)  # primary first
@@ -393,8 +399,8 @@ def _paper_part(paper: Any) -> dict[str, Any]:
     part = {
         "arxiv_id": arxiv_id,
         "title": clean(paper.title) or arxiv_id,
-        "abs_url": safe_url(paper.abs_url, f"https://arxiv.org/abs/{quoted}"),
-        "pdf_url": safe_url(paper.pdf_url, f"https://arxiv.org/pdf/{quoted}"),
+        "abs_url": safe_url(paper.abs_url, arxiv_page(arxiv_id)),
+        "pdf_url": safe_url(paper.pdf_url, arxiv_page(arxiv_id, "pdf")),
         "authors": short_authors(paper.authors),
         "chips": tuple(chips),
         "comment": comment,

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from urllib.parse import quote
 
 from digest.papers import Paper
-from emails.render import clean, day_and_month, safe_url, shorten
+from emails.render import arxiv_page, clean, day_and_month, safe_url, shorten
 
 LINK_PHRASES = {"code": "code released", "project": "project page"}
 MAX_SHOWN_URL = 60  # characters of an address shown as its link's text
@@ -50,6 +49,6 @@ def update_view(
     if not changes:
         return None
     arxiv_id = clean(paper.arxiv_id)
-    fallback = f"https://arxiv.org/abs/{quote(arxiv_id, safe='/.-')}"
     return UpdateView(arxiv_id=arxiv_id, title=shorten(clean(paper.title), 160) or arxiv_id,
-                      abs_url=safe_url(paper.abs_url, fallback), changes=tuple(changes))
+                      abs_url=safe_url(paper.abs_url, arxiv_page(arxiv_id)),
+                      changes=tuple(changes))

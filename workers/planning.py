@@ -247,6 +247,7 @@ def _digests(
     """One ledger row per subscriber with picks, noted in `report`. Never an empty digest:
     saved-paper news alone sends nothing; it waits for the reader's next digest."""
     planned = []
+    feed = slot.kind == FEED_KIND  # never rendered: nothing to share
     for subscriber, matches in zip(todo, rankings, strict=True):
         if not matches:
             report.nothing_relevant += 1
@@ -257,7 +258,6 @@ def _digests(
         payload = DigestPayload(day=slot.day, matches=tuple(matches),
                                 related=related.get(sid, ()),
                                 updates=tuple(news.updates.get(sid, ())[:MAX_UPDATES]))
-        feed = slot.kind == FEED_KIND  # never rendered: nothing to share
         data = payload.to_json()
         planned.append(ledger.PlannedDelivery(
             subscriber_id=sid, kind=slot.kind, period=slot.period,
