@@ -18,7 +18,9 @@ from rich.table import Table
 from workers.cli_support import command_errors, emit_json, parse_month, progress_bar, ready
 
 if TYPE_CHECKING:
+    from core.settings import Settings
     from digest.clippings.enrich import EnrichReport
+    from digest.clippings.imports import ImportReport
     from digest.clippings.models import Clip
     from digest.clippings.sorting import Suggestion
 
@@ -114,29 +116,48 @@ def import_file(
 
     Example: digest clip import ~/bookmarks.html --month 2026-04
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from core.db import session_scope
-    from digest.clippings.imports import ImportStopped, import_clips
-    from digest.clippings.store import enrich_clips
-
     if month is not None:
         parse_month(month)
+    text = _read_import_file(file)
+    settings = ready()
+    report = _save_imported_links(settings, text, file.name, month)
+    # Titles are fetched after the import is committed: a writer waiting on the network
+    # would hold up the server's writes on SQLite.
+    enriched = _autofill_imported(settings, report, fetch)
+    _print_import(file, report, enriched, as_json)
+    if report.lost:  # a bad line is the file's problem; a refused row is a failed import
+        typer.echo(f"error: {report.lost} links lost to database errors (lines listed above); "
+                   "import the file again to add them", err=True)
+        raise typer.Exit(1)
+
+
+def _read_import_file(file: Path) -> str:
+    """The file's text (a BOM dropped, undecodable bytes replaced); a file that cannot be
+    read, or is over MAX_FILE, is a ValueError naming it."""
     try:
         if file.stat().st_size > MAX_FILE:
             raise ValueError(f"{file}: larger than {MAX_FILE // 2**20} MB")
-        text = file.read_bytes().decode("utf-8-sig", errors="replace")
+        return file.read_bytes().decode("utf-8-sig", errors="replace")
     except FileNotFoundError:
         raise ValueError(f"{file}: no such file") from None
     except IsADirectoryError:
         raise ValueError(f"{file}: is a directory, not a file") from None
     except OSError as error:
         raise ValueError(f"{file}: {error.strerror or error}") from None
-    settings = ready()
+
+
+def _save_imported_links(
+    settings: Settings, text: str, filename: str, month: str | None
+) -> ImportReport:
+    """Save the file's links, committed every IMPORT_BATCH; when the database stops the
+    import, say how much was saved and exit 1."""
+    from core.db import session_scope
+    from digest.clippings.imports import ImportStopped, import_clips
+
     try:
         with session_scope(settings.sqlalchemy_url) as session:
-            report = import_clips(session=session, text=text, filename=file.name, month=month,
-                                  commit_every=IMPORT_BATCH)
+            return import_clips(session=session, text=text, filename=filename, month=month,
+                                commit_every=IMPORT_BATCH)
     except ImportStopped as stopped:  # e.g. another writer held the database past the timeout
         report = stopped.report
         typer.echo(f"database error: {stopped.reason}; " + (
@@ -144,42 +165,50 @@ def import_file(
             "the file again to add the rest (links already saved are merged, not doubled)"
             if report.committed else "nothing was saved"), err=True)
         raise typer.Exit(1) from None
-    # Titles are fetched after the import is committed: a writer waiting on the network
-    # would hold up the server's writes on SQLite.
+
+
+def _autofill_imported(settings: Settings, report: ImportReport, fetch: bool) -> EnrichReport:
+    """Fill in and sort the imported clips, with a progress bar; the links are saved already,
+    so a database error here says so and exits 1."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from core.db import session_scope
+    from digest.clippings.store import enrich_clips
+
     try:
         with session_scope(settings.sqlalchemy_url) as session, progress_bar(
             "autofilling" if fetch else "filling in offline", len(report.clips)
         ) as advance:
             for clip in report.clips:
                 session.add(clip)
-            enriched = enrich_clips(session=session, settings=settings, clips=report.clips,
-                                    fetch=fetch, progress=advance)
+            return enrich_clips(session=session, settings=settings, clips=report.clips,
+                                fetch=fetch, progress=advance)
     except SQLAlchemyError as error:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         typer.echo(f"database error: {reason}; the {report.total} links are saved but not "
                    "filled in: import the file again to fill them in", err=True)
         raise typer.Exit(1) from None
+
+
+def _print_import(file: Path, report: ImportReport, enriched: EnrichReport,
+                  as_json: bool) -> None:
+    """What the import added, merged and skipped, and which clips autofill failed for."""
     failed = sorted(enriched.errors.items())
     if as_json:
         emit_json({"format": report.format, "added": report.added, "merged": report.merged,
-               "lost": report.lost,
-               "errors": [{"line": line, "reason": why} for line, why in report.errors],
-               "autofill_failed": [{"id": i, "reason": why} for i, why in failed],
-               "clips": [clip.id for clip in report.clips]})
-    else:
-        console.print(f"{escape(str(file))} ({report.format}): {report.added} added, "
-                      f"{report.merged} merged, {len(report.errors)} skipped")
-        for line, why in report.errors:
-            console.print(f"  line {line}: {escape(why)}")
-        if failed:
-            console.print(f"autofill failed for {len(failed)} (the url stands in for the "
-                          "title):")
-            for clip_id, why in failed:
-                console.print(f"  clip {clip_id}: {escape(why)}")
-    if report.lost:  # a bad line is the file's problem; a refused row is a failed import
-        typer.echo(f"error: {report.lost} links lost to database errors (lines listed above); "
-                   "import the file again to add them", err=True)
-        raise typer.Exit(1)
+                   "lost": report.lost,
+                   "errors": [{"line": line, "reason": why} for line, why in report.errors],
+                   "autofill_failed": [{"id": i, "reason": why} for i, why in failed],
+                   "clips": [clip.id for clip in report.clips]})
+        return
+    console.print(f"{escape(str(file))} ({report.format}): {report.added} added, "
+                  f"{report.merged} merged, {len(report.errors)} skipped")
+    for line, why in report.errors:
+        console.print(f"  line {line}: {escape(why)}")
+    if failed:
+        console.print(f"autofill failed for {len(failed)} (the url stands in for the title):")
+        for clip_id, why in failed:
+            console.print(f"  clip {clip_id}: {escape(why)}")
 
 
 @clip_app.command("list")

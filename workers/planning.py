@@ -34,6 +34,8 @@ from subscribers.payloads import FEED_KIND, DigestPayload
 from subscribers.saved_updates import MAX_UPDATES, News, find_news, record_told
 
 PICKS_MARGIN = timedelta(days=7)
+# A plan's papers and their index by (first day, last day) of its window, kept across chunks.
+Window = dict[tuple[date, date], tuple[list[Paper], PaperIndex]]
 
 
 @dataclass
@@ -64,6 +66,11 @@ class Slot:
     period: str
     day: date
     lookback_days: int
+
+    @property
+    def since(self) -> date:
+        """The window's first day: `lookback_days` days, ending on `day`."""
+        return self.day - timedelta(days=self.lookback_days - 1)
 
 
 def due_slot(subscriber: Subscriber, now: datetime, lookback_days: int) -> Slot | None:
@@ -98,7 +105,7 @@ def plan_daily(
     report = PlanReport()
     slots = {kind: Slot(kind, day.isoformat(), day, settings.lookback_days)
              for kind in ("daily", FEED_KIND)}
-    window: dict[tuple[date, date], tuple[list[Paper], PaperIndex]] = {}
+    window: Window = {}
     after = 0
     while True:
         with session_scope(settings.sqlalchemy_url) as session:
@@ -168,7 +175,7 @@ def plan_slot(
     slot: Slot,
     subscribers: Sequence[Subscriber],
     dry_run: bool = False,
-    window: dict[tuple[date, date], tuple[list[Paper], PaperIndex]] | None = None,
+    window: Window | None = None,
 ) -> PlanReport:
     """Rank the slot's window for these subscribers in one sparse pass; one row per digest.
 
@@ -193,39 +200,53 @@ def plan_slot(
     )
     report.already_planned = sum(1 for s in subscribers if s.id in before)
     todo = [s for s in subscribers if s.id not in before]
-    since = slot.day - timedelta(days=slot.lookback_days - 1)
-    if (since, slot.day) not in window:
-        found = papers_since(session=session, since=since, until=slot.day)
-        lexicon = Lexicon.shipped(settings.synonyms_file)
-        meaning = index_options(settings.semantic, settings.sqlalchemy_url)
-        window[(since, slot.day)] = (found, PaperIndex(found, lexicon=lexicon, **meaning))
-    papers, index = window[(since, slot.day)]
+    papers, index = _window_papers(session, settings, slot, window)
     if not todo or not papers:
         report.nothing_relevant = len(todo)
         return report
-    rankings = _rank(session, settings, slot, todo, papers, index, since)
-    feed = slot.kind == FEED_KIND
-    related = {} if feed else _related_for_thin_weeks(
+    rankings = _rank(session, settings, slot, todo, papers, index)
+    related = {} if slot.kind == FEED_KIND else _related_for_thin_weeks(
         session=session, slot=slot, subscribers=todo, rankings=rankings, papers=papers,
         index=index)
     # Saved papers' news rides on a digest, mailed or in the feed, to readers who get one.
-    news = find_news(
-        session=session, subscriber_ids=[s.id or 0 for s, m in zip(todo, rankings, strict=True)
-                                         if m])
+    readers = [s.id or 0 for s, matches in zip(todo, rankings, strict=True) if matches]
+    news = find_news(session=session, subscriber_ids=readers)
     planned = _digests(slot, todo, rankings, related, news, report)
-    if dry_run:
-        return report
+    if not dry_run:
+        _write_plan(session, slot, planned, news, report)
+    return report
+
+
+def _window_papers(
+    session: Session, settings: Settings, slot: Slot, window: Window
+) -> tuple[list[Paper], PaperIndex]:
+    """The papers of the slot's window and their index, loaded and built once per window
+    (the index is the costly part), then found in `window` by later chunks."""
+    key = (slot.since, slot.day)
+    if key not in window:
+        found = papers_since(session=session, since=slot.since, until=slot.day)
+        lexicon = Lexicon.shipped(settings.synonyms_file)
+        meaning = index_options(settings.semantic, settings.sqlalchemy_url)
+        window[key] = (found, PaperIndex(found, lexicon=lexicon, **meaning))
+    return window[key]
+
+
+def _write_plan(
+    session: Session, slot: Slot, planned: list[ledger.PlannedDelivery], news: News,
+    report: PlanReport,
+) -> None:
+    """Add the planned rows to the ledger (feed-only ones straight into their readers' feeds)
+    and note the news they carry as told; `report` counts the rows written."""
     # Equal digests get neighbouring ledger ids, so a sender's claims (taken in id order) find
     # them together and hand each group to the provider as one request.
     planned.sort(key=lambda p: (p.share or "", p.subscriber_id))
     report.planned = ledger.plan_deliveries(session=session, planned=planned)
     # Another planner may have raced us to some rows; those count as planned before.
     report.already_planned += len(planned) - report.planned
-    if feed:
+    if slot.kind == FEED_KIND:
         _record_for_feed(session, slot, [p.subscriber_id for p in planned])
         report.feed_only = report.planned
     record_told(session=session, kind=slot.kind, period=slot.period, news=news)
-    return report
 
 
 def _record_for_feed(session: Session, slot: Slot, subscriber_ids: Sequence[int]) -> None:
@@ -269,14 +290,14 @@ def _digests(
 
 def _rank(
     session: Session, settings: Settings, slot: Slot, todo: Sequence[Subscriber],
-    papers: Sequence[Paper], index: PaperIndex, since: date,
+    papers: Sequence[Paper], index: PaperIndex,
 ) -> list[list[Match]]:
     """Each subscriber's picks: relevance, feedback, recency and trending, combined as
     digest/blend.py documents, never a paper they were already promised."""
     ids = [s.id or 0 for s in todo]
     # Only digests planned inside the window can hold its papers (a digest picks papers
     # announced on or before its day), with a few days to spare.
-    planned_since = datetime.combine(since - PICKS_MARGIN, time.min, tzinfo=UTC)
+    planned_since = datetime.combine(slot.since - PICKS_MARGIN, time.min, tzinfo=UTC)
     sent = ledger.sent_paper_ids(session=session, subscriber_ids=ids, since=planned_since)
     ratings = ratings_for(session=session, subscriber_ids=ids)
     in_window = {paper.arxiv_id for paper in papers}
