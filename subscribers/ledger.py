@@ -505,15 +505,21 @@ def release(*, session: Session, claims: Sequence[Claim], delay: timedelta) -> N
         )
 
 
-def count_open(*, session: Session, kind: str, period: str) -> int:
-    """Rows of a kind and period that are still waiting or being sent."""
+def count_open(
+    *, session: Session, kind: str, period: str, due_by: datetime | None = None
+) -> int:
+    """Rows of a kind and period that are still waiting or being sent; given `due_by`, only
+    the waiting ones due by then count beside those being sent."""
+    waiting = col(Delivery.status) == DeliveryStatus.planned
+    if due_by is not None:
+        waiting = waiting & (col(Delivery.next_attempt_at) <= due_by)
     query = (
         select(func.count())
         .select_from(Delivery)
         .where(
             Delivery.kind == kind,
             Delivery.period == period,
-            col(Delivery.status).in_([DeliveryStatus.planned, DeliveryStatus.sending]),
+            or_(col(Delivery.status) == DeliveryStatus.sending, waiting),
         )
     )
     return int(session.exec(query).one())

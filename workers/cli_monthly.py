@@ -227,28 +227,11 @@ def _deliver(settings: Settings, month: str) -> dict[str, Any]:
 
 def _due_now(session: Session, month: str) -> int:
     """The month's rows being sent, or waiting and due now."""
-    from sqlalchemy import func
-    from sqlmodel import col, or_, select
-
     from subscribers import ledger
     from subscribers.models import utcnow
     from subscribers.monthly import KIND
 
-    row = ledger.Delivery
-    query = (
-        select(func.count())
-        .select_from(row)
-        .where(
-            row.kind == KIND,
-            row.period == month,
-            or_(
-                col(row.status) == ledger.DeliveryStatus.sending,
-                (col(row.status) == ledger.DeliveryStatus.planned)
-                & (col(row.next_attempt_at) <= utcnow()),
-            ),
-        )
-    )
-    return int(session.exec(query).one())
+    return ledger.count_open(session=session, kind=KIND, period=month, due_by=utcnow())
 
 
 @app.command("list")
