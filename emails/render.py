@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date
 from functools import cache, lru_cache
 from pathlib import Path
@@ -26,7 +27,7 @@ from emails.links import (
     unsubscribe_headers,
 )
 from emails.message import Message
-from emails.stitch import split_paper_loop
+from emails.stitch import plain_uses_only, split_paper_loop
 
 if TYPE_CHECKING:
     from emails.updates import UpdateView
@@ -138,11 +139,15 @@ def clear_template_caches() -> None:
     if _env.cache is not None:
         _env.cache.clear()
     _wordwrap.cache_clear()
+    _keyword_pattern.cache_clear()
+    _emphasised.cache_clear()
     _VIEWS.clear()
     _SHARED.clear()
     _FROZEN.clear()
     _PARTS.clear()
     _BLOCKS.clear()
+    _SKELETONS.clear()
+    _slots_fit.cache_clear()
 
 
 def minify_html(html: str) -> str:
@@ -202,6 +207,15 @@ def short_authors(authors: Sequence[str], limit: int = 3) -> str:
 
 def keyword_pattern(keywords: Iterable[str]) -> re.Pattern[str] | None:
     """Literal, case-insensitive matcher for keywords and their plurals (never user regex)."""
+    return _keyword_pattern(tuple(keywords))
+
+
+# Remembered per keyword set: a day's readers share a few thousand sets, and building the
+# pattern (cleaning, escaping, sorting, compiling) was most of the emphasis' cost; re's own
+# cache is keyed by the finished pattern string, so it only saved the compile, and only for
+# its last 512 patterns.
+@lru_cache(maxsize=4_096)
+def _keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str] | None:
     alternatives = []
     for keyword in keywords:
         words = clean(keyword).split()
@@ -229,6 +243,13 @@ def emphasise(text: str, keywords: Iterable[str]) -> Markup:
         position = match.end()
     parts.append(escape(text[position:]))
     return Markup("").join(parts)
+
+
+# A paper's snippet is emphasised the same way for every reader with the same matched
+# keywords: remembered per (snippet, keywords), under 1 KB each.
+@lru_cache(maxsize=10_000)
+def _emphasised(text: str, keywords: tuple[str, ...]) -> Markup:
+    return emphasise(text, keywords)
 
 
 def safe_url(url: str | None, fallback: str) -> str:
@@ -308,7 +329,9 @@ LINK_LABELS = {"code": "Code", "project": "Project", "demo": "Demo", "weights": 
 
 def paper_view(pick: Pick) -> PaperView:
     """Prepare one pick for display (remembered per paper version and pick)."""
-    key = (_frozen(pick.paper), _fields_key(pick, "paper"))
+    # The score only orders the picks and is never shown: readers whose picks differ in it
+    # alone (nearly all of them) share one view, and so the view's remembered blocks.
+    key = (_frozen(pick.paper), _fields_key(pick, "paper", "score"))
     view = _VIEWS.get(key)
     if view is None:
         if len(_VIEWS) >= 20_000:
@@ -372,7 +395,7 @@ def _paper_view(pick: Pick) -> PaperView:
     matched = tuple(clean(keyword) for keyword in pick.matched_by_words)
     return PaperView(
         **own,
-        snippet_html=emphasise(own["snippet"], matched),
+        snippet_html=_emphasised(own["snippet"], matched),
         matched=matched_line(matched, tuple(clean(keyword) for keyword in pick.close_to)),
         reasons=reasons_of(pick),
         upvotes=upvotes_phrase(pick.upvotes),
@@ -494,21 +517,21 @@ SHARED_RENDERS = 1024  # distinct digests remembered per process (about 40 KB ea
 _SHARED: dict[tuple[object, ...], Message] = {}
 
 
-def _fields_key(item: object, skip: str) -> tuple[object, ...]:
+def _fields_key(item: object, *skip: str) -> tuple[object, ...]:
     """A dataclass's values except `skip`, as a cache key (new fields join it by themselves)."""
     return tuple(getattr(item, name) for name in _field_names(type(item), item, skip))
 
 
-_NAMES: dict[tuple[type, str], tuple[str, ...]] = {}
+_NAMES: dict[tuple[type, tuple[str, ...]], tuple[str, ...]] = {}
 
 
-def _field_names(kind: type, item: object, skip: str) -> tuple[str, ...]:
+def _field_names(kind: type, item: object, skip: tuple[str, ...]) -> tuple[str, ...]:
     names = _NAMES.get((kind, skip))
     if names is None:
         names = _NAMES[(kind, skip)] = tuple(
             f.name
             for f in fields(item)  # type: ignore[arg-type]
-            if f.name != skip
+            if f.name not in skip
         )
     return names
 
@@ -635,19 +658,69 @@ def paper_blocks(name: str, papers: Sequence[PaperView], feedback_url: str) -> M
 
 
 def paper_block(name: str, view: PaperView, first: bool, index: int, feedback_url: str) -> Markup:
-    """One paper's block of template `name`, rendered once per view, position and feedback
-    link (shared renders only ever pass placeholder links) and then remembered."""
+    """One paper's block of template `name`, made once per view, position and feedback link
+    (shared renders only ever pass placeholder links) and then remembered."""
     # The HTML block only tells first from not-first; the text one numbers the papers.
-    key = (name, id(view), first if name.endswith(".mjml") else index, feedback_url)
+    position = first if name.endswith(".mjml") else index
+    key = (name, id(view), position, feedback_url)
     found = _BLOCKS.get(key)
     if found is not None and found[0] is view:  # ids are only unique among live objects
         return found[1]
     if len(_BLOCKS) >= 40_000:
         _BLOCKS.clear()
-    block = Markup(  # already escaped by the block's own autoescape (or plain text)
+    if _slots_fit(name):
+        block = _block_from_skeleton(name, view, first, index, position, feedback_url)
+    else:
+        block = _render_block(name, view, first, index, feedback_url)
+    _BLOCKS[key] = (view, block)
+    return block
+
+
+def _render_block(name: str, view: PaperView, first: bool, index: int, feedback_url: str) -> Markup:
+    return Markup(  # already escaped by the block's own autoescape (or plain text)
         _env.get_template(f"block:{name}").render(
             paper=view, loop={"first": first, "index": index}, feedback_url=feedback_url
         )
     )
-    _BLOCKS[key] = (view, block)
-    return block
+
+
+# Readers get the same paper with different keywords, so whole blocks rarely repeat between
+# them; but only two fields of a block depend on the keywords: the snippet's emphasis and
+# the Matched line. A block is therefore rendered once per paper (and position, feedback
+# link, and the rarer per-pick fields: upvotes, reasons) with a slot in each of those two
+# places, and each reader's values are put into the slots: a string replace instead of a
+# Jinja render. The slots are random per process, so no paper or keyword text holds one.
+_SLOT = secrets.token_hex(8)
+_SNIPPET_SLOT = Markup(f"snippet-{_SLOT}")
+_MATCHED_SLOT = f"matched-{_SLOT}"  # escapes to itself, like the snippet's slot
+_SKELETONS: dict[tuple[object, ...], str] = {}
+
+
+@cache
+def _slots_fit(name: str) -> bool:
+    """Whether template `name`'s paper block shows the two slotted fields only as they are
+    (or tests them for truth): then a skeleton with the values put in equals a render with
+    them. Otherwise (a filter on them, say) every view's block is rendered whole."""
+    return plain_uses_only(_load(f"block:{name}")[0], ("snippet_html", "matched"))
+
+
+def _block_from_skeleton(
+    name: str, view: PaperView, first: bool, index: int, position: object, feedback_url: str
+) -> Markup:
+    snippet, matched = view.snippet_html, view.matched
+    # An empty value stays itself, not a slot, so `{% if %}` tests take the same branch.
+    slotted = replace(
+        view,
+        snippet_html=_SNIPPET_SLOT if snippet else snippet,
+        matched=_MATCHED_SLOT if matched else matched,
+    )
+    key = (name, slotted, position, feedback_url)  # every other field of the view is in it
+    skeleton = _SKELETONS.get(key)
+    if skeleton is None:
+        if len(_SKELETONS) >= 10_000:  # about 1 KB each
+            _SKELETONS.clear()
+        skeleton = _SKELETONS[key] = str(_render_block(name, slotted, first, index, feedback_url))
+    # What the template's own `{{ }}` would have written: escaped where it autoescapes (the
+    # snippet is Markup already), as it is in plain text.
+    shown = str(escape(matched)) if _autoescape(f"block:{name}") else matched
+    return Markup(skeleton.replace(_SNIPPET_SLOT, str(snippet)).replace(_MATCHED_SLOT, shown))

@@ -10,6 +10,25 @@ _FOR_TAGS = re.compile(r"\{%-?\s*(for|endfor)\b[^%]*%\}")
 # Wrapping the body in block tags keeps Jinja's trim_blocks/lstrip_blocks behaviour at its
 # edges exactly as it was inside the loop (the newline after `{% for %}` is trimmed, etc.).
 _BODY = "{%% if true %%}%s{%% endif %%}"
+_INDIRECT = re.compile(r"\{%-?\s*(filter|autoescape|include|import|from|macro|call|set|with)\b")
+
+
+def plain_uses_only(body: str, attributes: tuple[str, ...]) -> bool:
+    """True when every `paper.<attribute>` in a loop body is printed as it is
+    (`{{ paper.x }}`) or tested for truth (`{% if paper.x %}`), and never anything else: a
+    filter, a comparison or a length would see a slot where the value goes (see
+    emails.render.paper_block)."""
+    if re.search(r"\bpaper\b(?!\.\w)", body):  # the whole paper (a macro's argument, an alias)
+        return False
+    if _INDIRECT.search(body):  # a filter block around a value, an include that reads `paper`
+        return False
+    for attribute in attributes:
+        uses = len(re.findall(rf"\bpaper\.{attribute}\b", body))
+        printed = re.findall(rf"\{{\{{-?\s*paper\.{attribute}\s*-?\}}\}}", body)
+        tested = re.findall(rf"\{{%-?\s*if\s+paper\.{attribute}\s*-?%\}}", body)
+        if uses != len(printed) + len(tested):
+            return False
+    return True
 
 
 def split_paper_loop(source: str, call: str) -> tuple[str, str]:

@@ -8,15 +8,19 @@ from dataclasses import replace
 import pytest
 
 from digest.daily import TRENDING, DailyDigest, Pick, Section
+from emails import render
 from emails.render import (
     RecipientLinks,
     _render_daily,
     clear_template_caches,
     daily_context,
+    paper_view,
     render_template,
     short_date,
 )
+from emails.stitch import plain_uses_only
 from tests.support.daily_data import (
+    ABSTRACT,
     HOSTILE_ABSTRACT,
     HOSTILE_COMMENT,
     HOSTILE_KEYWORD,
@@ -70,6 +74,9 @@ def _trending_section() -> DailyDigest:
     return DailyDigest(day=papers[0].announced_on, keywords=(), sections=(section,))
 
 
+MANY_KEYWORDS = ("tts", "speech tokenizer", "zero-shot", "a<b & c", "speaker unlearning",
+                 "inference-time control", "recording conditions", HOSTILE_KEYWORD)  # fmt: skip
+
 DIGESTS = {
     "one paper": lambda: make_digest([make_paper(1)]),
     "five papers": lambda: make_digest([make_paper(n) for n in range(5)]),
@@ -89,6 +96,19 @@ DIGESTS = {
     "no comment or authors": lambda: make_digest(
         [make_paper(1, comment="", authors=[]), make_paper(2, comment="A long note " * 12)]
     ),
+    # Meaning-only matches: "Close to" lines, no emphasis (the slots stay empty or not).
+    "close to": lambda: _with_picks(
+        make_digest([make_paper(n) for n in range(4)]), close_to=("tts",)
+    ),
+    "only close to": lambda: _with_picks(
+        make_digest([make_paper(n) for n in range(4)], keywords=("tts",)), close_to=("tts",)
+    ),
+    # A Matched line longer than a wrapped line, and keywords HTML would escape.
+    "many keywords": lambda: make_digest(
+        [make_paper(n, abstract=ABSTRACT + " a<b & c") for n in range(3)],
+        keywords=MANY_KEYWORDS,
+    ),
+    "no abstract": lambda: make_digest([make_paper(1, abstract=""), make_paper(2)]),
 }
 
 
@@ -115,3 +135,69 @@ def test_stitched_render_equals_the_plain_template_render(name: str, feedback: b
         assert stitched.subject == context["subject"]
         assert stitched.html == render_template("daily.mjml", context)
         assert stitched.text == render_template("daily.txt.j2", context)
+
+
+@pytest.mark.parametrize("slots", [True, False], ids=["skeletons", "whole-blocks"])
+def test_readers_of_the_same_papers_get_their_own_emphasis_and_matched_lines(
+    slots: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A paper block is made once per paper with slots for the reader's emphasis and Matched
+    line; many readers in one process (other keywords, by words or meaning) each get exactly
+    the full template's render, and so they do when the slots are not used."""
+    clear_template_caches()
+    if not slots:
+        monkeypatch.setattr(render, "_slots_fit", lambda name: False)
+    papers = [make_paper(n) for n in range(5)] + [_hostile().sections[0].picks[0].paper]
+    keyword_sets = [
+        ("tts",),
+        ("speech tokenizer", "tts"),
+        ("codec", HOSTILE_KEYWORD),
+        ("zero-shot", "speech tokenizer"),
+        ("speaker unlearning",),
+        ("tts",),
+    ]
+    for number, keywords in enumerate(keyword_sets):
+        digest = make_digest(papers[number % 2 :], keywords=keywords)
+        if number % 2:
+            digest = _with_picks(digest, close_to=keywords[-1:], score=float(number))
+        stitched = _render_daily(
+            digest, sender="D <d@example.org>", links=LINKS, postal_address="1 Lane",
+            service_name="Paper Digest",
+        )  # fmt: skip
+        context = daily_context(
+            digest, links=LINKS, postal_address="1 Lane", service_name="Paper Digest"
+        )
+        context["subject"] = stitched.subject
+        assert stitched.html == render_template("daily.mjml", context)
+        assert stitched.text == render_template("daily.txt.j2", context)
+
+
+def test_the_daily_templates_take_slots() -> None:
+    """Both daily paper blocks qualify for the slotted skeletons (the fast path)."""
+    assert render._slots_fit("daily.mjml")
+    assert render._slots_fit("daily.txt.j2")
+
+
+@pytest.mark.parametrize(
+    ("body", "fits"),
+    [
+        ("<p>{{ paper.matched }}</p>", True),
+        ("{% if paper.matched %}{{- paper.matched -}}{% endif %}{{ paper.title|upper }}", True),
+        ("{{ paper.matched | wordwrap(72) }}", False),
+        ("{{ paper.matched|length }}", False),
+        ("{% if paper.matched and x %}{{ paper.matched }}{% endif %}", False),
+        ("{% filter upper %}{{ paper.matched }}{% endfilter %}", False),
+        ('{% include "other.j2" %}', False),
+        ('{{ paper["matched"] }}', False),
+        ("{{ paper }}", False),
+    ],
+)
+def test_slots_only_where_a_field_is_printed_as_it_is(body: str, fits: bool) -> None:
+    assert plain_uses_only(body, ("snippet_html", "matched")) is fits
+
+
+def test_picks_differing_only_in_score_share_a_view() -> None:
+    """The score is never shown, so it does not split views (nor their blocks)."""
+    pick = make_digest([make_paper(1)]).sections[0].picks[0]
+    assert paper_view(pick) is paper_view(replace(pick, score=pick.score + 1))
+    assert paper_view(pick) is not paper_view(replace(pick, matched=("tts",)))
