@@ -146,12 +146,16 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
                     return
                 _settle_all(run, in_flight)
                 continue  # their retries are not due yet, but check once more
-        # Never more requests on the wire than it takes to reach the pause threshold.
+        # Never more requests on the wire than it takes to reach the pause threshold. While
+        # nothing fails, the wave on the wire is expected to go through, so the next one is
+        # sized to the pool; whether it fits is checked again at its launch.
         room = PAUSE_AFTER_FAILURES_IN_A_ROW - run.failures
-        room -= sum(len(wave.requests) for wave in in_flight)
+        if run.failures:
+            room -= sum(len(wave.requests) for wave in in_flight)
         # The next wave is rendered while the last is on the wire, and launched once the
         # waves it may not overlap are settled: what a crash repeats stays that small.
-        wave = _prepare(run, take_wave(run, requests=room)) if room > 0 else None
+        wave = (_prepare(run, take_wave(run, requests=min(room, run.width))) if room > 0
+                else None)
         waves = [*in_flight, *([wave] if wave else [])]
         with ExitStack() as unlaunched:
             if wave is not None:  # an error before its launch releases its row locks
@@ -160,9 +164,12 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
                 _settle(run, in_flight.popleft())
                 waves.pop(0)
             unlaunched.pop_all()
-        if wave is not None and run.failures >= PAUSE_AFTER_FAILURES_IN_A_ROW:
-            # What was settled just now reached the pause: this wave stays off the wire and
-            # its claims are released with the rest.
+        on_wire = sum(len(waiting.requests) for waiting in in_flight)
+        if wave is not None and (run.failures + on_wire + len(wave.requests)
+                                 > PAUSE_AFTER_FAILURES_IN_A_ROW):
+            # What was settled just now failed, and this wave could carry the run past the
+            # pause: it stays off the wire and its claims go back to the queue, for a smaller
+            # wave next (or for after the pause, released with the rest).
             wave.scope.close()
             run.queue.extendleft(reversed(wave.claims))
             wave = None
@@ -178,8 +185,8 @@ def _waves_beside(run: Run, waves: Sequence[Wave]) -> int:
     """How many waves may be on the wire at once: one, or, on PostgreSQL, three when every
     wave is one shared request (a monthly issue: the provider's work on two 1,000-recipient
     bodies overlaps ours on the next). A killed sender repeats at most these."""
-    single = all(len(wave.requests) <= 1 for wave in waves)
-    return 3 if single and run.overlaps else 1
+    shared = all(len(wave.requests) == 1 and len(wave.requests[0].rows) > 1 for wave in waves)
+    return 3 if shared and run.overlaps else 1
 
 
 def _settle_all(run: Run, in_flight: deque[Wave]) -> None:
