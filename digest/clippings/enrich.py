@@ -47,6 +47,15 @@ def suggest_clips(
     *, session: Session, settings: Settings, clips: Sequence[Clip]
 ) -> dict[int, Suggestion]:
     """Suggestions for the given clips, each scored among all clips of its month."""
+    results = _apply_suggestions(session=session, settings=settings, clips=clips)
+    session.flush()
+    return results
+
+
+def _apply_suggestions(
+    *, session: Session, settings: Settings, clips: Sequence[Clip]
+) -> dict[int, Suggestion]:
+    """suggest_clips without its write: the suggestions are set on the clips, unflushed."""
     config = load_clippings_config(settings)
     wanted = {clip.id for clip in clips}
     results: dict[int, Suggestion] = {}
@@ -59,7 +68,6 @@ def suggest_clips(
                 apply_suggestion(clip, suggestion)
                 session.add(clip)
                 results[clip.id] = suggestion
-    session.flush()
     return results
 
 
@@ -70,8 +78,10 @@ def enrich(
     """Autofill the clips (network only when fetch), then suggest section, tags and highlight;
     `progress(n)` hears of every batch of n clips autofilled (an import of thousands)."""
     session.flush()  # new clips need their ids and must be visible to the month's query
-    # One write at the end, none between batches: on SQLite a write would hold the database's
-    # lock while the next batch waits on the network.
+    # One write at the end, none between batches nor before the suggestions: on SQLite a
+    # write holds the database's one write lock until the commit, and the server's saves
+    # would wait on the network and on scoring thousands of clips.
+    report = EnrichReport()
     with session.no_autoflush:
         for start in range(0, len(clips), AUTOFILL_BATCH):
             batch = clips[start:start + AUTOFILL_BATCH]
@@ -81,8 +91,8 @@ def enrich(
             )
             if progress is not None:
                 progress(len(batch))
+        report.suggestions = _apply_suggestions(session=session, settings=settings, clips=clips)
     session.flush()
-    report = EnrichReport()
     for clip in clips:
         if clip.autofill == AutofillState.done:
             report.filled += 1
@@ -92,7 +102,6 @@ def enrich(
                 report.errors[clip.id] = clip.autofill_error or "unknown"
         else:
             report.pending += 1
-    report.suggestions = suggest_clips(session=session, settings=settings, clips=clips)
     return report
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,10 +18,13 @@ from html.parser import HTMLParser
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
+from core.db import is_postgres
 from digest.clippings.models import Clip
 from digest.clippings.store import add_clip, check_month
 
 MAX_ROWS = 20_000
+# Pause after each committed batch on SQLite, longer than its busy handler's longest sleep.
+SQLITE_WRITER_GAP = 0.15
 
 
 @dataclass
@@ -285,6 +289,11 @@ def _import_rows(
         if commit_every and report.total - report.committed >= commit_every:
             session.commit()
             report.committed, report.committed_line = report.total, row.line
+            if not is_postgres(session):
+                # SQLite's lock is not fair: a writer waiting on it (the server saving a
+                # clip) retries on a timer, up to 100 ms apart, and the next batch would take
+                # the lock back at once, for the whole import. This gap lets it in.
+                time.sleep(SQLITE_WRITER_GAP)
     if commit_every:
         session.commit()
         report.committed = report.total
