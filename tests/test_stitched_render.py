@@ -122,19 +122,26 @@ def test_stitched_render_equals_the_plain_template_render(name: str, feedback: b
     digests = [DIGESTS[name](), DIGESTS["five papers"](), DIGESTS[name](),
                make_digest([make_paper(n) for n in range(5)], keywords=("codec", HOSTILE_KEYWORD))]
     for digest in digests:
-        stitched = _render_daily(
-            digest, sender="D <d@example.org>", links=links, postal_address="1 Lane",
-            service_name="Paper Digest",
-        )  # fmt: skip
-        context = daily_context(
-            digest, links=links, postal_address="1 Lane", service_name="Paper Digest"
-        )
-        context["subject"] = f"Paper Digest · {short_date(digest.day)} · " + (
+        subject = _assert_stitched_equals_plain(digest, links)
+        assert subject == f"Paper Digest · {short_date(digest.day)} · " + (
             f"{digest.count} new paper" + ("" if digest.count == 1 else "s")
         )
-        assert stitched.subject == context["subject"]
-        assert stitched.html == render_template("daily.mjml", context)
-        assert stitched.text == render_template("daily.txt.j2", context)
+
+
+def _assert_stitched_equals_plain(digest: DailyDigest, links: RecipientLinks) -> str:
+    """The stitched render of `digest` is byte for byte the full templates' render of its
+    context; returns its subject."""
+    stitched = _render_daily(
+        digest, sender="D <d@example.org>", links=links, postal_address="1 Lane",
+        service_name="Paper Digest",
+    )  # fmt: skip
+    context = daily_context(
+        digest, links=links, postal_address="1 Lane", service_name="Paper Digest"
+    )
+    context["subject"] = stitched.subject
+    assert stitched.html == render_template("daily.mjml", context)
+    assert stitched.text == render_template("daily.txt.j2", context)
+    return stitched.subject
 
 
 @pytest.mark.parametrize("slots", [True, False], ids=["skeletons", "whole-blocks"])
@@ -160,16 +167,7 @@ def test_readers_of_the_same_papers_get_their_own_emphasis_and_matched_lines(
         digest = make_digest(papers[number % 2 :], keywords=keywords)
         if number % 2:
             digest = _with_picks(digest, close_to=keywords[-1:], score=float(number))
-        stitched = _render_daily(
-            digest, sender="D <d@example.org>", links=LINKS, postal_address="1 Lane",
-            service_name="Paper Digest",
-        )  # fmt: skip
-        context = daily_context(
-            digest, links=LINKS, postal_address="1 Lane", service_name="Paper Digest"
-        )
-        context["subject"] = stitched.subject
-        assert stitched.html == render_template("daily.mjml", context)
-        assert stitched.text == render_template("daily.txt.j2", context)
+        _assert_stitched_equals_plain(digest, LINKS)
 
 
 def test_the_daily_templates_take_slots() -> None:
