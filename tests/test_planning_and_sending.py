@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -259,3 +260,29 @@ def test_a_refused_shared_request_that_reaches_the_pause_keeps_the_next_wave_off
     assert len(others) == 3
     assert all(r.status == ledger.DeliveryStatus.planned and r.last_error is None
                and r.next_attempt_at > datetime.now(UTC) for r in others)
+
+
+def test_a_wave_whose_share_key_split_into_more_requests_still_goes_out(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    """A wave is sized by share keys; a reader who changed keywords after planning gets a
+    render of their own, so a key can become two requests. A wave that full, with nothing
+    failing, must still go out: held back, it would be taken and rendered again for ever."""
+    width = sending.PAUSE_AFTER_FAILURES_IN_A_ROW
+    settings = migrated.model_copy(update={"lookback_days": 30, "send_concurrency": width})
+    _stock(settings, *[(f"pair{n}@example.org", ["TTS"], "UTC", 7) for n in range(2)],
+           *[(f"reader{n}@example.org", ["TTS", f"zyxq{n}"], "UTC", 7)
+             for n in range(width - 1)])
+    assert _plan_latest_day(settings) == width + 1  # width share keys: the pair shares one
+    with session_scope(settings.sqlalchemy_url) as session:
+        session.execute(update(Subscriber).where(col(Subscriber.email) == "pair1@example.org")
+                        .values(keywords=["TTS", "speech synthesis"]))
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    done: list[sending.SendReport] = []
+    runner = threading.Thread(target=lambda: done.append(
+        sending.send_due(settings=settings, transport=transport)), daemon=True)
+    runner.start()
+    runner.join(60)
+    assert done, "the sender did not finish: the wave was held back again and again"
+    assert done[0].sent == width + 1
+    assert fake_sendgrid.requests == width + 1

@@ -146,9 +146,8 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
                     return
                 _settle_all(run, in_flight)
                 continue  # their retries are not due yet, but check once more
-        # Never more requests on the wire than it takes to reach the pause threshold. While
-        # nothing fails, the wave on the wire is expected to go through, so the next one is
-        # sized to the pool; whether it fits is checked again at its launch.
+        # No more requests on the wire than it takes to reach the pause (checked at launch);
+        # while nothing fails, the wave on the wire should go through: size the next to the pool.
         room = PAUSE_AFTER_FAILURES_IN_A_ROW - run.failures
         if run.failures:
             room -= sum(len(wave.requests) for wave in in_flight)
@@ -157,6 +156,7 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
         wave = (_prepare(run, take_wave(run, requests=min(room, run.width))) if room > 0
                 else None)
         waves = [*in_flight, *([wave] if wave else [])]
+        failures_before = run.failures
         with ExitStack() as unlaunched:
             if wave is not None:  # an error before its launch releases its row locks
                 unlaunched.callback(wave.scope.close)
@@ -165,11 +165,13 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
                 waves.pop(0)
             unlaunched.pop_all()
         on_wire = sum(len(waiting.requests) for waiting in in_flight)
-        if wave is not None and (run.failures + on_wire + len(wave.requests)
-                                 > PAUSE_AFTER_FAILURES_IN_A_ROW):
-            # What was settled just now failed, and this wave could carry the run past the
-            # pause: it stays off the wire and its claims go back to the queue, for a smaller
-            # wave next (or for after the pause, released with the rest).
+        if wave is not None and run.failures > failures_before and (
+            run.failures + on_wire + len(wave.requests) > PAUSE_AFTER_FAILURES_IN_A_ROW
+        ):
+            # What was settled just now failed and this wave could pass the pause: its claims
+            # go back for a smaller wave (or the pause). Only then: a wave sized with the
+            # failures known goes out even if a share key split into more requests (changed
+            # keywords), or it would be taken and released again for ever.
             wave.scope.close()
             run.queue.extendleft(reversed(wave.claims))
             wave = None
