@@ -270,7 +270,7 @@ def _engine_read_connection(url: str) -> ReadConnection:
     try:
         dbapi_connection = engine.raw_connection()
     except SQLAlchemyError as error:
-        raise ReadError(_first_line(getattr(error, "orig", None) or error)) from error
+        raise ReadError(database_reason(error)) from error
     marks = {"qmark": "?", "format": "%s", "pyformat": "%s"}
     if engine.dialect.paramstyle not in marks:
         dbapi_connection.close()
@@ -278,6 +278,12 @@ def _engine_read_connection(url: str) -> ReadConnection:
                          f"{engine.dialect.driver} (parameter style "
                          f"{engine.dialect.paramstyle})")
     return ReadConnection(dbapi_connection, marks[engine.dialect.paramstyle], driver_errors)
+
+
+def database_reason(error: BaseException) -> str:
+    """What the database (or its driver) said, in one line: a SQLAlchemy error's own
+    message, without the statement and parameters SQLAlchemy adds below it."""
+    return _first_line(getattr(error, "orig", None) or error)
 
 
 def _first_line(error: BaseException) -> str:

@@ -172,7 +172,7 @@ def _autofill_imported(settings: Settings, report: ImportReport, fetch: bool) ->
     so a database error here says so and exits 1."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from core.db import session_scope
+    from core.db import database_reason, session_scope
     from digest.clippings.store import enrich_clips
 
     try:
@@ -184,9 +184,8 @@ def _autofill_imported(settings: Settings, report: ImportReport, fetch: bool) ->
             return enrich_clips(session=session, settings=settings, clips=report.clips,
                                 fetch=fetch, progress=advance)
     except SQLAlchemyError as error:
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-        typer.echo(f"database error: {reason}; the {report.total} links are saved but not "
-                   "filled in: import the file again to fill them in", err=True)
+        typer.echo(f"database error: {database_reason(error)}; the {report.total} links are "
+                   "saved but not filled in: import the file again to fill them in", err=True)
         raise typer.Exit(1) from None
 
 

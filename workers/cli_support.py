@@ -60,8 +60,9 @@ def command_errors(func: F) -> F:
                 raise typer.Exit(1) from None
             database_error = _loaded_class("sqlalchemy.exc", "SQLAlchemyError")
             if database_error is not None and isinstance(error, database_error):
-                reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-                typer.echo(f"database error: {reason}", err=True)
+                from core.db import database_reason
+
+                typer.echo(f"database error: {database_reason(error)}", err=True)
                 raise typer.Exit(1) from None
             raise
 

@@ -18,7 +18,7 @@ from html.parser import HTMLParser
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
-from core.db import is_postgres
+from core.db import database_reason, is_postgres
 from digest.clippings.models import Clip
 from digest.clippings.store import add_clip, check_month
 
@@ -67,7 +67,7 @@ class ImportStopped(Exception):
 
     def __init__(self, report: ImportReport, error: SQLAlchemyError) -> None:
         self.report = report
-        self.reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        self.reason = database_reason(error)
         super().__init__(self.reason)
 
 
@@ -276,7 +276,7 @@ def _import_rows(
             raise  # locked past the busy timeout, connection gone: not this row, the import
         except SQLAlchemyError as error:
             savepoint.rollback()
-            reason = str(getattr(error, "orig", error)).splitlines()[0]
+            reason = database_reason(error)
             report.errors.append((row.line, f"database error: {reason[:200]}"))
             report.lost += 1
             continue
