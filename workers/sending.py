@@ -155,14 +155,13 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
         # waves it may not overlap are settled: what a crash repeats stays that small.
         wave = (_prepare(run, take_wave(run, requests=min(room, run.width))) if room > 0
                 else None)
-        waves = [*in_flight, *([wave] if wave else [])]
         failures_before = run.failures
         with ExitStack() as unlaunched:
             if wave is not None:  # an error before its launch releases its row locks
                 unlaunched.callback(wave.scope.close)
-            while in_flight and (wave is None or len(waves) > _waves_beside(run, waves)):
+            while in_flight and (wave is None or len(in_flight) >= _waves_beside(
+                    run, [*in_flight, wave])):
                 _settle(run, in_flight.popleft())
-                waves.pop(0)
             unlaunched.pop_all()
         on_wire = sum(len(waiting.requests) for waiting in in_flight)
         if wave is not None and run.failures > failures_before and (
