@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -91,6 +91,20 @@ def session_scope(url: str) -> Iterator[Session]:
 def is_postgres(session: Session) -> bool:
     """True when the session talks to PostgreSQL (enables SKIP LOCKED, COPY and friends)."""
     return session.get_bind().dialect.name == "postgresql"
+
+
+def one_of(session: Session, column: Any, values: Collection[int] | Collection[str]) -> Any:
+    """`column IN (...)`; on PostgreSQL `column = ANY(:array)`: one parameter instead of
+    thousands, which SQLAlchemy and psycopg would otherwise expand, parse and convert per
+    statement (a planner's chunk asks about 20,000 subscribers at once)."""
+    from sqlalchemy import Integer, String, any_, bindparam
+    from sqlalchemy.dialects.postgresql import ARRAY
+    from sqlmodel import col
+
+    if not is_postgres(session):
+        return col(column).in_(list(values))
+    kind = String if values and isinstance(next(iter(values)), str) else Integer
+    return col(column) == any_(bindparam(None, list(values), type_=ARRAY(kind)))
 
 
 def is_postgres_url(url: str) -> bool:

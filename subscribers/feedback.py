@@ -9,6 +9,7 @@ from enum import StrEnum
 from sqlalchemy import Column, ForeignKey, Integer, String
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from core.db import one_of
 from digest.feedback import Rating
 from subscribers.models import utcnow
 from subscribers.saved import saved_ids
@@ -72,7 +73,7 @@ def ratings_for(
         return found
     query = (
         select(FeedbackVote)
-        .where(col(FeedbackVote.subscriber_id).in_(list(subscriber_ids)))
+        .where(one_of(session, FeedbackVote.subscriber_id, subscriber_ids))
         .order_by(col(FeedbackVote.subscriber_id), col(FeedbackVote.created_at))
     )
     saved = saved_ids(session=session, subscriber_ids=list(subscriber_ids))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -20,24 +20,22 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     JSON,
     ColumnElement,
-    Integer,
-    String,
     Table,
+    Text,
     UniqueConstraint,
-    any_,
     bindparam,
+    cast,
     func,
     or_,
     text,
     update,
 )
 from sqlalchemy import select as core_select
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from core.db import is_postgres
+from core.db import is_postgres, one_of
 from subscribers.models import utcnow
 
 log = logging.getLogger("digest.ledger")
@@ -90,12 +88,16 @@ class PlannedDelivery:
     payload: dict[str, Any]
     paper_ids: tuple[str, ...] = ()
     share: str | None = None
+    # The payload as JSON text when the planner encoded it already (a digest's share key
+    # hashes it): PostgreSQL's COPY writes it as it is instead of encoding it again.
+    payload_json: str = ""
 
 
 def plan_deliveries(*, session: Session, planned: Sequence[PlannedDelivery]) -> int:
     """Write ledger rows in bulk; rows that already exist are left alone. Returns rows added."""
     now = utcnow()
     added = 0
+    copy = is_postgres(session)  # COPY takes JSON as text; SQLite's insert encodes it itself
     for start in range(0, len(planned), 1000):
         chunk = planned[start : start + 1000]
         keys = {(p.subscriber_id, p.kind, p.period) for p in chunk}
@@ -106,7 +108,7 @@ def plan_deliveries(*, session: Session, planned: Sequence[PlannedDelivery]) -> 
                 "kind": p.kind,
                 "period": p.period,
                 "status": DeliveryStatus.planned,
-                "payload": p.payload,
+                "payload": (p.payload_json or json.dumps(p.payload)) if copy else p.payload,
                 "share": p.share,
                 "picks": list(p.paper_ids) if p.paper_ids else None,
                 "attempts": 0,
@@ -147,7 +149,7 @@ _DELIVERY_COLUMNS = (
     "subscriber_id", "kind", "period", "status", "payload", "share", "picks", "attempts",
     "next_attempt_at", "created_at",
 )
-_JSON_COLUMNS = ("payload", "picks")  # fmt: skip
+_JSON_COLUMNS = ("picks",)  # the payload comes encoded (plan_deliveries)
 
 
 def _copy_returning_keys(
@@ -185,7 +187,7 @@ def _copy_returning_keys(
 def _existing_keys(session: Session, keys: set[tuple[int, str, str]]) -> set[tuple[int, str, str]]:
     subscriber_ids = {key[0] for key in keys}
     query = select(Delivery.subscriber_id, Delivery.kind, Delivery.period).where(
-        col(Delivery.subscriber_id).in_(subscriber_ids)
+        one_of(session, Delivery.subscriber_id, subscriber_ids)
     )
     return {(sid, kind, period) for sid, kind, period in session.exec(query)} & keys
 
@@ -200,7 +202,7 @@ def planned_subscriber_ids(
     found: set[int] = set()
     for start in range(0, len(among), 5000):
         chunk = among[start : start + 5000]
-        found.update(session.exec(query.where(col(Delivery.subscriber_id).in_(chunk))))
+        found.update(session.exec(query.where(one_of(session, Delivery.subscriber_id, chunk))))
     return found
 
 
@@ -354,25 +356,22 @@ def _take(session: Session, due: SelectOfScalar[Any], lease_until: datetime) -> 
                   for did, attempt, share in session.execute(statement))
 
 
-def one_of(session: Session, column: Any, values: Collection[int] | Collection[str]) -> Any:
-    """`column IN (...)`; on PostgreSQL `column = ANY(:array)`: one parameter instead of a
-    thousand, which SQLAlchemy and psycopg would otherwise expand and convert per statement."""
-    if not is_postgres(session):
-        return col(column).in_(list(values))
-    kind = String if values and isinstance(next(iter(values)), str) else Integer
-    return col(column) == any_(bindparam(None, list(values), type_=ARRAY(kind)))
-
-
 class HeldRow(NamedTuple):
-    """A claimed row still ours, as `hold_claimed` reads it (no ORM object)."""
+    """A claimed row still ours, as `hold_claimed` reads it (no ORM object). The payload
+    comes as the database's JSON text and is decoded where it is read: rows that share a
+    render need theirs decoded once, and rows whose render a sender remembers, never."""
 
     id: int
     subscriber_id: int
     kind: str
     attempts: int
-    payload: dict[str, Any]
+    payload_text: str
     share: str | None
     created_at: datetime
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return json.loads(self.payload_text) if self.payload_text else {}
 
 
 def hold_claimed(*, session: Session, claims: Sequence[Claim]) -> list[HeldRow]:
@@ -386,7 +385,7 @@ def hold_claimed(*, session: Session, claims: Sequence[Claim]) -> list[HeldRow]:
     query = (
         core_select(  # seven columns: more than sqlmodel's typed select takes
             col(Delivery.id), col(Delivery.subscriber_id), col(Delivery.kind),
-            col(Delivery.attempts), col(Delivery.payload), col(Delivery.share),
+            col(Delivery.attempts), cast(col(Delivery.payload), Text), col(Delivery.share),
             col(Delivery.created_at),
         )
         .where(one_of(session, Delivery.id, attempts),
@@ -396,7 +395,7 @@ def hold_claimed(*, session: Session, claims: Sequence[Claim]) -> list[HeldRow]:
     if is_postgres(session):
         query = query.with_for_update()
     return [
-        HeldRow(did, sid, kind, attempt, payload or {}, share, created)
+        HeldRow(did, sid, kind, attempt, payload or "", share, created)
         for did, sid, kind, attempt, payload, share, created in session.execute(query)
         if attempts.get(did) == attempt
     ]

@@ -7,8 +7,8 @@ import hmac
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON, ColumnElement, and_, or_
+from sqlmodel import Field, SQLModel, col
 
 
 def utcnow() -> datetime:
@@ -87,12 +87,23 @@ class Subscriber(SubscriberBase, table=True):
         return self.paused_until is None or self.paused_until <= today
 
     def receives_mail(self, today: date) -> bool:
-        """Gets the keyword digest on that day: active, not paused, and on the digest list."""
+        """Gets the keyword digest on that day: active, not paused, and on the digest list
+        (`receives_mail_where` says the same in SQL)."""
         return self.digest and self.gets_mail(today)
 
     def lists(self) -> list[str]:
         """The lists this subscriber asked for, as the consent trail names them."""
         return consent_lists(digest=self.digest, monthly=self.monthly)
+
+
+def receives_mail_where(today: date) -> ColumnElement[bool]:
+    """`Subscriber.receives_mail(today)` as a WHERE clause, for reads that need no objects
+    (a sender's readers): the two are kept alike by a test."""
+    return and_(
+        col(Subscriber.digest).is_(True),
+        col(Subscriber.status) == Status.active,
+        or_(col(Subscriber.paused_until).is_(None), col(Subscriber.paused_until) <= today),
+    )
 
 
 class MailList(StrEnum):

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_
 from sqlmodel import Session, col, or_, select
 
+from core.db import one_of
 from core.settings import Settings
 from digest.clippings.issue import (
     IssueError,
@@ -29,7 +30,7 @@ from digest.clippings.models import IssueStatus, MonthlyIssue
 from emails.links import RecipientLinks
 from emails.message import Message
 from emails.monthly import monthly_template, render_monthly
-from subscribers.ledger import PlannedDelivery, one_of, plan_deliveries
+from subscribers.ledger import PlannedDelivery, plan_deliveries
 from subscribers.models import Status, Subscriber, Suppression, email_hash
 from subscribers.payloads import MONTHLY_KIND, MonthlyPayload
 

@@ -114,13 +114,13 @@ class DigestPayload:
         named = {i for m in self.matches for i in (m.arxiv_id, m.similar_to) if i}
         return named | {u.arxiv_id for u in self.updates}
 
-    def share_key(self, keywords: Sequence[str], data: dict[str, Any] | None = None) -> str:
+    def share_key(self, keywords: Sequence[str], encoded: str | None = None) -> str:
         """Equal for two rows exactly when their digests render alike: the same keywords (they
         order the sections), the same picks and the same saved-paper news (all in
-        `to_json`; pass `data` when it is made already). A hint for grouping sends, never
-        content."""
-        blob = json.dumps([list(keywords), data or self.to_json()], sort_keys=True,
-                          separators=(",", ":"))
+        `to_json`, whose key order is fixed; pass `encoded`, its JSON text, when it is made
+        already). A hint for grouping sends, never content."""
+        text = json.dumps(self.to_json()) if encoded is None else encoded
+        blob = f"{json.dumps(list(keywords))}\n{text}"
         return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
 
 

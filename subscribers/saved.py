@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import JSON, Column, ForeignKey, Integer, String, func
 from sqlmodel import Field, Session, SQLModel, col, delete, select
 
+from core.db import one_of
 from digest.daily import paper_links
 from digest.papers import Paper
 from subscribers.models import utcnow
@@ -99,7 +100,7 @@ def saved_ids(*, session: Session, subscriber_ids: list[int]) -> dict[int, list[
     found: dict[int, list[str]] = {}
     if not subscriber_ids:
         return found
-    query = (select(SavedPaper).where(col(SavedPaper.subscriber_id).in_(subscriber_ids))
+    query = (select(SavedPaper).where(one_of(session, SavedPaper.subscriber_id, subscriber_ids))
              .order_by(col(SavedPaper.subscriber_id), col(SavedPaper.created_at)))
     for row in session.exec(query):
         found.setdefault(row.subscriber_id, []).append(row.arxiv_id)

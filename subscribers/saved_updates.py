@@ -19,9 +19,10 @@ from datetime import date, datetime
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
+from core.db import one_of
 from digest.papers import Paper
 from emails.updates import UpdateView, update_view
-from subscribers.ledger import Delivery, one_of
+from subscribers.ledger import Delivery
 from subscribers.models import utcnow
 from subscribers.payloads import DigestPayload, PaperUpdate
 from subscribers.saved import SavedPaper, news_links

@@ -286,3 +286,27 @@ def test_a_wave_whose_share_key_split_into_more_requests_still_goes_out(
     assert done, "the sender did not finish: the wave was held back again and again"
     assert done[0].sent == width + 1
     assert fake_sendgrid.requests == width + 1
+
+
+def test_the_senders_rule_for_who_gets_the_digest_is_receives_mail(migrated: Settings) -> None:
+    """The sender reads its readers with `receives_mail_where` (SQL) while the planner asks
+    `Subscriber.receives_mail`: the two say the same of every kind of subscriber."""
+    from subscribers.models import receives_mail_where
+
+    today = datetime(2026, 1, 29, tzinfo=UTC).date()
+    with session_scope(migrated.sqlalchemy_url) as session:
+        for number, (status, paused, digest) in enumerate(
+            (status, paused, digest)
+            for status in Status
+            for paused in (None, today - timedelta(days=1), today, today + timedelta(days=1))
+            for digest in (True, False)
+        ):
+            session.add(Subscriber(email=f"s{number}@example.org", status=status,
+                                   paused_until=paused, digest=digest, keywords=["TTS"]))
+    with session_scope(migrated.sqlalchemy_url) as session:
+        everyone = list(session.exec(select(Subscriber)))
+        by_sql = set(session.exec(select(Subscriber.id).where(receives_mail_where(today))))
+    assert len(everyone) == 8 * len(Status)
+    assert by_sql == {s.id for s in everyone if s.receives_mail(today)}
+    assert by_sql  # some do, and some do not
+    assert len(by_sql) < len(everyone)

@@ -174,3 +174,37 @@ def test_a_public_url_that_would_break_links_is_refused_at_startup() -> None:
         with pytest.raises(ValidationError, match="DIGEST_PUBLIC_URL"):
             Settings(_env_file=None, public_url=bad)  # type: ignore[call-arg]
     assert Settings(_env_file=None, public_url="https://x.org/digest").public_url  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("kept", [2, 3])
+def test_renders_forgotten_between_waves_never_leave_a_digest_without_its_papers(
+    migrated: Settings, fake_sendgrid: FakeSendGrid, monkeypatch: pytest.MonkeyPatch, kept: int
+) -> None:
+    """A wave reads the payloads and papers of only the rows whose render it keeps; what it
+    keeps is forgotten at a wave's start, never inside one. Pairs of equal digests in claims
+    of three straddle waves, so the second of a pair finds its render kept (room for 3) or
+    forgotten just before its wave (room for 2): every reader gets the papers planned."""
+    from workers import compose
+
+    monkeypatch.setattr(compose, "MAX_RUN_RENDERS", kept)
+    settings = migrated.model_copy(update={"lookback_days": 30, "send_batch_size": 3})
+    topics = ["TTS", "speech codec", "voice conversion", "prosody", "speaker verification",
+              "audio captioning"]
+    _stock(settings, *[(f"reader{n}@example.org", [topics[n // 2]], "UTC", 7)
+                       for n in range(2 * len(topics))])
+    assert _plan_latest_day(settings) == 2 * len(topics)
+    with session_scope(settings.sqlalchemy_url) as session:
+        rows = list(session.exec(select(ledger.Delivery)))
+    assert len({row.share for row in rows}) == len(topics)
+    picks = {row.id: set(row.picks or ()) for row in rows}
+    clear_template_caches()
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    report = sending.send_due(settings=settings, transport=transport)
+    assert (report.sent, report.failed, report.retried) == (len(rows), 0, 0)
+    shown = {}
+    for accepted in fake_sendgrid.accepted:
+        html = accepted.body["content"][1]["value"]
+        for person in accepted.body["personalizations"]:
+            shown[int(person["custom_args"]["delivery_id"])] = set(
+                re.findall(r"arXiv:([\w.]+)", html))
+    assert shown == picks and all(picks.values())

@@ -10,17 +10,19 @@ rendered, are settled here and never reach the wire.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
+from core.db import one_of
 from core.settings import Settings
 from digest.clippings.models import IssueStatus, MonthlyIssue
 from digest.daily import compose_daily
@@ -35,7 +37,7 @@ from emails.transports.base import (
     address_problem,
 )
 from subscribers.ledger import Delivery, HeldRow
-from subscribers.models import Subscriber
+from subscribers.models import Subscriber, receives_mail_where
 from subscribers.monthly import MONTHLY_ONLY, issue_template, monthly_addresses
 from subscribers.outgoing import reader_links, render_account_delivery
 from subscribers.payloads import DIGEST_KINDS, MONTHLY_KIND, DigestPayload, MonthlyPayload
@@ -67,6 +69,23 @@ class RunCache:
 
     papers: dict[str, Paper] = field(default_factory=dict)
     renders: dict[tuple[str, str, tuple[str, ...]], Message] = field(default_factory=dict)
+
+    def trim(self) -> None:
+        """Forget before a wave, never during one: a wave reads the payloads and papers of
+        only the rows whose render is not remembered at its start."""
+        if len(self.papers) > MAX_RUN_PAPERS:
+            self.papers.clear()
+            self.renders.clear()  # they were made from the papers just forgotten
+        elif len(self.renders) >= MAX_RUN_RENDERS:
+            self.renders.clear()
+
+
+class DigestReader(NamedTuple):
+    """A reader who gets the keyword digest today, as a sender reads them (no ORM object)."""
+
+    id: int
+    email: str
+    keywords: tuple[str, ...]
 
 
 def tags(row: HeldRow) -> dict[str, str]:
@@ -100,14 +119,11 @@ def compose(
     digests = [r for r in rows if r.kind in DIGEST_KINDS]
     monthly = [r for r in rows if r.kind == MONTHLY_KIND]
     account = [r for r in rows if r.kind not in DIGEST_KINDS and r.kind != MONTHLY_KIND]
-    readers = _subscribers(session, [r.subscriber_id for r in digests + account])
     if digests:
-        payloads = {row.id: DigestPayload.from_json(row.payload) for row in digests}
-        _load_papers(session, payloads.values(), cache)
-        requests += _digest_requests(settings, digests, payloads, readers, cache, outcomes,
-                                     today)
+        requests += _digest_requests(settings, session, digests, cache, outcomes, today)
     if monthly:
         requests += _monthly_requests(settings, session, monthly, outcomes, today)
+    readers = _subscribers(session, [r.subscriber_id for r in account])
     for row in account:
         reader = readers.get(row.subscriber_id)
         render = partial(_account_request, settings, session, row, reader)
@@ -120,7 +136,7 @@ def render_row(settings: Settings, session: Session, delivery: Delivery) -> Mess
     """The email one ledger row stands for, as its reader gets it (links filled in); None
     when it no longer applies. For previews, tests and benchmarks; senders use `compose`."""
     row = HeldRow(delivery.id or 0, delivery.subscriber_id, delivery.kind, delivery.attempts,
-                  delivery.payload, delivery.share, delivery.created_at)
+                  json.dumps(delivery.payload), delivery.share, delivery.created_at)
     outcomes = Outcomes(settings.send_retry_seconds)
     requests = compose(settings=settings, session=session, rows=[row], cache=RunCache(),
                        outcomes=outcomes, batch_limit=1)
@@ -153,38 +169,72 @@ def _subscribers(session: Session, ids: Sequence[int]) -> dict[int, Subscriber]:
     return {s.id or 0: s for s in session.exec(query)}
 
 
+def _digest_readers(session: Session, ids: Sequence[int], today: date) -> dict[int, DigestReader]:
+    """Of these subscribers, those who get the keyword digest today: one core query (ORM
+    objects cost about four times as much, and a digest needs three columns)."""
+    if not ids:
+        return {}
+    query = select(Subscriber.id, Subscriber.email, Subscriber.keywords).where(
+        one_of(session, Subscriber.id, set(ids)), receives_mail_where(today)
+    )
+    return {sid or 0: DigestReader(sid or 0, email, tuple(keywords or ()))
+            for sid, email, keywords in session.exec(query)}
+
+
+def _render_key(row: HeldRow, reader: DigestReader) -> tuple[str, str, tuple[str, ...]] | None:
+    """Rows with one share key and keywords render alike (the key covers the payload)."""
+    return (row.kind, row.share, reader.keywords) if row.share else None
+
+
+def _payloads_to_render(
+    rows: Sequence[HeldRow], readers: dict[int, DigestReader], cache: RunCache
+) -> dict[int, DigestPayload]:
+    """The payloads of the rows whose render is not remembered: decoded once per share key
+    (equal keys carry equal payloads), and not at all for readers who no longer get it."""
+    decoded: dict[str, DigestPayload] = {}
+    found: dict[int, DigestPayload] = {}
+    for row in rows:
+        reader = readers.get(row.subscriber_id)
+        if reader is None or _render_key(row, reader) in cache.renders:
+            continue
+        memo = row.share or f"row {row.id}"
+        if memo not in decoded:
+            decoded[memo] = DigestPayload.from_json(row.payload)
+        found[row.id] = decoded[memo]
+    return found
+
+
 def _load_papers(session: Session, payloads: Iterable[DigestPayload], cache: RunCache) -> None:
     wanted = {i for payload in payloads for i in payload.paper_ids()}
     missing = wanted - cache.papers.keys()
-    if not missing:
-        return
-    if len(cache.papers) > MAX_RUN_PAPERS:
-        cache.papers.clear()
-        cache.renders.clear()  # they were made from the papers just forgotten
-    cache.papers.update(papers_by_id(session=session, ids=missing))
+    if missing:
+        cache.papers.update(papers_by_id(session=session, ids=missing))
 
 
 def _digest_requests(
     settings: Settings,
+    session: Session,
     rows: Sequence[HeldRow],
-    payloads: dict[int, DigestPayload],
-    readers: dict[int, Subscriber],
     cache: RunCache,
     outcomes: Outcomes,
     today: date,
 ) -> list[Request]:
     """Equal digests (same share key, same keywords) share one render and one request."""
+    cache.trim()
+    readers = _digest_readers(session, [r.subscriber_id for r in rows], today)
+    payloads = _payloads_to_render(rows, readers, cache)
+    _load_papers(session, payloads.values(), cache)
     groups: dict[int, Request] = {}
-    members: list[tuple[HeldRow, Subscriber, Request]] = []
+    members: list[tuple[HeldRow, DigestReader, Request]] = []
     for row in rows:
         reader = readers.get(row.subscriber_id)
-        render = partial(_digest_template, settings, row, payloads[row.id], reader, cache, today)
+        render = partial(_digest_template, settings, row, payloads.get(row.id), reader, cache)
         template = _guarded(outcomes, row, render)
         if template is None or reader is None:
             continue
         request = groups.setdefault(id(template), Request(template))
         members.append((row, reader, request))
-    links = reader_links(settings, [reader.id or 0 for _, reader, _ in members], feedback=True)
+    links = reader_links(settings, [reader.id for _, reader, _ in members], feedback=True)
     for (row, reader, request), own in zip(members, links, strict=True):
         _add(outcomes, request, row, reader.email, own)
     return [request for request in groups.values() if request.rows]
@@ -193,20 +243,21 @@ def _digest_requests(
 def _digest_template(
     settings: Settings,
     row: HeldRow,
-    payload: DigestPayload,
-    reader: Subscriber | None,
+    payload: DigestPayload | None,
+    reader: DigestReader | None,
     cache: RunCache,
-    today: date,
 ) -> Message | None:
     """The shared render of the digest a row stands for; None when it no longer applies."""
-    if reader is None or not reader.receives_mail(today):
+    if reader is None:  # left, paused, or off the digest list since planning
         return None
-    key = (row.kind, row.share, tuple(reader.keywords)) if row.share else None
+    key = _render_key(row, reader)
     if key is not None and key in cache.renders:
         return cache.renders[key]
-    digest = compose_daily(day=payload.day, keywords=reader.keywords, matches=payload.matches,
-                           papers=cache.papers, related=payload.related,
-                           weekly=row.kind == "weekly")
+    if payload is None:  # _payloads_to_render decodes every row whose render is not kept
+        raise RuntimeError(f"delivery {row.id}: its payload was not read for rendering")
+    digest = compose_daily(day=payload.day, keywords=reader.keywords,
+                           matches=payload.matches, papers=cache.papers,
+                           related=payload.related, weekly=row.kind == "weekly")
     if digest is None:
         return None
     template = shared_daily(
@@ -214,8 +265,6 @@ def _digest_template(
         updates=update_views(payload.updates, cache.papers),
     )
     if key is not None:
-        if len(cache.renders) >= MAX_RUN_RENDERS:
-            cache.renders.clear()
         cache.renders[key] = template
     return template
 

@@ -8,6 +8,7 @@ under the kind "feed" and recorded at once for their personal feed: nothing is m
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from core.db import session_scope
+from core.db import one_of, session_scope
 from core.settings import Settings
 from digest.analysis import Lexicon
 from digest.blend import rank_for_each_reader
@@ -28,7 +29,7 @@ from digest.suggestions import THIN_WEEK, related_keywords
 from digest.trending import trending_on
 from subscribers import ledger
 from subscribers.feedback import ratings_for
-from subscribers.ledger import Delivery, DeliveryStatus, one_of
+from subscribers.ledger import Delivery, DeliveryStatus
 from subscribers.models import Frequency, Status, Subscriber, utcnow
 from subscribers.payloads import FEED_KIND, DigestPayload
 from subscribers.saved_updates import MAX_UPDATES, News, find_news, record_told
@@ -280,10 +281,11 @@ def _digests(
                                 related=related.get(sid, ()),
                                 updates=tuple(news.updates.get(sid, ())[:MAX_UPDATES]))
         data = payload.to_json()
+        encoded = json.dumps(data)  # once, for the share key and the row
         planned.append(ledger.PlannedDelivery(
             subscriber_id=sid, kind=slot.kind, period=slot.period,
-            payload=data, paper_ids=tuple(m.arxiv_id for m in matches),
-            share=None if feed else payload.share_key(subscriber.keywords, data),
+            payload=data, payload_json=encoded, paper_ids=tuple(m.arxiv_id for m in matches),
+            share=None if feed else payload.share_key(subscriber.keywords, encoded),
         ))  # fmt: skip
     return planned
 
