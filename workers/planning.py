@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
+from core.batch_gc import fewer_collections
 from core.db import one_of, session_scope
 from core.settings import Settings
 from digest.analysis import Lexicon
@@ -89,6 +90,7 @@ def due_slot(subscriber: Subscriber, now: datetime, lookback_days: int) -> Slot 
     return Slot("weekly", f"{year}-W{week:02d}", local.date(), 7)
 
 
+@fewer_collections()
 def plan_daily(
     *,
     settings: Settings,
@@ -144,6 +146,7 @@ def due_daily_chunk(session: Session, *, after: int, limit: int) -> list[Subscri
     return list(session.exec(query))
 
 
+@fewer_collections()
 def plan_due(*, settings: Settings, now: datetime) -> PlanReport:
     """Beat's path: plan every subscriber whose local send hour has come, grouped by period."""
     report = PlanReport()

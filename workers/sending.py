@@ -28,6 +28,7 @@ from datetime import timedelta
 
 from sqlmodel import Session
 
+from core.batch_gc import fewer_collections
 from core.db import is_postgres_url, session_scope
 from core.settings import Settings
 from emails.transports.base import (
@@ -97,6 +98,7 @@ class Run:
         return self.settings.send_concurrency if self.transport.thread_safe else 1
 
 
+@fewer_collections()
 def send_due(
     *,
     settings: Settings,

@@ -11,6 +11,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from celery.signals import worker_process_init, worker_ready
+
+from core.batch_gc import freeze_long_lived
 from core.settings import get_settings
 from emails.transports import Transport, make_transport
 from workers import jobs, planning, sending
@@ -23,6 +26,13 @@ SENDERS_PER_PLAN = 4
 # A send task stops claiming after this long and queues its successor, so a worker asked to
 # stop (deploys, compose's 60 s grace period) never has to kill a long drain mid-way.
 SEND_RUN_SECONDS = 30.0
+
+
+@worker_process_init.connect  # each pool process of a prefork worker, after the fork
+@worker_ready.connect  # the worker's own process (the solo and threads pools run tasks there)
+def _freeze_startup_heap(**_: Any) -> None:
+    """What a worker loaded to start lives to its end: out of the collector's walks."""
+    freeze_long_lived()
 
 
 @functools.cache
