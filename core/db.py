@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
+from core.errors import first_line
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
     from sqlmodel import Session
@@ -204,7 +206,7 @@ class ReadConnection:
             finally:
                 cursor.close()
         except self.errors as error:
-            raise ReadError(_first_line(error)) from error
+            raise ReadError(first_line(error)) from error
 
 
 @contextmanager
@@ -254,7 +256,7 @@ def _sqlite_read_connection(url: DatabaseURL) -> ReadConnection | None:
             dbapi_connection.close()
             raise
     except sqlite3.Error as error:
-        raise ReadError(_first_line(error)) from error
+        raise ReadError(first_line(error)) from error
     return ReadConnection(dbapi_connection, "?", (sqlite3.Error,))
 
 
@@ -271,7 +273,7 @@ def _psycopg_read_connection(url: DatabaseURL) -> ReadConnection | None:
     try:
         dbapi_connection = psycopg.connect(**arguments) if arguments else psycopg.connect("")
     except psycopg.Error as error:
-        raise ReadError(_first_line(error)) from error
+        raise ReadError(first_line(error)) from error
     return ReadConnection(dbapi_connection, "%s", (psycopg.Error,))
 
 
@@ -297,8 +299,4 @@ def _engine_read_connection(url: str) -> ReadConnection:
 def database_reason(error: BaseException) -> str:
     """What the database (or its driver) said, in one line: a SQLAlchemy error's own
     message, without the statement and parameters SQLAlchemy adds below it."""
-    return _first_line(getattr(error, "orig", None) or error)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return first_line(getattr(error, "orig", None) or error)

@@ -16,6 +16,7 @@ import arxiv
 import requests
 from sqlmodel import Session
 
+from core.errors import first_line
 from digest.clippings.models import AutofillState, Clip, ClipKind
 from digest.clippings.summary import draft_summary
 from digest.clippings.titles import guessed_title, title_from_url
@@ -79,7 +80,7 @@ def fetch_arxiv_papers(
             host = urlsplit(api_url).netloc or api_url
             raise FetchError(f"arXiv API: cannot connect to {host}") from None
         except requests.RequestException as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            reason = first_line(error)
             raise FetchError(f"arXiv API: {reason[:200]}") from None
         except ValueError as error:
             raise FetchError(f"arXiv API: unreadable answer ({error})") from None

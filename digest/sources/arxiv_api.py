@@ -10,6 +10,7 @@ from typing import Any
 import arxiv
 import requests
 
+from core.errors import first_line
 from digest.papers import PaperIn, split_arxiv_id
 from digest.sources.arxiv_feed import FeedError, parse_feed
 from digest.sources.fetch import MAX_DOCUMENT_BYTES, TOTAL_TIMEOUTS, FetchError, read_capped
@@ -112,7 +113,7 @@ def _results(client: ApiClient, search: arxiv.Search, where: str) -> Iterator[ar
         except requests.Timeout:
             raise FetchError(f"{where}: timed out after {client.session.timeout:g} s") from None
         except requests.RequestException as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            reason = first_line(error)
             raise FetchError(f"{where}: {reason}") from None
         except ValueError as error:  # an unparseable date inside an entry
             raise FetchError(f"{where}: unreadable entry ({error})") from None

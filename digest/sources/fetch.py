@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from core.errors import first_line
+
 USER_AGENT = "paper-digest/0.1"
 # The largest honest documents: a busy category's daily RSS listing or a 2,000-entry API page
 # is a few MB; the trending list is a few hundred KB.
@@ -90,7 +92,7 @@ def read_document(path_or_url: str, *, timeout: float,
     except httpx.InvalidURL as error:
         raise FetchError(f"{path_or_url}: invalid URL ({error})") from None
     except httpx.HTTPError as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise FetchError(f"{path_or_url}: {reason}") from None
 
 

@@ -9,6 +9,7 @@ from http import HTTPStatus
 
 import httpx
 
+from core.errors import first_line
 from digest.sources.fetch import TOTAL_TIMEOUTS, USER_AGENT, FetchError, read_capped
 
 MAX_BYTES = 512 * 1024  # the <head> is near the top; a huge page is not read to the end
@@ -113,7 +114,7 @@ def fetch_page(
     except httpx.TooManyRedirects:
         raise FetchError("too many redirects") from None
     except httpx.HTTPError as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise FetchError(reason) from None
     try:
         markup = bytes(body).decode(encoding, errors="replace")
