@@ -12,6 +12,7 @@ once, and cycles are still found, only less often.
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,18 +24,33 @@ BATCH_YOUNG_COLLECTION_EVERY = 50_000
 def freeze_long_lived() -> None:
     """Leave everything alive now out of every later collection: for what a process keeps to
     its end (imported modules at a worker's start, the embedding model once loaded). Frozen
-    objects are still freed by reference counting when nothing uses them."""
+    objects are still freed by reference counting when nothing uses them; only a cycle among
+    them that dies later is never reclaimed (when the model loads mid-plan, that plan's
+    session, say): a one-off, bounded by what was alive at that moment."""
     gc.collect()
     gc.freeze()
+
+
+_batches = 0  # batches running in this process (a threads pool runs several at once)
+_saved: tuple[int, ...] = ()
+_lock = threading.Lock()
 
 
 @contextmanager
 def fewer_collections() -> Iterator[None]:
     """Collect young objects every BATCH_YOUNG_COLLECTION_EVERY allocations while the block
-    runs (one plan, one send run), then put the thresholds back as they were."""
-    before = gc.get_threshold()
-    gc.set_threshold(max(before[0], BATCH_YOUNG_COLLECTION_EVERY), *before[1:])
+    runs (one plan, one send run). The thresholds are process-wide: the first batch to start
+    raises them and the last to end puts them back, however the batches overlap."""
+    global _batches, _saved
+    with _lock:
+        if _batches == 0:
+            _saved = gc.get_threshold()
+            gc.set_threshold(max(_saved[0], BATCH_YOUNG_COLLECTION_EVERY), *_saved[1:])
+        _batches += 1
     try:
         yield
     finally:
-        gc.set_threshold(*before)
+        with _lock:
+            _batches -= 1
+            if _batches == 0:
+                gc.set_threshold(*_saved)

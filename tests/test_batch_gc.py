@@ -50,3 +50,35 @@ def test_what_is_frozen_is_left_out_of_collections_and_still_freed_by_reference_
         assert gone == [True]  # freed at once, frozen or not
     finally:
         gc.unfreeze()
+
+
+def test_overlapping_batches_in_threads_put_the_thresholds_back_only_when_the_last_ends() -> None:
+    """Senders in a threads pool overlap: the first to end must not lower the threshold
+    under the other, nor the last leave it raised."""
+    import threading
+
+    before = gc.get_threshold()
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, tuple[int, ...]] = {}
+
+    @fewer_collections()
+    def first() -> None:
+        first_in.set()
+        second_in.wait(5)
+
+    @fewer_collections()
+    def second() -> None:
+        second_in.set()
+        first_out.wait(5)
+        seen["second, after the first ended"] = gc.get_threshold()
+
+    one = threading.Thread(target=first)
+    two = threading.Thread(target=second)
+    one.start()
+    first_in.wait(5)
+    two.start()
+    one.join(5)
+    first_out.set()
+    two.join(5)
+    assert seen["second, after the first ended"][0] >= BATCH_YOUNG_COLLECTION_EVERY
+    assert gc.get_threshold() == before
