@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import gc
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from core.batch_gc import BATCH_YOUNG_COLLECTION_EVERY, fewer_collections, freeze_long_lived
+from core.settings import Settings
+from emails.message import Message
+from emails.transports.outbox import OutboxTransport
+from tests.support.delivery import plan_latest_day as _plan_latest_day
+from tests.support.delivery import stock as _stock
 from workers import planning, sending
 
 
@@ -27,10 +34,33 @@ def test_a_batch_collects_less_often_and_puts_the_thresholds_back_even_when_it_f
     assert seen == [(max(before[0], BATCH_YOUNG_COLLECTION_EVERY), *before[1:])] * 2
 
 
-def test_planning_and_sending_run_as_batches() -> None:
-    """The entry points wear the decorator (the wrapped function is kept by functools)."""
-    for entry in (planning.plan_daily, planning.plan_due, sending.send_due):
-        assert getattr(entry, "__wrapped__", None) is not None, entry
+def test_a_day_is_planned_and_sent_as_batches_and_the_thresholds_come_back(
+    migrated: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planning ranks and the sender hands over with the raised threshold; afterwards the
+    process collects as it did before."""
+    before = gc.get_threshold()
+    seen: dict[str, list[int]] = {"rank": [], "send": []}
+    rank = planning._rank
+
+    def watched_rank(*args: Any, **kwargs: Any) -> Any:
+        seen["rank"].append(gc.get_threshold()[0])
+        return rank(*args, **kwargs)
+
+    class WatchedOutbox(OutboxTransport):
+        def send(self, message: Message) -> str:
+            seen["send"].append(gc.get_threshold()[0])
+            return super().send(message)
+
+    monkeypatch.setattr(planning, "_rank", watched_rank)
+    settings = migrated.model_copy(update={"lookback_days": 30})
+    _stock(settings, ("ada@example.org", ["TTS"], "UTC", 7))
+    assert _plan_latest_day(settings) == 1
+    report = sending.send_due(settings=settings, transport=WatchedOutbox(tmp_path / "outbox"))
+    assert report.sent == 1
+    assert seen["rank"] and seen["send"]
+    assert min(seen["rank"] + seen["send"]) >= BATCH_YOUNG_COLLECTION_EVERY
+    assert gc.get_threshold() == before
 
 
 def test_what_is_frozen_is_left_out_of_collections_and_still_freed_by_reference_counts() -> None:
