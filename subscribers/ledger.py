@@ -371,7 +371,7 @@ class HeldRow(NamedTuple):
 
     @property
     def payload(self) -> dict[str, Any]:
-        return json.loads(self.payload_text) if self.payload_text else {}
+        return (json.loads(self.payload_text) if self.payload_text else None) or {}
 
 
 def hold_claimed(*, session: Session, claims: Sequence[Claim]) -> list[HeldRow]:
