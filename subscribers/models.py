@@ -81,7 +81,7 @@ class Subscriber(SubscriberBase, table=True):
     feed_generation: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
     def gets_mail(self, today: date) -> bool:
-        """Active and not paused on that day (any list)."""
+        """Active and not paused on that day (any list; `gets_mail_where` in SQL)."""
         if self.status != Status.active:
             return False
         return self.paused_until is None or self.paused_until <= today
@@ -96,14 +96,18 @@ class Subscriber(SubscriberBase, table=True):
         return consent_lists(digest=self.digest, monthly=self.monthly)
 
 
-def receives_mail_where(today: date) -> ColumnElement[bool]:
-    """`Subscriber.receives_mail(today)` as a WHERE clause, for reads that need no objects
-    (a sender's readers): the two are kept alike by a test."""
+def gets_mail_where(today: date) -> ColumnElement[bool]:
+    """`Subscriber.gets_mail(today)` as a WHERE clause, for reads that need no objects."""
     return and_(
-        col(Subscriber.digest).is_(True),
         col(Subscriber.status) == Status.active,
         or_(col(Subscriber.paused_until).is_(None), col(Subscriber.paused_until) <= today),
     )
+
+
+def receives_mail_where(today: date) -> ColumnElement[bool]:
+    """`Subscriber.receives_mail(today)` as a WHERE clause (a sender's readers): the two are
+    kept alike by a test."""
+    return and_(col(Subscriber.digest).is_(True), gets_mail_where(today))
 
 
 class MailList(StrEnum):

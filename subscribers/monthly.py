@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session, col, select
 
 from core.db import one_of
 from core.settings import Settings
@@ -31,7 +31,7 @@ from emails.links import RecipientLinks
 from emails.message import Message
 from emails.monthly import monthly_template, render_monthly
 from subscribers.ledger import PlannedDelivery, plan_deliveries
-from subscribers.models import Status, Subscriber, Suppression, email_hash
+from subscribers.models import Subscriber, Suppression, email_hash, gets_mail_where
 from subscribers.payloads import MONTHLY_KIND, MonthlyPayload
 
 KIND = MONTHLY_KIND
@@ -52,11 +52,7 @@ def suppressed_hashes(*, session: Session) -> set[str]:
 def _wants_monthly(today: date) -> ColumnElement[bool]:
     """Confirmed, not paused (the monthly list, whether or not they get the digest), opted
     in; the suppression list is checked beside it."""
-    return and_(
-        col(Subscriber.status) == Status.active,
-        col(Subscriber.monthly).is_(True),
-        or_(col(Subscriber.paused_until).is_(None), col(Subscriber.paused_until) <= today),
-    )
+    return and_(col(Subscriber.monthly).is_(True), gets_mail_where(today))
 
 
 def monthly_addresses(*, session: Session, ids: Collection[int], today: date) -> dict[int, str]:
