@@ -41,9 +41,10 @@ RETRY_SECONDS = 1.0  # the ledger's retry delays, shortened the same way
 
 
 def in_flight_rows(send_concurrency: int) -> int:
-    """Rows a sender may have on the wire or rendered: one wave on the wire and the next one
-    rendered (its subscribers already read), each of at most `send_concurrency` requests that
-    carry, with equal digests sharing requests, WAVE_RECIPIENTS_PER_REQUEST rows each."""
+    """Rows a sender may have handed over, accepted or not yet recorded: the two waves its
+    pool holds (workers/sending.py), each of at most `send_concurrency` requests that carry,
+    with equal digests sharing requests, WAVE_RECIPIENTS_PER_REQUEST rows each. The next wave,
+    rendered meanwhile, adds as many again that have not gone out."""
     return 2 * send_concurrency * WAVE_RECIPIENTS_PER_REQUEST
 
 
@@ -228,7 +229,7 @@ def test_sigkilled_worker_loses_nothing_and_duplicates_only_what_was_in_flight(
     # Accepted by the provider but never recorded: the only messages that may go out twice.
     in_flight = claimed & set(accepted_at_kill)
     assert claimed, "the kill should have left claimed rows behind"
-    # At most two waves per pool process were on the wire, accepted but not yet recorded.
+    # At most two waves per pool process (two processes) were accepted but not yet recorded.
     assert len(in_flight) <= 2 * IN_FLIGHT_PER_PROCESS
     assert state.statuses["planned"] > 0  # the kill came mid-run
 
@@ -405,8 +406,8 @@ def test_unsubscribe_while_a_batch_is_in_flight_stops_their_mail(
             elif status == "planned":
                 waiting.append((did, sid))
         # Claimed in a batch but not sent yet. Waves keep leaving while this runs, so take the
-        # tail of each batch, far from the waves on the wire or rendered next (that mail may
-        # legitimately go out before the unsubscribe commits).
+        # tail of each batch, far from the waves handed over or rendered next (1.5 x
+        # in_flight_rows: that mail may legitimately go out before the unsubscribe commits).
         head = 3 * in_flight_rows(2)
         chosen = [pair for batch in batches.values() if len(batch) > head for pair in batch[-5:]]
         chosen += waiting[:5]

@@ -6,13 +6,14 @@ even when the lease runs out), renders what they stand for (workers/compose.py: 
 render alike share one render and one request), puts its requests on the wire through the
 transport's one interface, and records every outcome in a few statements
 (workers/outcomes.py). The next wave is claimed, loaded and rendered while the current one
-is on the wire; it goes on the wire itself only once the wave before it is settled, unless
-every wave is one shared request on PostgreSQL (a monthly issue): then three may be.
+is on the wire. Where waves overlap (PostgreSQL, a transport that takes concurrent requests),
+two are handed to the pool at once, three if each is one shared request (a monthly issue);
+elsewhere a wave goes out only once the one before it is settled.
 
 A crash before a wave's commit leaves its rows claimed: after the lease they go out again,
-so a killed worker repeats at most the waves it had on the wire: one wave, or three shared
-requests. A row whose claim lapsed twice may be what kills its senders: it goes out alone,
-with nothing else in flight.
+so a killed worker repeats at most the waves it had handed over: two (2 x `send_concurrency`
+requests), three shared requests, or one where waves do not overlap. A row whose claim
+lapsed twice may be what kills its senders: it goes out alone, with nothing else in flight.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ PAUSE_AFTER_FAILURES_IN_A_ROW = 20
 PAUSE_FOR = timedelta(minutes=5)
 # A wave carries at most `send_concurrency` x this many rows (the pool puts
 # `send_concurrency` requests on the wire at a time): it bounds what a killed worker may
-# repeat (the wave on the wire). A wave that is one shared request (a monthly issue, a
+# repeat (the waves handed over). A wave that is one shared request (a monthly issue, a
 # popular digest) may fill it up to the transport's batch limit.
 WAVE_RECIPIENTS_PER_REQUEST = 8
 
@@ -185,11 +186,16 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
 
 
 def _waves_beside(run: Run, waves: Sequence[Wave]) -> int:
-    """How many waves may be on the wire at once: one, or, on PostgreSQL, three when every
-    wave is one shared request (a monthly issue: the provider's work on two 1,000-recipient
-    bodies overlaps ours on the next). A killed sender repeats at most these."""
+    """How many waves the pool may hold at once (see the module's text). Two, not one: the
+    pool's threads start the second wave's requests as the first's answers come in, so the
+    wire is not empty while a wave is settled and the next launched (a third of a run's time
+    at a round trip of tens of milliseconds). Three shared requests: the provider's work on
+    two 1,000-recipient bodies overlaps ours on the next. One until the run has had mail
+    accepted, and again after a failed request: no second wave into a refusal storm."""
+    if not run.overlaps or run.failures or not run.report.sent:
+        return 1
     shared = all(len(wave.requests) == 1 and len(wave.requests[0].rows) > 1 for wave in waves)
-    return 3 if shared and run.overlaps else 1
+    return 3 if shared else 2
 
 
 def _settle_all(run: Run, in_flight: deque[Wave]) -> None:
