@@ -45,6 +45,7 @@ from sqlalchemy import event, text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 from sqlmodel import col, select  # noqa: E402
 
+from bench.machine import MachineCpu  # noqa: E402
 from core.db import get_engine, session_scope  # noqa: E402
 from core.settings import Settings, get_settings  # noqa: E402
 from digest.papers import papers_since  # noqa: E402
@@ -179,6 +180,7 @@ def run_mode(mode: str, args: argparse.Namespace, template: str, workdir: Path) 
         assert worker.process is not None
         _, worker_cpu_before = group_usage(worker.process.pid)
         own_cpu_before = time.process_time()
+        machine_before = MachineCpu.now()
         trips_before = _trips["n"]
         started = time.perf_counter()
 
@@ -212,6 +214,7 @@ def run_mode(mode: str, args: argparse.Namespace, template: str, workdir: Path) 
         for role, mb in rss.items():
             peak[role] = max(peak.get(role, 0.0), mb)
         own_cpu = time.process_time() - own_cpu_before
+        machine = MachineCpu.now().since(machine_before)
         time.sleep(0.5)  # the workers' round-trip counters are written every 0.2 s
         send_trips = worker_trips(counts)
     finally:
@@ -236,6 +239,7 @@ def run_mode(mode: str, args: argparse.Namespace, template: str, workdir: Path) 
         send_round_trips_per_message=round(send_trips / planned, 3),
         worker_cpu_ms_per_message=round((worker_cpu - worker_cpu_before) * 1000 / planned, 2),
         planner_cpu_seconds=round(own_cpu, 2),
+        **machine,
         peak_rss_mb=peak,
         load_average_1m=round(os.getloadavg()[0], 2),
     )

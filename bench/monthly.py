@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import MachineCpu  # noqa: E402
 from bench.monthly_send import OnePerRequest, seeded  # noqa: E402
 from bench.provider import ProviderProcess  # noqa: E402
 from core.db import get_engine  # noqa: E402
@@ -46,11 +47,13 @@ def run(mode: str, recipients: int, delay: float) -> dict[str, object]:
             seed_s = time.perf_counter() - seeding
             with SendGridTransport(provider.api_key, provider.url) as transport:
                 started, cpu = time.perf_counter(), time.process_time()
+                machine_before = MachineCpu.now()
                 # The same sender either way; only what the transport can batch differs.
                 chosen = transport if mode == "batched" else OnePerRequest(transport)
                 report = sending.send_due(settings=settings, transport=chosen)
                 seconds = time.perf_counter() - started
                 cpu = time.process_time() - cpu  # the sender's own CPU; the provider runs apart
+                machine = MachineCpu.now().since(machine_before)
     finally:
         summary = provider.stop()
         get_engine(url).dispose()
@@ -58,7 +61,7 @@ def run(mode: str, recipients: int, delay: float) -> dict[str, object]:
     return {
         "bench": "monthly", "mode": mode, "recipients": recipients, "sent": report.sent,
         "seed_and_plan_seconds": round(seed_s, 2), "handover_seconds": round(seconds, 2),
-        "sender_cpu_seconds": round(cpu, 2),
+        "sender_cpu_seconds": round(cpu, 2), **machine,
         "per_second": round(report.sent / seconds, 1), **summary,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "load_average_1m": round(os.getloadavg()[0], 2),

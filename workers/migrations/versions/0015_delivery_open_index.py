@@ -1,0 +1,33 @@
+"""delivery: a partial index of the rows still to send, by id
+
+A sender claims the oldest due rows (`ORDER BY id LIMIT n ... FOR UPDATE SKIP LOCKED`).
+PostgreSQL read them off the primary key and filtered out every row already sent on the way,
+so each claim walked the whole history before the first open row: 10,000 sent rows ahead
+cost a claim about 7-14 ms instead of 0.2 ms, and a day's send run got slower claim by
+claim. This index holds only planned and claimed rows, in id order.
+
+Revision ID: 0015
+Revises: 0014
+Create Date: 2026-12-02 00:00:00.000000
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision: str = '0015'
+down_revision: str | None = '0014'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+OPEN = sa.text("status IN ('planned', 'sending')")
+
+
+def upgrade() -> None:
+    op.create_index('ix_delivery_open', 'delivery', ['id'], unique=False,
+                    postgresql_where=OPEN, sqlite_where=OPEN)
+
+
+def downgrade() -> None:
+    op.drop_index('ix_delivery_open', table_name='delivery')
