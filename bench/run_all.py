@@ -34,6 +34,8 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     # SQLite-sized bench (its baseline keeps every body in memory: keep it small).
     "monthly": (["--recipients", "10000"], ["--recipients", "100000"]),
     "monthly_send": (["--subscribers", "2000"], ["--subscribers", "5000"]),
+    # Claiming a day's digests beside a sent history, with and without the open-rows index.
+    "claims": (["--history", "100000", "--open", "10000"], []),
     "clips": (["--clips", "300", "--pages", "40"], ["--clips", "300", "--pages", "40"]),
     "admin": (["--subscribers", "5000"], ["--subscribers", "5000"]),
 }  # fmt: skip

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+from sqlalchemy import text
 from sqlmodel import select
 
 from core.db import session_scope
 from core.settings import Settings
 from subscribers import ledger
-from subscribers.models import SubscriberCreate
+from subscribers.models import Subscriber, SubscriberCreate
 from subscribers.service import add_subscriber
+from tests.support.celery_stack import add_subscribers
 
 
 def _subscriber(settings: Settings, email: str = "ada@example.org") -> int:
@@ -133,3 +136,22 @@ def test_upgrading_keeps_each_digests_papers_and_share_key_and_downgrading_resto
     with session_scope(db_settings.sqlalchemy_url) as session:
         kept = session.execute(text("SELECT arxiv_id FROM sentpaper ORDER BY arxiv_id"))
         assert [paper for (paper,) in kept] == ["2601.00001", "2601.00002"]
+
+
+@pytest.mark.parametrize("db_settings", ["postgres"], indirect=True)  # statistics are PostgreSQL's
+def test_a_large_plan_renews_the_ledgers_statistics_on_postgresql(migrated: Settings) -> None:
+    """PostgreSQL plans each claim from the table's statistics; taken before a day was planned,
+    they say nothing is open, and every claim then reads and sorts every open row. A plan of
+    ANALYZE_AFTER_ROWS rows or more renews them (bench/deliver.py measures the effect)."""
+    count = ledger.ANALYZE_AFTER_ROWS
+    add_subscribers(migrated, count)
+    with session_scope(migrated.sqlalchemy_url) as session:
+        ids = list(session.exec(select(Subscriber.id)))
+        estimate = "SELECT reltuples FROM pg_class WHERE oid = 'delivery'::regclass"
+        assert session.execute(text(estimate)).scalar_one() < 1  # never analyzed: -1 (or 0)
+        planned = [ledger.PlannedDelivery(subscriber_id=sid or 0, kind="daily",
+                                          period="2026-01-29", payload={"day": "2026-01-29"})
+                   for sid in ids]
+        assert ledger.plan_deliveries(session=session, planned=planned) == count
+    with session_scope(migrated.sqlalchemy_url) as session:
+        assert session.execute(text(estimate)).scalar_one() == count
