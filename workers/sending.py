@@ -1,19 +1,17 @@
 """The one sender, for every kind of mail: claim due rows, render, hand over, record.
 
 A run claims due ledger rows under a lease and sends them in waves. A wave locks its rows
-(PostgreSQL, until its outcomes are committed, so no other sender can reclaim them mid-send
-even when the lease runs out), renders what they stand for (workers/compose.py: rows that
-render alike share one render and one request), puts its requests on the wire through the
-transport's one interface, and records every outcome in a few statements
-(workers/outcomes.py). The next wave is claimed, loaded and rendered while the current one
-is on the wire. Where waves overlap (PostgreSQL, a transport that takes concurrent requests),
-two are handed to the pool at once, three if each is one shared request (a monthly issue);
-elsewhere a wave goes out only once the one before it is settled.
+(on PostgreSQL until its outcomes are committed: no sender reclaims them mid-send, even past
+the lease), renders them (workers/compose.py: rows that render alike share one render and
+one request), hands its requests to the transport and records every outcome in a few
+statements (workers/outcomes.py). The next wave is claimed and rendered while one is on the
+wire. Where waves overlap (PostgreSQL, a transport that takes concurrent requests) the pool
+holds two, or three shared requests (a monthly issue); elsewhere one at a time.
 
-A crash before a wave's commit leaves its rows claimed: after the lease they go out again,
-so a killed worker repeats at most the waves it had handed over: two (2 x `send_concurrency`
-requests), three shared requests, or one where waves do not overlap. A row whose claim
-lapsed twice may be what kills its senders: it goes out alone, with nothing else in flight.
+A crash before a wave's commit leaves its rows claimed, to go out again after the lease: a
+killed worker repeats at most the waves it had handed over (2 x `send_concurrency` requests,
+three shared requests, or one wave where waves do not overlap). A row whose claim lapsed
+twice may be what kills its senders: it goes out alone, with nothing else in flight.
 """
 
 from __future__ import annotations
@@ -52,10 +50,8 @@ log = logging.getLogger("digest.sending")
 # or a revoked key should not burn through every row's retry budget in one go.
 PAUSE_AFTER_FAILURES_IN_A_ROW = 20
 PAUSE_FOR = timedelta(minutes=5)
-# A wave carries at most `send_concurrency` x this many rows (the pool puts
-# `send_concurrency` requests on the wire at a time): it bounds what a killed worker may
-# repeat (the waves handed over). A wave that is one shared request (a monthly issue, a
-# popular digest) may fill it up to the transport's batch limit.
+# A wave carries at most `send_concurrency` x this many rows, which bounds what a killed
+# worker may repeat; a wave that is one shared request may fill it to the batch limit.
 WAVE_RECIPIENTS_PER_REQUEST = 8
 
 
@@ -186,12 +182,11 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
 
 
 def _waves_beside(run: Run, waves: Sequence[Wave]) -> int:
-    """How many waves the pool may hold at once (see the module's text). Two, not one: the
-    pool's threads start the second wave's requests as the first's answers come in, so the
-    wire is not empty while a wave is settled and the next launched (a third of a run's time
-    at a round trip of tens of milliseconds). Three shared requests: the provider's work on
-    two 1,000-recipient bodies overlaps ours on the next. One until the run has had mail
-    accepted, and again after a failed request: no second wave into a refusal storm."""
+    """How many waves the pool may hold at once. Two: the second wave's requests start as the
+    first's answers come in, so the wire is not empty while a wave is settled and the next
+    launched (a third of a run's time at round trips of tens of milliseconds). Three shared
+    requests: the provider's work on two 1,000-recipient bodies overlaps ours on the next.
+    One until mail was accepted, and after a failed request: no second wave into a storm."""
     if not run.overlaps or run.failures or not run.report.sent:
         return 1
     shared = all(len(wave.requests) == 1 and len(wave.requests[0].rows) > 1 for wave in waves)
@@ -302,9 +297,7 @@ def _settle(run: Run, wave: Wave | None) -> None:
         run.progress(sum(len(request.rows) for request in wave.requests))
 
 
-def _record(
-    run: Run, wave: Wave, request: Request, result: list[str] | BatchSendError
-) -> None:
+def _record(run: Run, wave: Wave, request: Request, result: list[str] | BatchSendError) -> None:
     """One request's outcome: its accepted rows, and what became of the rest."""
     if not isinstance(result, BatchSendError):
         wave.outcomes.accepted(request.rows, result[0] if result else "")
@@ -325,9 +318,8 @@ def _record(
 
 
 def _each_alone(run: Run, wave: Wave, request: Request) -> None:
-    """After a refused shared request: one request per recipient. The same refusal
-    PAUSE_AFTER_FAILURES_IN_A_ROW times in a row means the request, not an address, is at
-    fault: the rest share that outcome without being tried."""
+    """After a refused shared request, one request per recipient. PAUSE_AFTER_FAILURES_IN_A_ROW
+    refusals in a row blame the request, not an address: the rest share that outcome."""
     failures: list[SendError] = []  # in a row
     for position, (row, recipient) in enumerate(zip(request.rows, request.recipients,
                                                     strict=True)):
