@@ -1,28 +1,41 @@
-"""Client CPU per provider request: the SendGrid transport's urllib3 pool beside httpx's (what
-the transport used before) and a bare kept-alive http.client connection per thread (the floor).
+"""Client CPU per provider request: the SendGrid transport (libcurl through pycurl, bodies
+encoded by orjson) beside what it used before, urllib3's pool and httpx with the standard json
+module, and a bare kept-alive http.client connection per thread.
 
-    python bench/http_client.py [--requests 2000] [--threads 16] [--body-kb 40]
+    python bench/http_client.py [--requests 2000] [--threads 16] [--body-kb 40] [--delay-ms 30]
 
-A local HTTP/1.1 server in its own process reads each body and answers 202, so only the
-client's work is counted (this process's CPU seconds). Bodies are the size of a digest's
-SendGrid request; 16 threads share one client, as a send run's requests in flight do.
-Prints one JSON line per client, and the ratios to the transport's.
+Each client gets the same SendGrid body as a dict (a digest-sized render with quotes, line
+breaks and non-ASCII text, two recipients with their links) and encodes and POSTs it; 16
+threads share one client, as a send run's requests in flight do. A local HTTP/1.1 server in
+its own process reads each body and answers 202 after --delay-ms (the provider's round trip:
+with threads waiting on the wire, waking them costs CPU too), so only the client's work is
+counted (this process's CPU seconds). Prints one JSON line per client, and the ratios to the
+transport's.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client  # noqa: E402
+import http.client
 import json
 import multiprocessing
-import threading  # noqa: E402
+import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
-import httpx  # noqa: E402
-import urllib3  # noqa: E402
+import httpx
+import urllib3
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from emails.message import Message  # noqa: E402
+from emails.transports.base import Recipient  # noqa: E402
+from emails.transports.sendgrid import SendGridTransport, mail_body  # noqa: E402
 
 PATH = "/v3/mail/send"
 HEADERS = {"Authorization": "Bearer SG.bench", "Content-Type": "application/json"}
@@ -34,9 +47,11 @@ class Server(ThreadingHTTPServer):
 
 class Accepts(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    delay = 0.0
 
     def do_POST(self) -> None:  # noqa: N802
         self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(self.delay)
         self.send_response(202)
         self.send_header("X-Message-Id", "bench")
         self.send_header("Content-Length", "0")
@@ -46,10 +61,24 @@ class Accepts(BaseHTTPRequestHandler):
         pass
 
 
-def serve(port: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def serve(port: multiprocessing.Queue, delay: float) -> None:  # type: ignore[type-arg]
+    Accepts.delay = delay
     server = Server(("127.0.0.1", 0), Accepts)
     port.put(server.server_address[1])
     server.serve_forever()
+
+
+def digest_body(kb: int) -> dict[str, Any]:
+    """A SendGrid body the size of a digest's request, as the transport builds it."""
+    line = '<td style="padding:0 8px">Über — a paper’s title, "quoted"</td>\n'
+    html = line * (kb * 1024 // len(line.encode()))
+    template = Message(to="", subject="Paper Digest · 3 Dec", html=html,
+                       text=html[: len(html) // 4], sender="Paper Digest <digest@example.org>",
+                       headers={"List-Unsubscribe": "<-unsubscribe_url->"}, categories=("daily",))
+    link = "https://digest.test/u/" + "t" * 80
+    readers = [Recipient(email=f"reader{i}@example.org", tags={"delivery_id": str(i)},
+                         substitutions={"-unsubscribe_url-": f"{link}{i}"}) for i in range(2)]
+    return mail_body(template, readers)
 
 
 def measure(name: str, post: Callable[[], None], requests: int, threads: int) -> float:
@@ -66,31 +95,41 @@ def measure(name: str, post: Callable[[], None], requests: int, threads: int) ->
     return per_request
 
 
+def encoded(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--body-kb", type=int, default=40)
+    parser.add_argument("--delay-ms", type=float, default=30.0)
     args = parser.parse_args()
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
-    server = multiprocessing.Process(target=serve, args=(queue,), daemon=True)
+    server = multiprocessing.Process(target=serve, args=(queue, args.delay_ms / 1000),
+                                     daemon=True)
     server.start()
     base = f"http://127.0.0.1:{queue.get(timeout=10)}"
-    body = json.dumps({"content": "x" * (args.body_kb * 1024)}).encode()
+    body = digest_body(args.body_kb)
 
-    # What SendGridTransport makes (emails/transports/sendgrid.py).
-    transport_pool = urllib3.connection_from_url(base, maxsize=32, block=False,
-                                                 timeout=urllib3.Timeout(10), retries=False)
+    transport = SendGridTransport("SG.bench", base)
+
+    def with_transport() -> None:
+        assert transport._post(body, recipients=2) == "bench"  # noqa: SLF001  # the POST alone
+
+    pool = urllib3.connection_from_url(base, maxsize=32, block=False,
+                                       timeout=urllib3.Timeout(10), retries=False)
 
     def with_urllib3() -> None:
-        reply = transport_pool.urlopen("POST", PATH, body=body, headers=HEADERS, redirect=False)
+        reply = pool.urlopen("POST", PATH, body=encoded(body), headers=HEADERS, redirect=False)
         assert reply.status == 202
 
     client = httpx.Client(timeout=10, limits=httpx.Limits(max_connections=32,
                                                           max_keepalive_connections=32))
 
     def with_httpx() -> None:
-        assert client.post(base + PATH, content=body, headers=HEADERS).status_code == 202
+        assert client.post(base + PATH, content=encoded(body), headers=HEADERS).status_code == 202
 
     local = threading.local()
     host, port = base.removeprefix("http://").split(":")
@@ -98,19 +137,22 @@ def main() -> None:
     def bare() -> None:
         if not hasattr(local, "connection"):
             local.connection = http.client.HTTPConnection(host, int(port), timeout=10)
-        local.connection.request("POST", PATH, body=body, headers=HEADERS)
+        local.connection.request("POST", PATH, body=encoded(body), headers=HEADERS)
         reply = local.connection.getresponse()
         reply.read()
         assert reply.status == 202
 
     figures = {
-        "urllib3": measure("urllib3 (the transport)", with_urllib3, args.requests, args.threads),
-        "httpx": measure("httpx (before)", with_httpx, args.requests, args.threads),
-        "http.client": measure("http.client per thread (floor)", bare, args.requests,
+        "transport": measure("pycurl + orjson (the transport)", with_transport, args.requests,
+                             args.threads),
+        "urllib3": measure("urllib3 + json (before)", with_urllib3, args.requests, args.threads),
+        "httpx": measure("httpx + json (before that)", with_httpx, args.requests, args.threads),
+        "http.client": measure("http.client per thread + json", bare, args.requests,
                                args.threads),
     }
     print(json.dumps({"bench": "http_client", "cpu_ratio_to_transport": {
-        name: round(value / figures["urllib3"], 2) for name, value in figures.items()}}))
+        name: round(value / figures["transport"], 2) for name, value in figures.items()}}))
+    transport.close()
     server.terminate()
 
 

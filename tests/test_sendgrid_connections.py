@@ -1,18 +1,22 @@
-"""The SendGrid transport's connections against a real server: one that closes idle
-connections without saying so, as providers' load balancers do, and one that stands in for an
-egress proxy named by HTTP_PROXY."""
+"""The SendGrid transport's connections against real servers: one that closes idle
+connections without saying so, as providers' load balancers do, one that stands in for an
+egress proxy named by HTTP_PROXY, and one that speaks HTTPS."""
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from emails.message import Message
 from emails.transports.base import TransientSendError
 from emails.transports.sendgrid import SendGridTransport
+from tests.support.tls import self_signed
 
 RESPONSE = (b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nX-Message-Id: m1\r\n"
             b"Connection: keep-alive\r\n\r\nok")
@@ -104,3 +108,49 @@ def test_the_proxy_named_by_http_proxy_carries_the_requests(
     ):                                                          # does not exist
         transport.send(message())
     assert server.requests == 1
+
+
+class AcceptsOverTLS(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(202)
+        self.send_header("X-Message-Id", "tls-1")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def https_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTPS API on 127.0.0.1 with a certificate no system store trusts; its URL and the
+    certificate (its own authority)."""
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AcceptsOverTLS)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", cert
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_is_verified_against_the_authorities_python_trusts(
+    https_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API's certificate is checked: refused while its authority is unknown, accepted once
+    SSL_CERT_FILE names it (as Python's ssl reads it)."""
+    url, cert = https_server
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with (
+        SendGridTransport("SG.key", url, timeout=5) as transport,
+        pytest.raises(TransientSendError, match="unreachable.*certificate"),
+    ):
+        transport.send(message())
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    with SendGridTransport("SG.key", url, timeout=5) as transport:
+        assert transport.send(message()) == "tls-1"
