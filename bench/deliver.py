@@ -147,6 +147,7 @@ def group_usage(pgid: int) -> tuple[dict[str, float], float]:
 
 def run_mode(mode: str, args: argparse.Namespace, template: str, workdir: Path) -> None:
     """One measured run on a fresh copy of the seeded database."""
+    from bench.hand_over import hand_over_floor
     from bench.provider import ProviderProcess
     from workers.planning import plan_daily
 
@@ -217,6 +218,8 @@ def run_mode(mode: str, args: argparse.Namespace, template: str, workdir: Path) 
         machine = MachineCpu.now().since(machine_before)
         time.sleep(0.5)  # the workers' round-trip counters are written every 0.2 s
         send_trips = worker_trips(counts)
+        # The part of the worker's CPU per message that is the bare hand-over (bench/hand_over.py).
+        floor = hand_over_floor(settings, delay=args.delay_ms / 1000) if mode == "ledger" else {}
     finally:
         worker.stop()
         client.close()
@@ -238,6 +241,7 @@ def run_mode(mode: str, args: argparse.Namespace, template: str, workdir: Path) 
         plan_round_trips_per_message=round(plan_trips / planned, 3),
         send_round_trips_per_message=round(send_trips / planned, 3),
         worker_cpu_ms_per_message=round((worker_cpu - worker_cpu_before) * 1000 / planned, 2),
+        **floor,
         planner_cpu_seconds=round(own_cpu, 2),
         **machine,
         peak_rss_mb=peak,
