@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import (
     JSON,
     ColumnElement,
@@ -392,7 +393,7 @@ class HeldRow(NamedTuple):
 
     @property
     def payload(self) -> dict[str, Any]:
-        return (json.loads(self.payload_text) if self.payload_text else None) or {}
+        return (orjson.loads(self.payload_text) if self.payload_text else None) or {}
 
 
 def hold_claimed(*, session: Session, claims: Sequence[Claim]) -> list[HeldRow]:

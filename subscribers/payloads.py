@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import orjson
+
 from digest.ranking import Match
 
 DIGEST_KINDS = ("daily", "weekly")
@@ -119,7 +121,7 @@ class DigestPayload:
         order the sections), the same picks and the same saved-paper news (all in
         `to_json`, whose key order is fixed; pass `encoded`, its JSON text, when it is made
         already). A hint for grouping sends, never content."""
-        text = json.dumps(self.to_json()) if encoded is None else encoded
+        text = orjson.dumps(self.to_json()).decode() if encoded is None else encoded
         blob = f"{json.dumps(list(keywords))}\n{text}"
         return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
 

@@ -8,13 +8,13 @@ under the kind "feed" and recorded at once for their personal feed: nothing is m
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import orjson
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
@@ -284,7 +284,7 @@ def _digests(
                                 related=related.get(sid, ()),
                                 updates=tuple(news.updates.get(sid, ())[:MAX_UPDATES]))
         data = payload.to_json()
-        encoded = json.dumps(data)  # once, for the share key and the row
+        encoded = orjson.dumps(data).decode()  # once, for the share key and the row
         planned.append(ledger.PlannedDelivery(
             subscriber_id=sid, kind=slot.kind, period=slot.period,
             payload=data, payload_json=encoded, paper_ids=tuple(m.arxiv_id for m in matches),
