@@ -29,7 +29,7 @@ PICK_KINDS = (*DIGEST_KINDS, FEED_KIND)  # the rows whose picks the personal fee
 def _match_json(match: Match) -> dict[str, object]:
     found: dict[str, object] = {
         "arxiv_id": match.arxiv_id,
-        "score": round(match.score, 4),
+        "score": round(float(match.score), 4),  # a numpy float would stop orjson
         "matched": list(match.matched),
     }
     if match.upvotes:

@@ -86,6 +86,69 @@ def test_a_refused_connection_is_transient_and_unreachable() -> None:
         transport.send(message())
 
 
+class HangsUpOnTheSecondRequest:
+    """Keeps each connection alive after its first answer; reads the second request on it
+    and closes without a word, as a server that fell over mid-request would."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.read = 0
+        self.answered = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def _connection(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as reader:
+            for number in (1, 2):
+                length = 0
+                while (line := reader.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length"):
+                        length = int(line.split(b":")[1])
+                if not line:
+                    return
+                reader.read(length)
+                self.read += 1
+                if number == 1:
+                    conn.sendall(RESPONSE)
+                    self.answered += 1
+
+
+def test_libcurl_sends_again_once_when_a_reused_connection_dies_before_the_answer() -> None:
+    """The one retry outside the ledger (see emails/transports/sendgrid.py): the request
+    goes once more, on a fresh connection. A server that read it, as this one did, may
+    have acted on it; the ledger's own retry of the same failure would send it again too."""
+    server = HangsUpOnTheSecondRequest()
+    with SendGridTransport("SG.key", f"http://127.0.0.1:{server.port}", timeout=5) as transport:
+        assert transport.send(message()) == "m1"
+        assert transport.send(message()) == "m1"
+    assert (server.read, server.answered) == (3, 2)
+    server.listener.close()
+
+
+def test_no_proxy_is_read_once_as_python_reads_it(
+    server: ClosesWhenIdle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libcurl would read no_proxy again by rules of its own (CIDR ranges, for one), and
+    could go around the proxy the transport chose: it is told there are no exemptions."""
+    with socket.create_server(("127.0.0.1", 0)) as placeholder:
+        closed_port = placeholder.getsockname()[1]
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{server.port}")
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.0/8")  # not an exemption to Python
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with SendGridTransport("SG.key", f"http://127.0.0.1:{closed_port}", timeout=5) as transport:
+        assert transport.send(message()) == "m1"
+    assert server.request_lines == [f"POST http://127.0.0.1:{closed_port}/v3/mail/send HTTP/1.1"]
+
+
 def test_the_proxy_named_by_http_proxy_carries_the_requests(
     server: ClosesWhenIdle, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,8 +18,14 @@ connection alive, taken and given back by the sender's threads. libcurl does the
 in C without the GIL, so the threads no longer queue for it; with the body encoded by orjson
 a request costs about a third of the client CPU it cost over urllib3's pool and the standard
 json module, and urllib3 in turn a third of httpx (bench/http_client.py). At one request per
-one or two digests, the hand-over is the largest part of a sender's CPU. No retries in the
-client: a POST it retried could deliver twice; the ledger retries instead.
+one or two digests, the hand-over is the largest part of a sender's CPU.
+
+Retries belong to the ledger (back-off, attempts, a row's outcome), with one exception libcurl
+makes and has no option to turn off: when a kept-alive connection it reused closes before any
+byte of the answer, it sends the request once more on a fresh connection. That is the failure
+the ledger would retry after its back-off, so it sends nothing twice that the ledger would not;
+connections older than `MAX_CONNECTION_AGE` are not reused, which keeps the race with a
+server's idle timeout (its usual cause) rare. tests/test_sendgrid_connections.py pins it.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ from emails.transports.throttle import TokenBucket, make_bucket
 
 DEFAULT_HOST = "https://api.sendgrid.com"
 MAX_PERSONALIZATIONS = 1000  # SendGrid's limit on recipients (and personalizations) per request
+MAX_CONNECTION_AGE = 30  # seconds idle before a connection is dropped, not reused: under the
+# idle timeouts of load balancers (60 s and more), so the server rarely closes one first
 
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')  # RFC 5322 specials: email.utils quotes on these
@@ -177,6 +185,8 @@ class _Handles:
             (pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1),
             (pycurl.HTTPHEADER, headers),
             (pycurl.PROXY, _proxy_for(url)),
+            (pycurl.NOPROXY, ""),  # the exemptions are read once, by `_proxy_for`
+            (pycurl.MAXAGE_CONN, MAX_CONNECTION_AGE),
             (pycurl.CONNECTTIMEOUT_MS, int(timeout * 1000)),
             (pycurl.TIMEOUT_MS, int(timeout * 1000)),  # the whole request, answer included
             (pycurl.NOSIGNAL, 1),  # timeouts without SIGALRM: handles live in threads
@@ -295,8 +305,10 @@ class SendGridTransport:
         handle = self._handles.take()
         try:
             reply = _exchange(handle, data)
-        except pycurl.error as error:
+        except BaseException as error:
             handle.close()  # never reuse a connection left in an unknown state
+            if not isinstance(error, pycurl.error):
+                raise
             code, reason = error.args
             if code == pycurl.E_OPERATION_TIMEDOUT:
                 raise TransientSendError(f"SendGrid timed out: {reason}") from error
