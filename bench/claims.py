@@ -115,5 +115,6 @@ def main() -> None:
     }
     print(json.dumps(ratio))
 
+
 if __name__ == "__main__":
     main()

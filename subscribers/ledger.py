@@ -21,12 +21,14 @@ import orjson
 from sqlalchemy import (
     JSON,
     ColumnElement,
+    Connection,
     Index,
     Table,
     Text,
     UniqueConstraint,
     bindparam,
     cast,
+    event,
     func,
     or_,
     text,
@@ -34,10 +36,12 @@ from sqlalchemy import (
 )
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from core.db import is_postgres, one_of
+from core.errors import first_line
 from subscribers.models import utcnow
 
 log = logging.getLogger("digest.ledger")
@@ -111,7 +115,7 @@ def plan_deliveries(*, session: Session, planned: Sequence[PlannedDelivery]) -> 
     """Write ledger rows in bulk; rows that already exist are left alone. Returns rows added."""
     now = utcnow()
     added = 0
-    copy = is_postgres(session)  # COPY takes JSON as text; SQLite's insert encodes it itself
+    postgres = is_postgres(session)  # COPY takes JSON as text; SQLite's insert encodes it
     for start in range(0, len(planned), 1000):
         chunk = planned[start : start + 1000]
         keys = {(p.subscriber_id, p.kind, p.period) for p in chunk}
@@ -122,7 +126,7 @@ def plan_deliveries(*, session: Session, planned: Sequence[PlannedDelivery]) -> 
                 "kind": p.kind,
                 "period": p.period,
                 "status": DeliveryStatus.planned,
-                "payload": (p.payload_json or json.dumps(p.payload)) if copy else p.payload,
+                "payload": (p.payload_json or json.dumps(p.payload)) if postgres else p.payload,
                 "share": p.share,
                 "picks": list(p.paper_ids) if p.paper_ids else None,
                 "attempts": 0,
@@ -137,15 +141,28 @@ def plan_deliveries(*, session: Session, planned: Sequence[PlannedDelivery]) -> 
         ids = _insert_returning_keys(session, rows)
         added += len(ids)
     session.flush()
-    if copy and added >= ANALYZE_AFTER_ROWS:
+    if postgres and added >= ANALYZE_AFTER_ROWS:
         # PostgreSQL plans a claim from the table's statistics. Taken before these rows, they
         # say almost nothing is open: it then reads every open row and sorts them for each
         # claim (a day's send run quadratic in its size) instead of walking ix_delivery_open
         # in id order. Autovacuum comes too late, or never on a large ledger (a day's rows
-        # are far below its 10% threshold). ANALYZE counts this transaction's own rows and
-        # samples at most 30,000.
-        session.execute(text("ANALYZE delivery"))
+        # are far below its 10% threshold).
+        event.listen(session, "after_commit", _renew_statistics, once=True)
     return added
+
+
+def _renew_statistics(session: Session) -> None:
+    """ANALYZE the ledger once the plan has committed, on a connection of its own: inside the
+    plan's transaction its lock would be held to the commit, and make planners running
+    beside it (and autovacuum) wait. It samples at most 30,000 rows. Only a speed-up: a
+    failure is logged, and the committed plan stands."""
+    bind = session.get_bind()
+    engine = bind.engine if isinstance(bind, Connection) else bind
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("ANALYZE delivery"))
+    except SQLAlchemyError as error:
+        log.warning("the ledger's statistics were not renewed: %s", first_line(error))
 
 
 def _insert_returning_keys(
@@ -286,8 +303,8 @@ def _due(now: datetime, *, suspects: bool = True) -> ColumnElement[bool]:
     lapsed = _lapsed(now)
     if not suspects:
         lapsed = lapsed & (col(Delivery.attempts) < SUSPECT_AFTER)
-    # The status IN (...) is implied by the OR, but without it PostgreSQL walks the primary
-    # key past every row already sent instead of using the status index (docs/performance.md).
+    # The status IN (...) is implied by the OR; it states ix_delivery_open's predicate as
+    # written, so PostgreSQL matches the claim to that index (docs/performance.md).
     return col(Delivery.status).in_([DeliveryStatus.planned, DeliveryStatus.sending]) & or_(
         (col(Delivery.status) == DeliveryStatus.planned) & (col(Delivery.next_attempt_at) <= now),
         lapsed,

@@ -406,8 +406,9 @@ def test_unsubscribe_while_a_batch_is_in_flight_stops_their_mail(
             elif status == "planned":
                 waiting.append((did, sid))
         # Claimed in a batch but not sent yet. Waves keep leaving while this runs, so take the
-        # tail of each batch, far from the waves handed over or rendered next (1.5 x
-        # in_flight_rows: that mail may legitimately go out before the unsubscribe commits).
+        # tail of each batch, past twice what may be handed over or rendered next (the two
+        # waves of in_flight_rows(2) and the next one, 1.5 x in_flight_rows(2)): that mail
+        # may legitimately go out before the unsubscribe commits.
         head = 3 * in_flight_rows(2)
         chosen = [pair for batch in batches.values() if len(batch) > head for pair in batch[-5:]]
         chosen += waiting[:5]

@@ -142,7 +142,8 @@ def test_upgrading_keeps_each_digests_papers_and_share_key_and_downgrading_resto
 def test_a_large_plan_renews_the_ledgers_statistics_on_postgresql(migrated: Settings) -> None:
     """PostgreSQL plans each claim from the table's statistics; taken before a day was planned,
     they say nothing is open, and every claim then reads and sorts every open row. A plan of
-    ANALYZE_AFTER_ROWS rows or more renews them (bench/deliver.py measures the effect)."""
+    ANALYZE_AFTER_ROWS rows or more renews them (bench/deliver.py measures the effect), once
+    it has committed: its ANALYZE holds no lock in the plan's transaction."""
     count = ledger.ANALYZE_AFTER_ROWS
     add_subscribers(migrated, count)
     with session_scope(migrated.sqlalchemy_url) as session:
@@ -153,5 +154,8 @@ def test_a_large_plan_renews_the_ledgers_statistics_on_postgresql(migrated: Sett
                                           period="2026-01-29", payload={"day": "2026-01-29"})
                    for sid in ids]
         assert ledger.plan_deliveries(session=session, planned=planned) == count
+        with session_scope(migrated.sqlalchemy_url) as beside:  # another planner, say
+            beside.execute(text("SET lock_timeout = '2s'"))
+            beside.execute(text("ANALYZE delivery"))  # not kept waiting for our commit
     with session_scope(migrated.sqlalchemy_url) as session:
         assert session.execute(text(estimate)).scalar_one() == count

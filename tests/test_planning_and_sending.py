@@ -141,6 +141,25 @@ def test_a_run_pauses_itself_when_the_provider_keeps_failing(
     assert len(untried) == 4 and all(r.next_attempt_at > datetime.now(UTC) for r in untried)
 
 
+@pytest.mark.parametrize("db_settings", ["postgres"], indirect=True)  # two waves: PostgreSQL
+def test_two_waves_on_the_wire_never_carry_the_run_past_the_pause(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    """Once mail was accepted, a second wave goes out beside the first; if the provider then
+    fails everything, both waves fail together. With 16 requests a wave that would be 32
+    failures before the pause: the waves may overlap only while their requests fit in it."""
+    width = 16
+    settings = migrated.model_copy(update={"lookback_days": 30, "send_concurrency": width})
+    _stock(settings, *[(f"reader{n}@example.org", ["TTS", f"zyxq{n}"], "UTC", 7)
+                       for n in range(4 * width)])
+    assert _plan_latest_day(settings) == 4 * width
+    fake_sendgrid.fail_next(500, 1000, after=width)  # the first wave goes through
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    report = sending.send_due(settings=settings, transport=transport)
+    assert report.paused and "failed sends in a row" in report.paused
+    assert (report.sent, report.retried) == (width, sending.PAUSE_AFTER_FAILURES_IN_A_ROW)
+
+
 def test_one_failed_request_for_many_equal_digests_counts_as_one_failure(
     migrated: Settings, fake_sendgrid: FakeSendGrid
 ) -> None:

@@ -6,7 +6,8 @@ the lease), renders them (workers/compose.py: rows that render alike share one r
 one request), hands its requests to the transport and records every outcome in a few
 statements (workers/outcomes.py). The next wave is claimed and rendered while one is on the
 wire. Where waves overlap (PostgreSQL, a transport that takes concurrent requests) the pool
-holds two, or three shared requests (a monthly issue); elsewhere one at a time.
+holds two, or three shared requests (a monthly issue), while their requests all failing would
+not pass the pause; elsewhere one at a time.
 
 A crash before a wave's commit leaves its rows claimed, to go out again after the lease: a
 killed worker repeats at most the waves it had handed over (2 x `send_concurrency` requests,
@@ -145,8 +146,8 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
                     return
                 _settle_all(run, in_flight)
                 continue  # their retries are not due yet, but check once more
-        # No more requests on the wire than it takes to reach the pause (checked at launch);
-        # while nothing fails, the wave on the wire should go through: size the next to the pool.
+        # No more requests on the wire than it takes to reach the pause (checked at launch and
+        # by _waves_beside); while nothing fails, size the next wave to the pool.
         room = PAUSE_AFTER_FAILURES_IN_A_ROW - run.failures
         if run.failures:
             room -= sum(len(wave.requests) for wave in in_flight)
@@ -186,8 +187,11 @@ def _waves_beside(run: Run, waves: Sequence[Wave]) -> int:
     first's answers come in, so the wire is not empty while a wave is settled and the next
     launched (a third of a run's time at round trips of tens of milliseconds). Three shared
     requests: the provider's work on two 1,000-recipient bodies overlaps ours on the next.
-    One until mail was accepted, and after a failed request: no second wave into a storm."""
-    if not run.overlaps or run.failures or not run.report.sent:
+    One until mail was accepted, after a failure (no second wave into a storm), and when
+    the waves' requests all failing would pass the pause."""
+    on_wire = sum(len(wave.requests) for wave in waves)
+    if (not run.overlaps or run.failures or not run.report.sent
+            or on_wire > PAUSE_AFTER_FAILURES_IN_A_ROW):
         return 1
     shared = all(len(wave.requests) == 1 and len(wave.requests[0].rows) > 1 for wave in waves)
     return 3 if shared else 2
@@ -199,12 +203,9 @@ def _settle_all(run: Run, in_flight: deque[Wave]) -> None:
 
 
 def _claim(run: Run, size: int) -> Claim | None:
-    """Fill the queue; a suspect (a row whose claim lapsed again) is returned instead.
-
-    Claims are `size` rows, so parallel senders share a day's digests; while claims come
-    back full and all of one render (a monthly issue), each takes twice as many, up to one
-    full request of the transport.
-    """
+    """Fill the queue; a suspect (a row whose claim lapsed again) is returned instead. Claims
+    are `size` rows, so parallel senders share a day's digests; while they come back full and
+    of one render (a monthly issue), each takes twice as many, up to one full request."""
     lease = timedelta(seconds=run.settings.send_lease_seconds)
     limit = max(size, run.claim_size)
     with session_scope(run.settings.sqlalchemy_url) as session:
@@ -245,11 +246,8 @@ def take_wave(run: Run, *, requests: int) -> list[Claim]:
 
 def _prepare(run: Run, claims: Sequence[Claim]) -> Wave:
     """Lock these claimed rows and render them: everything before the first request, so an
-    error here sends nothing.
-
-    Nothing is written before `_settle`: on SQLite a write here would hold the one write
-    lock while the previous wave waits to commit.
-    """
+    error here sends nothing. Nothing is written before `_settle`: on SQLite a write here
+    would hold the one write lock while the previous wave waits to commit."""
     outcomes = Outcomes(run.settings.send_retry_seconds)
     with ExitStack() as scope:
         session = scope.enter_context(session_scope(run.settings.sqlalchemy_url))
