@@ -57,7 +57,7 @@ def shared_broker() -> Iterator[str]:
     require_service("Redis", "127.0.0.1", 6379)
     url = stack.claim_redis_db(REDIS_URL)
     yield url
-    redis.Redis.from_url(url).flushdb()  # drops the claim too
+    stack.release_redis_db(url)
 
 
 @pytest.fixture(scope="module")

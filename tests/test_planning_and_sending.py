@@ -146,8 +146,8 @@ def test_two_waves_on_the_wire_never_carry_the_run_past_the_pause(
     migrated: Settings, fake_sendgrid: FakeSendGrid
 ) -> None:
     """Once mail was accepted, a second wave goes out beside the first; if the provider then
-    fails everything, both waves fail together. With 16 requests a wave that would be 32
-    failures before the pause: the waves may overlap only while their requests fit in it."""
+    fails everything, both waves fail together. Two waves of 16 requests would be 32
+    failures before the pause: overlapping waves must fit in it together."""
     width = 16
     settings = migrated.model_copy(update={"lookback_days": 30, "send_concurrency": width})
     _stock(settings, *[(f"reader{n}@example.org", ["TTS", f"zyxq{n}"], "UTC", 7)
@@ -156,8 +156,11 @@ def test_two_waves_on_the_wire_never_carry_the_run_past_the_pause(
     fake_sendgrid.fail_next(500, 1000, after=width)  # the first wave goes through
     transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
     report = sending.send_due(settings=settings, transport=transport)
-    assert report.paused and "failed sends in a row" in report.paused
-    assert (report.sent, report.retried) == (width, sending.PAUSE_AFTER_FAILURES_IN_A_ROW)
+    pause = sending.PAUSE_AFTER_FAILURES_IN_A_ROW
+    assert report.paused and f"paused after {pause} failed sends in a row" in report.paused
+    # The first 16 answers may come back to requests of two waves: failures before the
+    # last acceptance do not count towards the pause, so a few more rows may be retried.
+    assert report.sent == width and pause <= report.retried < pause + width
 
 
 def test_one_failed_request_for_many_equal_digests_counts_as_one_failure(

@@ -6,8 +6,8 @@ the lease), renders them (workers/compose.py: rows that render alike share one r
 one request), hands its requests to the transport and records every outcome in a few
 statements (workers/outcomes.py). The next wave is claimed and rendered while one is on the
 wire. Where waves overlap (PostgreSQL, a transport that takes concurrent requests) the pool
-holds two, or three shared requests (a monthly issue), while their requests all failing would
-not pass the pause; elsewhere one at a time.
+holds two of up to 10 requests each, or three shared requests (a monthly issue), so that all of
+them failing would not pass the pause; elsewhere one at a time.
 
 A crash before a wave's commit leaves its rows claimed, to go out again after the lease: a
 killed worker repeats at most the waves it had handed over (2 x `send_concurrency` requests,
@@ -147,10 +147,12 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
                 _settle_all(run, in_flight)
                 continue  # their retries are not due yet, but check once more
         # No more requests on the wire than it takes to reach the pause (checked at launch and
-        # by _waves_beside); while nothing fails, size the next wave to the pool.
+        # by _waves_beside); while nothing fails, size the next wave to the pool or its share.
         room = PAUSE_AFTER_FAILURES_IN_A_ROW - run.failures
         if run.failures:
             room -= sum(len(wave.requests) for wave in in_flight)
+        elif run.overlaps:  # two waves may be on the wire and fail together: half each
+            room //= 2
         # The next wave is rendered while the last is on the wire, and launched once the
         # waves it may not overlap are settled: what a crash repeats stays that small.
         wave = (_prepare(run, take_wave(run, requests=min(room, run.width))) if room > 0

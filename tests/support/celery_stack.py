@@ -221,6 +221,13 @@ def claim_redis_db(server_url: str, candidates: Sequence[int] = (13, 12, 14, 10,
     raise RuntimeError(f"no free Redis database among {list(candidates)} on {base}")
 
 
+def release_redis_db(url: str) -> None:
+    """Give a claimed database back, emptied: its claim goes with the rest."""
+    import redis
+
+    redis.Redis.from_url(url, socket_connect_timeout=1).flushdb()
+
+
 def flush_keeping_claim(url: str) -> None:
     """Empty a claimed database for the next test, keeping our claim on it."""
     import redis
