@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -22,16 +23,12 @@ RESPONSE = (b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nX-Message-Id: m1\r\n
             b"Connection: keep-alive\r\n\r\nok")
 
 
-class ClosesWhenIdle:
-    """Answers one request per connection as if keeping it alive, then closes it."""
+class RawServer:
+    """A socket on a free port, each connection served by `handle` in a thread of its own."""
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.connections = 0
-        self.requests = 0
-        self.request_lines: list[str] = []
-        self.closed = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -40,20 +37,44 @@ class ClosesWhenIdle:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            self.connections += 1
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            head, _, body = data.partition(b"\r\n\r\n")
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
-            while len(body) < length:
-                body += conn.recv(65536)
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+def read_request(reader: BinaryIO) -> str | None:
+    """One HTTP request off the connection, body included: its request line (None at EOF)."""
+    first = reader.readline()
+    length = 0
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        if line.lower().startswith(b"content-length"):
+            length = int(line.split(b":")[1])
+    if not line:
+        return None
+    reader.read(length)
+    return first.decode().strip()
+
+
+class ClosesWhenIdle(RawServer):
+    """Answers one request per connection as if keeping it alive, then closes it."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests = 0
+        self.request_lines: list[str] = []
+        self.closed = threading.Event()
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
+        self.connections += 1
+        with conn, conn.makefile("rb") as reader:
+            if (request_line := read_request(reader)) is None:
+                return
             self.requests += 1
-            self.request_lines.append(head.split(b"\r\n")[0].decode())
+            self.request_lines.append(request_line)
             conn.sendall(RESPONSE)
-            conn.close()  # the idle timeout, with no "Connection: close" said
-            self.closed.set()
+        self.closed.set()  # closed: the idle timeout, with no "Connection: close" said
 
 
 @pytest.fixture
@@ -86,35 +107,20 @@ def test_a_refused_connection_is_transient_and_unreachable() -> None:
         transport.send(message())
 
 
-class HangsUpOnTheSecondRequest:
+class HangsUpOnTheSecondRequest(RawServer):
     """Keeps each connection alive after its first answer; reads the second request on it
     and closes without a word, as a server that fell over mid-request would."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.read = 0
         self.answered = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
-
-    def _connection(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
         with conn, conn.makefile("rb") as reader:
             for number in (1, 2):
-                length = 0
-                while (line := reader.readline()) not in (b"\r\n", b""):
-                    if line.lower().startswith(b"content-length"):
-                        length = int(line.split(b":")[1])
-                if not line:
+                if read_request(reader) is None:
                     return
-                reader.read(length)
                 self.read += 1
                 if number == 1:
                     conn.sendall(RESPONSE)
