@@ -123,8 +123,8 @@ class HangsUpOnTheSecondRequest(RawServer):
                     return
                 self.read += 1
                 if number == 1:
+                    self.answered += 1  # before the answer: the test reads it once answered
                     conn.sendall(RESPONSE)
-                    self.answered += 1
 
 
 def test_libcurl_sends_again_once_when_a_reused_connection_dies_before_the_answer() -> None:
