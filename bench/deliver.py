@@ -27,6 +27,7 @@ SQLAlchemy; the planner's COPY adds 4 per 1,000 digests, counted by hand).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -268,35 +269,40 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-deliver-"))
-    # A broker database no test run or other bench is using (the Celery tests' claim).
-    args.broker_url = stack.claim_redis_db(REDIS_SERVER)
-    template = stack.create_database(POSTGRES_ADMIN_URL)
-    try:
-        seeding = time.perf_counter()
-        seed_settings = Settings(_env_file=None, database_url=template)  # type: ignore[call-arg]
-        args.day = stack.seed_stack(seed_settings, args.subscribers, papers=args.papers)
-        # Ingest stores every paper's vector (semantic matching on); the padded copies were
-        # written straight to the table, so they get theirs here, outside the timed part.
-        with session_scope(template) as session:
-            papers = papers_since(session=session)
-        embedded = embed_papers(seed_settings.semantic, template, papers)
-        get_engine(template).dispose()
-        emit(
-            what="seed",
-            subscribers=args.subscribers,
-            papers=args.papers,
-            seconds=round(time.perf_counter() - seeding, 2),
-            papers_embedded=embedded,
-        )
-        for mode in args.modes.split(","):
-            run_mode(mode, args, template, workdir / mode)
-    finally:
-        stack.drop_database(POSTGRES_ADMIN_URL, template)
-        stack.release_redis_db(args.broker_url)  # or six runs in half an hour leave none free
+    with contextlib.ExitStack() as cleanup:
+        # A broker database no test run or other bench is using (the Celery tests' claim),
+        # given back at the end, or six runs in half an hour would leave none free.
+        args.broker_url = stack.claim_redis_db(REDIS_SERVER)
+        cleanup.callback(stack.release_redis_db, args.broker_url)
+        template = stack.create_database(POSTGRES_ADMIN_URL)
+        cleanup.callback(stack.drop_database, POSTGRES_ADMIN_URL, template)
+        seed_and_run(args, template, workdir)
     emit(
         what="bench-process",
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     )
+
+
+def seed_and_run(args: argparse.Namespace, template: str, workdir: Path) -> None:
+    """Seed the template database (outside the timed part), then run each mode on copies."""
+    seeding = time.perf_counter()
+    seed_settings = Settings(_env_file=None, database_url=template)  # type: ignore[call-arg]
+    args.day = stack.seed_stack(seed_settings, args.subscribers, papers=args.papers)
+    # Ingest stores every paper's vector (semantic matching on); the padded copies were
+    # written straight to the table, so they get theirs here, outside the timed part.
+    with session_scope(template) as session:
+        papers = papers_since(session=session)
+    embedded = embed_papers(seed_settings.semantic, template, papers)
+    get_engine(template).dispose()
+    emit(
+        what="seed",
+        subscribers=args.subscribers,
+        papers=args.papers,
+        seconds=round(time.perf_counter() - seeding, 2),
+        papers_embedded=embedded,
+    )
+    for mode in args.modes.split(","):
+        run_mode(mode, args, template, workdir / mode)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ from sqlalchemy import (
 )
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -141,7 +140,7 @@ def plan_deliveries(*, session: Session, planned: Sequence[PlannedDelivery]) -> 
         ids = _insert_returning_keys(session, rows)
         added += len(ids)
     session.flush()
-    if postgres and added >= ANALYZE_AFTER_ROWS:
+    if postgres and added >= ANALYZE_AFTER_ROWS and not session.in_nested_transaction():
         # PostgreSQL plans a claim from the table's statistics. Taken before these rows, they
         # say almost nothing is open: it then reads every open row and sorts them for each
         # claim (a day's send run quadratic in its size) instead of walking ix_delivery_open
@@ -155,13 +154,16 @@ def _renew_statistics(session: Session) -> None:
     """ANALYZE the ledger once the plan has committed, on a connection of its own: inside the
     plan's transaction its lock would be held to the commit, and make planners running
     beside it (and autovacuum) wait. It samples at most 30,000 rows. Only a speed-up: a
-    failure is logged, and the committed plan stands."""
-    bind = session.get_bind()
-    engine = bind.engine if isinstance(bind, Connection) else bind
+    failure is logged, and the committed plan stands (an error escaping a commit's hook
+    would fail the plan's caller after its rows were committed)."""
+    bind = session.get_bind(Delivery)
+    if isinstance(bind, Connection):  # a transaction of the caller's: not committed yet
+        return
     try:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("SET lock_timeout = '10s'"))  # not behind a long VACUUM
             connection.execute(text("ANALYZE delivery"))
-    except SQLAlchemyError as error:
+    except Exception as error:
         log.warning("the ledger's statistics were not renewed: %s", first_line(error))
 
 

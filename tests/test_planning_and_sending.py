@@ -141,6 +141,27 @@ def test_a_run_pauses_itself_when_the_provider_keeps_failing(
     assert len(untried) == 4 and all(r.next_attempt_at > datetime.now(UTC) for r in untried)
 
 
+def test_suspects_failing_one_by_one_reach_the_pause_too(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    """Rows whose claims lapsed twice go out alone; in an outage they fail one by one, and
+    twenty of them in a row pause the run as any twenty failed requests would."""
+    settings = migrated.model_copy(update={"lookback_days": 30})
+    _stock(settings, *[(f"reader{n}@example.org", ["TTS", f"zyxq{n}"], "UTC", 7)
+                       for n in range(24)])
+    assert _plan_latest_day(settings) == 24
+    with session_scope(settings.sqlalchemy_url) as session:
+        session.execute(update(ledger.Delivery).values(
+            status=ledger.DeliveryStatus.sending, attempts=ledger.SUSPECT_AFTER,
+            lease_until=datetime.now(UTC) - timedelta(minutes=1)))
+    fake_sendgrid.fail_next(500, 1000)
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    report = sending.send_due(settings=settings, transport=transport)
+    assert report.paused and "paused after 20 failed sends in a row" in report.paused
+    assert (report.sent, report.retried) == (0, sending.PAUSE_AFTER_FAILURES_IN_A_ROW)
+    assert fake_sendgrid.requests == sending.PAUSE_AFTER_FAILURES_IN_A_ROW
+
+
 @pytest.mark.parametrize("db_settings", ["postgres"], indirect=True)  # two waves: PostgreSQL
 def test_two_waves_on_the_wire_never_carry_the_run_past_the_pause(
     migrated: Settings, fake_sendgrid: FakeSendGrid

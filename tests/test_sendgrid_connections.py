@@ -89,7 +89,9 @@ def message() -> Message:
                    sender="Paper Digest <digest@example.org>")
 
 
-def test_a_connection_the_server_closed_while_idle_is_not_reused(server: ClosesWhenIdle) -> None:
+def test_a_connection_the_server_closed_while_idle_costs_no_failure(
+    server: ClosesWhenIdle,
+) -> None:
     with SendGridTransport("SG.key", f"http://127.0.0.1:{server.port}", timeout=5) as transport:
         assert transport.send(message()) == "m1"
         assert server.closed.wait(5)

@@ -6,12 +6,12 @@ the lease), renders them (workers/compose.py: rows that render alike share one r
 one request), hands its requests to the transport and records every outcome in a few
 statements (workers/outcomes.py). The next wave is claimed and rendered while one is on the
 wire. Where waves overlap (PostgreSQL, a transport that takes concurrent requests) the pool
-holds two of up to 10 requests each, or three shared requests (a monthly issue), so that all of
-them failing would not pass the pause; elsewhere one at a time.
+holds two (sized to 10 requests each, so that all of them failing would not pass the pause),
+or three shared requests (a monthly issue); elsewhere one at a time.
 
 A crash before a wave's commit leaves its rows claimed, to go out again after the lease: a
-killed worker repeats at most the waves it had handed over (2 x `send_concurrency` requests,
-three shared requests, or one wave where waves do not overlap). A row whose claim lapsed
+killed worker repeats at most the waves it had handed over (2 x min(`send_concurrency`, 10)
+requests, three shared requests, or one wave where waves do not overlap). A row whose claim lapsed
 twice may be what kills its senders: it goes out alone, with nothing else in flight.
 """
 
@@ -140,6 +140,9 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
             if suspect is not None:
                 _settle_all(run, in_flight)
                 _settle(run, _launch(run, _prepare(run, [suspect])))
+                if run.failures >= PAUSE_AFTER_FAILURES_IN_A_ROW:
+                    _pause(run)
+                    return
                 continue
             if not run.queue:
                 if not in_flight:
@@ -185,12 +188,10 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
 
 
 def _waves_beside(run: Run, waves: Sequence[Wave]) -> int:
-    """How many waves the pool may hold at once. Two: the second wave's requests start as the
-    first's answers come in, so the wire is not empty while a wave is settled and the next
-    launched (a third of a run's time at round trips of tens of milliseconds). Three shared
-    requests: the provider's work on two 1,000-recipient bodies overlaps ours on the next.
-    One until mail was accepted, after a failure (no second wave into a storm), and when
-    the waves' requests all failing would pass the pause."""
+    """How many waves the pool may hold: two, so the wire is not empty while one is settled
+    and the next launched (a third of a run at round trips of tens of ms); three shared
+    requests, so the provider's work on two 1,000-recipient bodies overlaps ours on the next.
+    One until mail was accepted, after a failure, and if all failing would pass the pause."""
     on_wire = sum(len(wave.requests) for wave in waves)
     if (not run.overlaps or run.failures or not run.report.sent
             or on_wire > PAUSE_AFTER_FAILURES_IN_A_ROW):

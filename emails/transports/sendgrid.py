@@ -24,7 +24,7 @@ Retries belong to the ledger (back-off, attempts, a row's outcome), with one exc
 makes and has no option to turn off: when a kept-alive connection it reused closes before any
 byte of the answer, it sends the request once more on a fresh connection. That is the failure
 the ledger would retry after its back-off, so it sends nothing twice that the ledger would not;
-connections older than `MAX_CONNECTION_AGE` are not reused, which keeps the race with a
+connections idle for more than `MAX_IDLE_SECONDS` are not reused, which keeps the race with a
 server's idle timeout (its usual cause) rare. tests/test_sendgrid_connections.py pins it.
 """
 
@@ -59,7 +59,7 @@ from emails.transports.throttle import TokenBucket, make_bucket
 
 DEFAULT_HOST = "https://api.sendgrid.com"
 MAX_PERSONALIZATIONS = 1000  # SendGrid's limit on recipients (and personalizations) per request
-MAX_CONNECTION_AGE = 30  # seconds idle before a connection is dropped, not reused: under the
+MAX_IDLE_SECONDS = 30  # seconds idle before a connection is dropped, not reused: under the
 # idle timeouts of load balancers (60 s and more), so the server rarely closes one first
 
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
@@ -186,7 +186,7 @@ class _Handles:
             (pycurl.HTTPHEADER, headers),
             (pycurl.PROXY, _proxy_for(url)),
             (pycurl.NOPROXY, ""),  # the exemptions are read once, by `_proxy_for`
-            (pycurl.MAXAGE_CONN, MAX_CONNECTION_AGE),
+            (pycurl.MAXAGE_CONN, MAX_IDLE_SECONDS),
             (pycurl.CONNECTTIMEOUT_MS, int(timeout * 1000)),
             (pycurl.TIMEOUT_MS, int(timeout * 1000)),  # the whole request, answer included
             (pycurl.NOSIGNAL, 1),  # timeouts without SIGALRM: handles live in threads

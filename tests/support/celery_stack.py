@@ -217,15 +217,23 @@ def claim_redis_db(server_url: str, candidates: Sequence[int] = (13, 12, 14, 10,
         if client.set("digest-test-claim", marker, nx=True, ex=1800):
             client.flushdb()
             client.set("digest-test-claim", marker, ex=1800)
+            _CLAIMS[f"{base}/{db}"] = marker
             return f"{base}/{db}"
     raise RuntimeError(f"no free Redis database among {list(candidates)} on {base}")
 
 
+_CLAIMS: dict[str, str] = {}  # the databases this process claimed, and its marker on each
+
+
 def release_redis_db(url: str) -> None:
-    """Give a claimed database back, emptied: its claim goes with the rest."""
+    """Give a database this process claimed back, emptied, unless its claim ran out and
+    another run holds it now."""
     import redis
 
-    redis.Redis.from_url(url, socket_connect_timeout=1).flushdb()
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    marker = _CLAIMS.pop(url, None)
+    if marker is not None and client.get("digest-test-claim") == marker.encode():
+        client.flushdb()
 
 
 def flush_keeping_claim(url: str) -> None:
