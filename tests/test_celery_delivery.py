@@ -31,7 +31,7 @@ from tests.conftest import IN_CI, POSTGRES_ADMIN_URL, REDIS_URL, require_service
 from tests.support import celery_stack as stack
 from tests.support.fake_sendgrid import FakeSendGrid
 from workers.celery_app import make_celery
-from workers.sending import WAVE_RECIPIENTS_PER_REQUEST
+from workers.waves import WAVE_RECIPIENTS_PER_REQUEST
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

@@ -141,6 +141,39 @@ def test_a_run_pauses_itself_when_the_provider_keeps_failing(
     assert len(untried) == 4 and all(r.next_attempt_at > datetime.now(UTC) for r in untried)
 
 
+def test_a_refused_shared_request_near_the_pause_tries_readers_only_up_to_it(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    """Five failed requests, then a refused request for 24 equal digests: its readers are
+    tried one by one only until the run's twentieth failure in a row. The rest go back
+    untried as the run pauses, none failed for good on a refusal it never met."""
+    settings = migrated.model_copy(update={"lookback_days": 30, "send_concurrency": 1})
+    _stock(settings, *[(f"first{n}@example.org", ["TTS", f"zyxq{n}"], "UTC", 7)
+                       for n in range(5)])
+    assert _plan_latest_day(settings) == 5  # planned first: the first five requests
+    with session_scope(settings.sqlalchemy_url) as session:
+        for n in range(24):
+            session.add(Subscriber(email=f"reader{n}@example.org", keywords=["TTS"],
+                                   status=Status.active, confirmed_at=datetime.now(UTC)))
+    assert _plan_latest_day(settings) == 24
+    fake_sendgrid.fail_next(500, 5)
+    fake_sendgrid.fail_next(400, 1000)
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    report = sending.send_due(settings=settings, transport=transport)
+    pause = sending.PAUSE_AFTER_FAILURES_IN_A_ROW
+    assert fake_sendgrid.requests == 5 + 1 + (pause - 5)  # the shared one, then one by one
+    assert (report.sent, report.failed, report.retried) == (0, pause - 5, 5 + 24 - (pause - 5))
+    with session_scope(settings.sqlalchemy_url) as session:
+        rows = session.exec(select(ledger.Delivery).join(
+            Subscriber, col(Subscriber.id) == col(ledger.Delivery.subscriber_id)
+        ).where(col(Subscriber.email).startswith("reader"))).all()
+    failed = [r for r in rows if r.status == ledger.DeliveryStatus.failed]
+    untried = [r for r in rows if r.last_error == "not tried: the run paused"]
+    assert (len(failed), len(untried)) == (pause - 5, 24 - (pause - 5))
+    assert all(r.status == ledger.DeliveryStatus.planned
+               and r.next_attempt_at > datetime.now(UTC) for r in untried)
+
+
 def test_suspects_failing_one_by_one_reach_the_pause_too(
     migrated: Settings, fake_sendgrid: FakeSendGrid
 ) -> None:

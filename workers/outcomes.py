@@ -62,6 +62,12 @@ class Outcomes:
         self.sent.extend((row.id, message_id) for row in rows)
         self._count(Outcome.sent, len(rows))
 
+    def untried(self, rows: Sequence[HeldRow], reason: str, delay: timedelta) -> None:
+        """Rows given back without a try (the run paused): due again after `delay`, and never
+        failed for it, whatever their attempts."""
+        self._settle(DeliveryStatus.planned, reason, delay, [row.id for row in rows])
+        self._count(Outcome.retried, len(rows))
+
     def skipped(self, rows: Sequence[HeldRow], reason: str) -> None:
         self._settle(DeliveryStatus.skipped, reason, None, [row.id for row in rows])
         self._count(Outcome.skipped, len(rows))

@@ -42,6 +42,7 @@ from subscribers import ledger
 from subscribers.ledger import Claim
 from workers.compose import Request, RunCache, compose
 from workers.outcomes import Outcome, Outcomes, SendReport
+from workers.waves import take_wave
 
 __all__ = ["SendReport", "send_due"]
 
@@ -51,9 +52,6 @@ log = logging.getLogger("digest.sending")
 # or a revoked key should not burn through every row's retry budget in one go.
 PAUSE_AFTER_FAILURES_IN_A_ROW = 20
 PAUSE_FOR = timedelta(minutes=5)
-# A wave carries at most `send_concurrency` x this many rows, which bounds what a killed
-# worker may repeat; a wave that is one shared request may fill it to the batch limit.
-WAVE_RECIPIENTS_PER_REQUEST = 8
 
 
 @dataclass
@@ -158,8 +156,8 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
             room //= 2
         # The next wave is rendered while the last is on the wire, and launched once the
         # waves it may not overlap are settled: what a crash repeats stays that small.
-        wave = (_prepare(run, take_wave(run, requests=min(room, run.width))) if room > 0
-                else None)
+        wave = _prepare(run, take_wave(run.queue, requests=min(room, run.width), width=run.width,
+                                       batch_limit=run.transport.batch_limit)) if room > 0 else None
         failures_before = run.failures
         with ExitStack() as unlaunched:
             if wave is not None:  # an error before its launch releases its row locks
@@ -222,31 +220,6 @@ def _claim(run: Run, size: int) -> Claim | None:
     return None
 
 
-def take_wave(run: Run, *, requests: int) -> list[Claim]:
-    """The next claims that fit in at most `requests` requests and the wave's row budget: on
-    a transport that batches, rows with the same share key (neighbours in id order) count as
-    one request, and a wave carries `send_concurrency` x WAVE_RECIPIENTS_PER_REQUEST rows."""
-    batching = run.transport.batch_limit > 1
-    budget = run.width * (WAVE_RECIPIENTS_PER_REQUEST if batching else 1)
-    requests = min(requests, budget)
-    taken: list[Claim] = []
-    keys: set[str] = set()
-    while run.queue:
-        claim = run.queue[0]
-        key = claim.share if batching and claim.share else f"row {claim.id}"
-        new = key not in keys
-        if new and len(keys) == requests:
-            break
-        # Past the budget, only a wave that is one request so far may go on filling it.
-        if len(taken) >= budget and (new or len(keys) > 1):
-            break
-        if len(taken) >= run.transport.batch_limit:
-            break
-        keys.add(key)
-        taken.append(run.queue.popleft())
-    return taken
-
-
 def _prepare(run: Run, claims: Sequence[Claim]) -> Wave:
     """Lock these claimed rows and render them: everything before the first request, so an
     error here sends nothing. Nothing is written before `_settle`: on SQLite a write here
@@ -290,12 +263,18 @@ def _settle(run: Run, wave: Wave | None) -> None:
         for request, result in zip(wave.requests, wave.sends, strict=True):
             _record(run, wave, request, result.result())
         wave.outcomes.write(wave.session, run.report)
-    # Failures are counted per request: one refused request of fifty recipients is one sign
-    # of trouble, not fifty.
-    for outcome in wave.request_outcomes:
-        run.failures = 0 if outcome == Outcome.sent else run.failures + 1
+    run.failures = _failures_in_a_row(run, wave)
     if run.progress:
         run.progress(sum(len(request.rows) for request in wave.requests))
+
+
+def _failures_in_a_row(run: Run, wave: Wave) -> int:
+    """The run's failed requests in a row, with this wave's outcomes so far. Per request: one
+    refused request of fifty recipients is one sign of trouble, not fifty."""
+    count = run.failures
+    for outcome in wave.request_outcomes:
+        count = 0 if outcome == Outcome.sent else count + 1
+    return count
 
 
 def _record(run: Run, wave: Wave, request: Request, result: list[str] | BatchSendError) -> None:
@@ -320,13 +299,17 @@ def _record(run: Run, wave: Wave, request: Request, result: list[str] | BatchSen
 
 def _each_alone(run: Run, wave: Wave, request: Request) -> None:
     """After a refused shared request, one request per recipient. PAUSE_AFTER_FAILURES_IN_A_ROW
-    refusals in a row blame the request, not an address: the rest share that outcome."""
+    refusals in a row blame the request, not an address: the rest share that outcome. If the
+    run's own failures reach the pause first, the rest go back untried, as the run pauses."""
     failures: list[SendError] = []  # in a row
     for position, (row, recipient) in enumerate(zip(request.rows, request.recipients,
                                                     strict=True)):
+        later = request.rows[position:]
         if len(failures) >= PAUSE_AFTER_FAILURES_IN_A_ROW:
-            later = request.rows[position:]
             wave.request_outcomes.append(wave.outcomes.refused(later, failures[-1]))
+            return
+        if _failures_in_a_row(run, wave) >= PAUSE_AFTER_FAILURES_IN_A_ROW:
+            wave.outcomes.untried(later, "not tried: the run paused", PAUSE_FOR)
             return
         result = _hand_over(run.transport, Request(request.template, [row], [recipient]))
         if isinstance(result, BatchSendError):
