@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import Text, cast, select
+from sqlmodel import col
 
 from bench.provider import ProviderProcess
 from core.db import session_scope
@@ -28,13 +28,7 @@ from workers.outcomes import Outcomes
 
 def day_requests(settings: Settings, rows: int) -> list[Request]:
     """The requests a sender makes of the day's first `rows` ledger rows (in id order)."""
-    table = Delivery.__table__  # type: ignore[attr-defined]
-    query = (
-        select(table.c.id, table.c.subscriber_id, table.c.kind, table.c.attempts,
-               cast(table.c.payload, Text), table.c.share, table.c.created_at)
-        .order_by(table.c.id)
-        .limit(rows)
-    )
+    query = HeldRow.columns().order_by(col(Delivery.id)).limit(rows)
     with session_scope(settings.sqlalchemy_url) as session:
         held = [HeldRow(*row) for row in session.execute(query)]
         return compose(settings=settings, session=session, rows=held, cache=RunCache(),

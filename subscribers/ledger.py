@@ -23,6 +23,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Index,
+    Select,
     Table,
     Text,
     UniqueConstraint,
@@ -414,6 +415,16 @@ class HeldRow(NamedTuple):
     def payload(self) -> dict[str, Any]:
         return (orjson.loads(self.payload_text) if self.payload_text else None) or {}
 
+    @staticmethod
+    def columns() -> Select[int | None, int, str, int, str, str | None, datetime]:
+        """The columns a HeldRow is read from, the payload as JSON text (seven columns: more
+        than sqlmodel's typed select takes)."""
+        return core_select(
+            col(Delivery.id), col(Delivery.subscriber_id), col(Delivery.kind),
+            col(Delivery.attempts), cast(col(Delivery.payload), Text), col(Delivery.share),
+            col(Delivery.created_at),
+        )
+
 
 def hold_claimed(*, session: Session, claims: Sequence[Claim]) -> list[HeldRow]:
     """Lock claimed rows for sending, in one statement: in id order, only those still held by
@@ -424,11 +435,7 @@ def hold_claimed(*, session: Session, claims: Sequence[Claim]) -> list[HeldRow]:
     """
     attempts = {c.id: c.attempt for c in claims}
     query = (
-        core_select(  # seven columns: more than sqlmodel's typed select takes
-            col(Delivery.id), col(Delivery.subscriber_id), col(Delivery.kind),
-            col(Delivery.attempts), cast(col(Delivery.payload), Text), col(Delivery.share),
-            col(Delivery.created_at),
-        )
+        HeldRow.columns()
         .where(one_of(session, Delivery.id, attempts),
                col(Delivery.status) == DeliveryStatus.sending)
         .order_by(col(Delivery.id))

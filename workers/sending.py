@@ -11,8 +11,8 @@ or three shared requests (a monthly issue); elsewhere one at a time.
 
 A crash before a wave's commit leaves its rows claimed, to go out again after the lease: a
 killed worker repeats at most the waves it had handed over (2 x min(`send_concurrency`, 10)
-requests, three shared requests, or one wave where waves do not overlap). A row whose claim lapsed
-twice may be what kills its senders: it goes out alone, with nothing else in flight.
+requests, three shared requests, or one wave where waves do not overlap). A row whose claim
+lapsed twice may be what kills its senders: it goes out alone, with nothing else in flight.
 """
 
 from __future__ import annotations
@@ -301,22 +301,25 @@ def _each_alone(run: Run, wave: Wave, request: Request) -> None:
     """After a refused shared request, one request per recipient. PAUSE_AFTER_FAILURES_IN_A_ROW
     refusals in a row blame the request, not an address: the rest share that outcome. If the
     run's own failures reach the pause first, the rest go back untried, as the run pauses."""
-    failures: list[SendError] = []  # in a row
+    failures: list[SendError] = []  # this request's, in a row
+    run_failures = _failures_in_a_row(run, wave)  # the run's, kept up as outcomes are added
     for position, (row, recipient) in enumerate(zip(request.rows, request.recipients,
                                                     strict=True)):
-        later = request.rows[position:]
         if len(failures) >= PAUSE_AFTER_FAILURES_IN_A_ROW:
+            later = request.rows[position:]
             wave.request_outcomes.append(wave.outcomes.refused(later, failures[-1]))
             return
-        if _failures_in_a_row(run, wave) >= PAUSE_AFTER_FAILURES_IN_A_ROW:
-            wave.outcomes.untried(later, "not tried: the run paused", PAUSE_FOR)
+        if run_failures >= PAUSE_AFTER_FAILURES_IN_A_ROW:
+            wave.outcomes.untried(request.rows[position:], "not tried: the run paused", PAUSE_FOR)
             return
         result = _hand_over(run.transport, Request(request.template, [row], [recipient]))
         if isinstance(result, BatchSendError):
             failures.append(result.error)
+            run_failures += 1
             wave.request_outcomes.append(wave.outcomes.refused([row], result.error))
         else:
             failures.clear()
+            run_failures = 0
             wave.outcomes.accepted([row], result[0] if result else "")
             wave.request_outcomes.append(Outcome.sent)
 

@@ -202,6 +202,10 @@ def seed_stack(settings: Settings, subscribers: int, *, papers: int | None = Non
     return day
 
 
+_CLAIM_KEY = "digest-test-claim"  # its value: who holds the database (expires after 30 min)
+_CLAIMS: dict[str, str] = {}  # the databases this process claimed, and its marker on each
+
+
 def claim_redis_db(server_url: str, candidates: Sequence[int] = (13, 12, 14, 10, 9, 8)) -> str:
     """A Redis database on the shared server that no other test run is using, flushed.
 
@@ -211,18 +215,15 @@ def claim_redis_db(server_url: str, candidates: Sequence[int] = (13, 12, 14, 10,
     import redis
 
     base = server_url.rsplit("/", 1)[0]
-    marker = f"digest-test-claim:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    marker = f"{_CLAIM_KEY}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     for db in candidates:
         client = redis.Redis.from_url(f"{base}/{db}")
-        if client.set("digest-test-claim", marker, nx=True, ex=1800):
+        if client.set(_CLAIM_KEY, marker, nx=True, ex=1800):
             client.flushdb()
-            client.set("digest-test-claim", marker, ex=1800)
+            client.set(_CLAIM_KEY, marker, ex=1800)
             _CLAIMS[f"{base}/{db}"] = marker
             return f"{base}/{db}"
     raise RuntimeError(f"no free Redis database among {list(candidates)} on {base}")
-
-
-_CLAIMS: dict[str, str] = {}  # the databases this process claimed, and its marker on each
 
 
 def release_redis_db(url: str) -> None:
@@ -232,7 +233,7 @@ def release_redis_db(url: str) -> None:
 
     client = redis.Redis.from_url(url, socket_connect_timeout=1)
     marker = _CLAIMS.pop(url, None)
-    if marker is not None and client.get("digest-test-claim") == marker.encode():
+    if marker is not None and client.get(_CLAIM_KEY) == marker.encode():
         client.flushdb()
 
 
@@ -241,10 +242,10 @@ def flush_keeping_claim(url: str) -> None:
     import redis
 
     client = redis.Redis.from_url(url, socket_connect_timeout=1)
-    marker = client.get("digest-test-claim")
+    marker = client.get(_CLAIM_KEY)
     client.flushdb()
     if marker is not None:
-        client.set("digest-test-claim", marker, ex=1800)
+        client.set(_CLAIM_KEY, marker, ex=1800)
 
 
 # --- the ledger and the provider, as the assertions see them ----------------------------------
