@@ -141,6 +141,23 @@ def test_a_run_pauses_itself_when_the_provider_keeps_failing(
     assert len(untried) == 4 and all(r.next_attempt_at > datetime.now(UTC) for r in untried)
 
 
+def test_a_run_whose_last_requests_meet_the_pause_says_it_paused(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    """Twenty readers and twenty failed requests: the run's queue is empty when it meets the
+    twentieth failure, and it still reports its pause (before, it ended without a word)."""
+    settings = migrated.model_copy(update={"lookback_days": 30})
+    pause = sending.PAUSE_AFTER_FAILURES_IN_A_ROW
+    _stock(settings, *[(f"reader{n}@example.org", ["TTS", f"zyxq{n}"], "UTC", 7)
+                       for n in range(pause)])
+    assert _plan_latest_day(settings) == pause
+    fake_sendgrid.fail_next(500, 1000)
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    report = sending.send_due(settings=settings, transport=transport, batch_size=50)
+    assert report.paused and f"paused after {pause} failed sends in a row" in report.paused
+    assert (report.sent, report.retried, fake_sendgrid.requests) == (0, pause, pause)
+
+
 def test_a_refused_shared_request_near_the_pause_tries_readers_only_up_to_it(
     migrated: Settings, fake_sendgrid: FakeSendGrid
 ) -> None:

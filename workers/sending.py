@@ -130,8 +130,10 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
         if not run.queue:
             # Time is checked between claims only: every run sends at least one batch.
             if not first and deadline is not None and time.monotonic() > deadline:
-                _settle_all(run, in_flight)
-                run.report.more = True
+                if _settle_all(run, in_flight):
+                    _pause(run)
+                else:
+                    run.report.more = True
                 return
             suspect = _claim(run, size)
             first = False
@@ -145,7 +147,9 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
             if not run.queue:
                 if not in_flight:
                     return
-                _settle_all(run, in_flight)
+                if _settle_all(run, in_flight):  # the last requests met the pause
+                    _pause(run)
+                    return
                 continue  # their retries are not due yet, but check once more
         # No more requests on the wire than it takes to reach the pause (checked at launch and
         # by _waves_beside); while nothing fails, size the next wave to the pool or its share.
@@ -198,9 +202,11 @@ def _waves_beside(run: Run, waves: Sequence[Wave]) -> int:
     return 3 if shared else 2
 
 
-def _settle_all(run: Run, in_flight: deque[Wave]) -> None:
+def _settle_all(run: Run, in_flight: deque[Wave]) -> bool:
+    """Settle every wave in flight; whether that brought the run to its pause."""
     while in_flight:
         _settle(run, in_flight.popleft())
+    return run.failures >= PAUSE_AFTER_FAILURES_IN_A_ROW
 
 
 def _claim(run: Run, size: int) -> Claim | None:

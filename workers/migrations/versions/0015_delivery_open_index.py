@@ -25,8 +25,26 @@ OPEN = sa.text("status IN ('planned', 'sending')")
 
 
 def upgrade() -> None:
-    op.create_index('ix_delivery_open', 'delivery', ['id'], unique=False,
-                    postgresql_where=OPEN, sqlite_where=OPEN)
+    if op.get_bind().dialect.name != 'postgresql':
+        op.create_index('ix_delivery_open', 'delivery', ['id'], unique=False, sqlite_where=OPEN)
+        return
+    # CONCURRENTLY: on a large ledger the build takes a while, and a plain CREATE INDEX would
+    # lock out every planner and sender writing to delivery meanwhile. It cannot run in a
+    # transaction: the migrations before this one commit first.
+    with op.get_context().autocommit_block():
+        # A build that was killed half-way leaves an invalid index behind, which would make
+        # the CREATE fail (or, skipped, never be used): drop it and build again.
+        op.execute("""
+            DO $$ BEGIN
+                IF EXISTS (SELECT 1 FROM pg_index
+                           WHERE indexrelid = to_regclass('ix_delivery_open')
+                             AND NOT indisvalid) THEN
+                    DROP INDEX ix_delivery_open;
+                END IF;
+            END $$""")
+        op.create_index('ix_delivery_open', 'delivery', ['id'], unique=False,
+                        postgresql_where=OPEN, postgresql_concurrently=True,
+                        if_not_exists=True)
 
 
 def downgrade() -> None:
