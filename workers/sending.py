@@ -138,10 +138,7 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
             suspect = _claim(run, size)
             first = False
             if suspect is not None:
-                _settle_all(run, in_flight)
-                _settle(run, _launch(run, _prepare(run, [suspect])))
-                if run.failures >= PAUSE_AFTER_FAILURES_IN_A_ROW:
-                    _pause(run)
+                if _send_alone(run, in_flight, suspect):
                     return
                 continue
             if not run.queue:
@@ -200,6 +197,18 @@ def _waves_beside(run: Run, waves: Sequence[Wave]) -> int:
         return 1
     shared = all(len(wave.requests) == 1 and len(wave.requests[0].rows) > 1 for wave in waves)
     return 3 if shared else 2
+
+
+def _send_alone(run: Run, in_flight: deque[Wave], suspect: Claim) -> bool:
+    """A suspect goes out with nothing else in flight; whether the run paused after it."""
+    if _settle_all(run, in_flight):  # what was on the wire met the pause: not sent
+        run.queue.append(suspect)  # released with the rest of the queue as the run pauses
+    else:
+        _settle(run, _launch(run, _prepare(run, [suspect])))
+    if run.failures >= PAUSE_AFTER_FAILURES_IN_A_ROW:
+        _pause(run)
+        return True
+    return False
 
 
 def _settle_all(run: Run, in_flight: deque[Wave]) -> bool:
