@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any, NamedTuple
 
 import orjson
@@ -37,10 +38,11 @@ from sqlalchemy import (
 )
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql import Executable
 from sqlmodel import Field, Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from core.db import is_postgres, one_of
+from core.db import is_postgres, one_of, one_of_param
 from core.errors import first_line
 from subscribers.models import utcnow
 
@@ -434,19 +436,26 @@ def hold_claimed(*, session: Session, claims: Sequence[Claim]) -> list[HeldRow]:
     belongs to that sender now. Locks are taken in id order, so two senders never deadlock.
     """
     attempts = {c.id: c.attempt for c in claims}
+    query = _hold_statement(is_postgres(session))
+    return [
+        HeldRow(did, sid, kind, attempt, payload or "", share, created)
+        for did, sid, kind, attempt, payload, share, created
+        in session.connection().execute(query, {"ids": list(attempts)})
+        if attempts.get(did) == attempt
+    ]
+
+
+@cache
+def _hold_statement(postgres: bool) -> Executable:
+    """hold_claimed's statement, built once per dialect (`one_of_param`: once per wave it
+    cost more CPU than running it)."""
     query = (
         HeldRow.columns()
-        .where(one_of(session, Delivery.id, attempts),
+        .where(one_of_param(Delivery.id, "ids", postgres=postgres),
                col(Delivery.status) == DeliveryStatus.sending)
         .order_by(col(Delivery.id))
     )
-    if is_postgres(session):
-        query = query.with_for_update()
-    return [
-        HeldRow(did, sid, kind, attempt, payload or "", share, created)
-        for did, sid, kind, attempt, payload, share, created in session.execute(query)
-        if attempts.get(did) == attempt
-    ]
+    return query.with_for_update() if postgres else query
 
 
 def set_outcome(
@@ -476,6 +485,14 @@ def set_outcome(
         )
 
 
+_MARK_SENT_ON_POSTGRES = text(
+    "UPDATE delivery SET status = CAST(:status AS deliverystatus), "
+    "provider_message_id = v.mid, sent_at = :now, lease_until = NULL, last_error = NULL "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:mids AS varchar[])) AS v(id, mid) "
+    "WHERE delivery.id = v.id"
+)
+
+
 def mark_sent(*, session: Session, sent: Sequence[tuple[int, str]]) -> None:
     """Rows the provider accepted, (id, provider message id) each, in one statement: on
     PostgreSQL an UPDATE joined to the two arrays, elsewhere an executemany. ORM objects of
@@ -484,14 +501,8 @@ def mark_sent(*, session: Session, sent: Sequence[tuple[int, str]]) -> None:
         return
     values = {"status": DeliveryStatus.sent.value, "now": utcnow()}
     if is_postgres(session):
-        session.execute(
-            text(
-                "UPDATE delivery SET status = CAST(:status AS deliverystatus), "
-                "provider_message_id = v.mid, sent_at = :now, lease_until = NULL, "
-                "last_error = NULL "
-                "FROM unnest(CAST(:ids AS integer[]), CAST(:mids AS varchar[])) AS v(id, mid) "
-                "WHERE delivery.id = v.id"
-            ),
+        session.connection().execute(
+            _MARK_SENT_ON_POSTGRES,
             {**values, "ids": [did for did, _ in sent], "mids": [mid for _, mid in sent]},
         )
         return

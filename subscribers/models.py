@@ -96,7 +96,7 @@ class Subscriber(SubscriberBase, table=True):
         return consent_lists(digest=self.digest, monthly=self.monthly)
 
 
-def gets_mail_where(today: date) -> ColumnElement[bool]:
+def gets_mail_where(today: date | ColumnElement[date]) -> ColumnElement[bool]:
     """`Subscriber.gets_mail(today)` as a WHERE clause, for reads that need no objects."""
     return and_(
         col(Subscriber.status) == Status.active,
@@ -104,7 +104,7 @@ def gets_mail_where(today: date) -> ColumnElement[bool]:
     )
 
 
-def receives_mail_where(today: date) -> ColumnElement[bool]:
+def receives_mail_where(today: date | ColumnElement[date]) -> ColumnElement[bool]:
     """`Subscriber.receives_mail(today)` as a WHERE clause (a sender's readers): the two are
     kept alike by a test."""
     return and_(col(Subscriber.digest).is_(True), gets_mail_where(today))

@@ -16,13 +16,16 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from functools import partial
+from functools import cache, partial
 from typing import NamedTuple, TypeVar
 
+from sqlalchemy import Date, bindparam
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql import Executable
 from sqlmodel import Session, col, select
 
-from core.db import one_of
+from core.db import is_postgres, one_of_param
 from core.settings import Settings
 from digest.clippings.models import IssueStatus, MonthlyIssue
 from digest.daily import compose_daily
@@ -174,11 +177,18 @@ def _digest_readers(session: Session, ids: Sequence[int], today: date) -> dict[i
     objects cost about four times as much, and a digest needs three columns)."""
     if not ids:
         return {}
-    query = select(Subscriber.id, Subscriber.email, Subscriber.keywords).where(
-        one_of(session, Subscriber.id, set(ids)), receives_mail_where(today)
+    found = session.connection().execute(_readers_statement(is_postgres(session)),
+                                         {"ids": list(set(ids)), "today": today})
+    return {sid: DigestReader(sid, email, tuple(keywords or ())) for sid, email, keywords in found}
+
+
+@cache
+def _readers_statement(postgres: bool) -> Executable:
+    """_digest_readers' statement, built once per dialect (`one_of_param`)."""
+    return core_select(col(Subscriber.id), col(Subscriber.email), col(Subscriber.keywords)).where(
+        one_of_param(Subscriber.id, "ids", postgres=postgres),
+        receives_mail_where(bindparam("today", type_=Date)),
     )
-    return {sid or 0: DigestReader(sid or 0, email, tuple(keywords or ()))
-            for sid, email, keywords in session.exec(query)}
 
 
 def _render_key(row: HeldRow, reader: DigestReader) -> tuple[str, str, tuple[str, ...]] | None:
