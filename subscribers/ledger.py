@@ -40,7 +40,6 @@ from sqlalchemy import select as core_select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import Executable
 from sqlmodel import Field, Session, SQLModel, col, select
-from sqlmodel.sql.expression import SelectOfScalar
 
 from core.db import is_postgres, one_of, one_of_param
 from core.errors import first_line
@@ -292,17 +291,19 @@ def papers_promised_since(
     return counts
 
 
-def _lapsed(now: datetime) -> ColumnElement[bool]:
+def _lapsed(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     """Claimed rows whose lease ran out with no outcome: their sender died holding them."""
     return (col(Delivery.status) == DeliveryStatus.sending) & (col(Delivery.lease_until) < now)
 
 
-def _suspect(now: datetime) -> ColumnElement[bool]:
+def _suspect(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     """Rows whose claim lapsed again: they may be what kills their senders."""
     return _lapsed(now) & (col(Delivery.attempts) >= SUSPECT_AFTER)
 
 
-def _due(now: datetime, *, suspects: bool = True) -> ColumnElement[bool]:
+def _due(
+    now: datetime | ColumnElement[datetime], *, suspects: bool = True
+) -> ColumnElement[bool]:
     """Rows a sender should take: planned and their time has come, or their lease ran out
     (suspects left out when `suspects` is false: `claim_suspect` takes those one by one)."""
     lapsed = _lapsed(now)
@@ -329,18 +330,50 @@ def quarantine_stuck(*, session: Session, now: datetime) -> int:
     be claimed again forever. Rows still locked by a live sender are left alone. Returns how
     many were quarantined.
     """
-    stuck = select(Delivery.id).where(_lapsed(now), col(Delivery.attempts) >= MAX_ATTEMPTS)
-    if is_postgres(session):
-        stuck = stuck.with_for_update(skip_locked=True)
-    result = session.execute(
-        update(Delivery)
-        .where(col(Delivery.id).in_(stuck.scalar_subquery()))
-        .values(status=DeliveryStatus.failed, lease_until=None, last_error=QUARANTINED)
-    )
+    result = session.connection().execute(_quarantine_statement(is_postgres(session)),
+                                          {"now": now})
     count = int(getattr(result, "rowcount", 0) or 0)
     if count:
         log.warning("quarantined %d deliveries: %s", count, QUARANTINED)
     return count
+
+
+# A sender runs the statements below before every batch it claims: each is built once per
+# dialect, with its values as parameters (`_NOW`, "lease_end", "limit"), so SQLAlchemy keeps
+# its compiled form; built per claim, they cost more CPU than the claim itself. No parameter
+# is named after a column: an UPDATE would SET that column from it.
+_TABLE: Table = Delivery.__table__  # type: ignore[attr-defined]  # core: no ORM objects
+_NOW = bindparam("now", type_=_TABLE.c.next_attempt_at.type)
+
+
+@cache
+def _quarantine_statement(postgres: bool) -> Executable:
+    stuck = select(Delivery.id).where(_lapsed(_NOW), col(Delivery.attempts) >= MAX_ATTEMPTS)
+    if postgres:
+        stuck = stuck.with_for_update(skip_locked=True)
+    return (update(_TABLE)
+            .where(col(Delivery.id).in_(stuck.scalar_subquery()))
+            .values(status=DeliveryStatus.failed, lease_until=None, last_error=QUARANTINED))
+
+
+@cache
+def _claim_statement(postgres: bool, *, suspect: bool) -> Executable:
+    """Claim the rows due now (or the one suspect, the least tried first) under a lease."""
+    if suspect:
+        order = (col(Delivery.attempts), col(Delivery.id))
+        due = select(Delivery.id).where(_suspect(_NOW)).order_by(*order).limit(1)
+    else:
+        due = select(Delivery.id).where(_due(_NOW, suspects=False))
+        due = due.order_by(col(Delivery.id)).limit(bindparam("limit"))
+    if postgres:
+        due = due.with_for_update(skip_locked=True)
+    return (
+        update(_TABLE)
+        .where(col(Delivery.id).in_(due.scalar_subquery()))
+        .values(status=DeliveryStatus.sending, lease_until=bindparam("lease_end"),
+                attempts=col(Delivery.attempts) + 1)
+        .returning(col(Delivery.id), col(Delivery.attempts), col(Delivery.share))
+    )
 
 
 class Claim(NamedTuple):
@@ -351,19 +384,15 @@ class Claim(NamedTuple):
     share: str | None = None
 
 
-def claim(
-    *, session: Session, limit: int, lease: timedelta, kind: str | None = None
-) -> list[Claim]:
-    """Take up to `limit` due rows (of one kind, when given) under a lease in one statement,
-    in id order. Suspects are left to `claim_suspect`.
+def claim(*, session: Session, limit: int, lease: timedelta) -> list[Claim]:
+    """Take up to `limit` due rows under a lease in one statement, in id order. Suspects are
+    left to `claim_suspect`.
 
     Rows are not loaded here: the sender re-reads them under a lock (`hold_claimed`).
     """
     now = utcnow()
-    due = select(Delivery.id).where(_due(now, suspects=False))
-    if kind is not None:
-        due = due.where(col(Delivery.kind) == kind)
-    return _take(session, due.order_by(col(Delivery.id)).limit(limit), now + lease)
+    statement = _claim_statement(is_postgres(session), suspect=False)
+    return _take(session, statement, {"now": now, "lease_end": now + lease, "limit": limit})
 
 
 def claim_suspect(*, session: Session, lease: timedelta) -> Claim | None:
@@ -376,28 +405,15 @@ def claim_suspect(*, session: Session, lease: timedelta) -> Claim | None:
     """
     now = utcnow()
     quarantine_stuck(session=session, now=now)
-    order = (col(Delivery.attempts), col(Delivery.id))
-    suspect = select(Delivery.id).where(_suspect(now)).order_by(*order).limit(1)
-    taken = _take(session, suspect, now + lease)
+    statement = _claim_statement(is_postgres(session), suspect=True)
+    taken = _take(session, statement, {"now": now, "lease_end": now + lease})
     return taken[0] if taken else None
 
 
-def _take(session: Session, due: SelectOfScalar[Any], lease_until: datetime) -> list[Claim]:
-    """Claim the rows `due` selects (SKIP LOCKED on PostgreSQL), in id order."""
-    if is_postgres(session):
-        due = due.with_for_update(skip_locked=True)
-    statement = (
-        update(Delivery)
-        .where(col(Delivery.id).in_(due.scalar_subquery()))
-        .values(
-            status=DeliveryStatus.sending,
-            lease_until=lease_until,
-            attempts=col(Delivery.attempts) + 1,
-        )
-        .returning(col(Delivery.id), col(Delivery.attempts), col(Delivery.share))
-    )
+def _take(session: Session, statement: Executable, values: dict[str, Any]) -> list[Claim]:
+    """Run a claim statement (SKIP LOCKED on PostgreSQL): the rows taken, in id order."""
     return sorted(Claim(int(did), int(attempt), share)
-                  for did, attempt, share in session.execute(statement))
+                  for did, attempt, share in session.connection().execute(statement, values))
 
 
 class HeldRow(NamedTuple):
@@ -506,10 +522,9 @@ def mark_sent(*, session: Session, sent: Sequence[tuple[int, str]]) -> None:
             {**values, "ids": [did for did, _ in sent], "mids": [mid for _, mid in sent]},
         )
         return
-    table: Table = Delivery.__table__  # type: ignore[attr-defined]  # core, not the ORM
     statement = (
-        update(table)
-        .where(table.c.id == bindparam("row_id"))
+        update(_TABLE)
+        .where(_TABLE.c.id == bindparam("row_id"))
         .values(
             status=DeliveryStatus.sent,
             provider_message_id=bindparam("message_id"),
