@@ -109,18 +109,18 @@ def one_of(session: Session, column: Any, values: Collection[int] | Collection[s
     return col(column) == any_(bindparam(None, list(values), type_=ARRAY(kind)))
 
 
-def one_of_param(column: Any, name: str, *, postgres: bool, strings: bool = False) -> Any:
-    """`one_of` with a named parameter (`name`, the values given when it runs), for a
-    statement built once and run many times: SQLAlchemy then keeps its compiled form and
+def one_of_param(column: Any, name: str, *, postgres: bool) -> Any:
+    """`one_of` for integer ids as a named parameter (`name`, the values given when it runs),
+    for a statement built once and run many times: SQLAlchemy then keeps its compiled form and
     cache key, which a statement built per call recomputes (on a sender's waves, about as
     much CPU again as running it)."""
-    from sqlalchemy import Integer, String, any_, bindparam
+    from sqlalchemy import Integer, any_, bindparam
     from sqlalchemy.dialects.postgresql import ARRAY
     from sqlmodel import col
 
     if not postgres:
         return col(column).in_(bindparam(name, expanding=True))
-    return col(column) == any_(bindparam(name, type_=ARRAY(String if strings else Integer)))
+    return col(column) == any_(bindparam(name, type_=ARRAY(Integer)))
 
 
 def is_postgres_url(url: str) -> bool:
