@@ -29,6 +29,8 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "render": (["--messages", "2000"], ["--messages", "20000"]),
     "signup_load": (["--seconds", "3"], []),
     "deliver": (["--subscribers", "10000"], ["--subscribers", "100000"]),
+    # One sender in-process, its CPU by part (bench/deliver.py's worker figure, split).
+    "sender": (["--subscribers", "10000", "--phases"], ["--subscribers", "100000", "--phases"]),
     "http_client": (["--requests", "1000"], ["--requests", "5000"]),
     # Monthly broadcast at 100k on PostgreSQL (bench/monthly.py), and the monthly engineer's
     # SQLite-sized bench (its baseline keeps every body in memory: keep it small).

@@ -25,6 +25,7 @@ TOY_SIZES = {
     "clips.py": ["--clips", "10", "--pages", "3"],
     "admin.py": ["--subscribers", "50"],
     "monthly_send.py": ["--subscribers", "30"],
+    "sender.py": ["--subscribers", "30", "--papers", "400", "--phases"],  # PostgreSQL
 }
 
 
