@@ -24,6 +24,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Index,
+    Integer,
     Select,
     Table,
     Text,
@@ -364,7 +365,7 @@ def _claim_statement(postgres: bool, *, suspect: bool) -> Executable:
         due = select(Delivery.id).where(_suspect(_NOW)).order_by(*order).limit(1)
     else:
         due = select(Delivery.id).where(_due(_NOW, suspects=False))
-        due = due.order_by(col(Delivery.id)).limit(bindparam("limit"))
+        due = due.order_by(col(Delivery.id)).limit(bindparam("limit", type_=Integer))
     if postgres:
         due = due.with_for_update(skip_locked=True)
     return (

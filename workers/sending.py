@@ -201,9 +201,10 @@ def _waves_beside(run: Run, waves: Sequence[Wave]) -> int:
 
 def _send_alone(run: Run, in_flight: deque[Wave], suspect: Claim) -> bool:
     """A suspect goes out with nothing else in flight; whether the run paused after it."""
-    if _settle_all(run, in_flight):  # what was on the wire met the pause: not sent
-        run.queue.append(suspect)  # released with the rest of the queue as the run pauses
-    else:
+    # If what was on the wire met the pause, the suspect is not sent and stays claimed: its
+    # lease runs out and it comes back as a suspect, to go out alone (released now, it would
+    # be planned again and claimed beside other rows).
+    if not _settle_all(run, in_flight):
         _settle(run, _launch(run, _prepare(run, [suspect])))
     if run.failures >= PAUSE_AFTER_FAILURES_IN_A_ROW:
         _pause(run)

@@ -33,15 +33,12 @@ def upgrade() -> None:
     # transaction: the migrations before this one commit first.
     with op.get_context().autocommit_block():
         # A build that was killed half-way leaves an invalid index behind, which would make
-        # the CREATE fail (or, skipped, never be used): drop it and build again.
-        op.execute("""
-            DO $$ BEGIN
-                IF EXISTS (SELECT 1 FROM pg_index
-                           WHERE indexrelid = to_regclass('ix_delivery_open')
-                             AND NOT indisvalid) THEN
-                    DROP INDEX ix_delivery_open;
-                END IF;
-            END $$""")
+        # the CREATE skip it and never be used: drop it (concurrently too) and build again.
+        invalid = op.get_bind().execute(sa.text(
+            "SELECT 1 FROM pg_index WHERE indexrelid = to_regclass('ix_delivery_open') "
+            "AND NOT indisvalid")).first()
+        if invalid:
+            op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_delivery_open")
         op.create_index('ix_delivery_open', 'delivery', ['id'], unique=False,
                         postgresql_where=OPEN, postgresql_concurrently=True,
                         if_not_exists=True)
