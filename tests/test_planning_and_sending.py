@@ -234,6 +234,37 @@ def test_two_waves_on_the_wire_never_carry_the_run_past_the_pause(
     assert report.sent == width and pause <= report.retried < pause + width
 
 
+@pytest.mark.parametrize("db_settings", ["postgres"], indirect=True)  # two waves: PostgreSQL
+def test_after_failed_requests_one_wave_at_a_time_until_mail_is_accepted_again(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    """A wave goes on the wire beside the one before it only while mail is being accepted:
+    after a wave whose requests failed, the next goes out alone (what a crash repeats, and the
+    failures the pause counts, stay one wave's), and two again once a request is accepted."""
+    width = 4  # four requests a wave (one reader each), four pool threads
+    settings = migrated.model_copy(update={"lookback_days": 30, "send_concurrency": width})
+    readers = 12 * width
+    _stock(settings, *[(f"reader{n}@example.org", ["TTS", f"zyxq{n}"], "UTC", 7)
+                       for n in range(readers)])
+    assert _plan_latest_day(settings) == readers
+    # Half the answers are quick: their threads take up the next wave's requests at once if
+    # it was launched beside, while the slow half of the wave before is still on the wire.
+    fake_sendgrid.delay = (0.05, 0.4)
+    fake_sendgrid.fail_next(500, 3 * width, after=2 * width)  # waves 3, 4 and 5 fail
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    report = sending.send_due(settings=settings, transport=transport, batch_size=readers)
+    assert (report.sent, report.retried, report.paused) == (readers - 3 * width, 3 * width, None)
+    arrivals = fake_sendgrid.in_flight_at_arrival
+    assert len(arrivals) == readers
+    # Each wave's first request: did it find the wire busy with the wave before?
+    beside = [arrivals[first] > 0 for first in range(0, readers, width)]
+    # 1 alone until mail was accepted; 2 alone (launched after 1 settled); 3 beside 2; 4
+    # launched beside 3 before 3's failures were known; 5 and 6 alone after failures; 7
+    # alone, launched once 6's acceptance settled; 8 beside 7 again.
+    assert beside[:3] == [False, False, True]
+    assert beside[4:8] == [False, False, False, True]
+
+
 def test_one_failed_request_for_many_equal_digests_counts_as_one_failure(
     migrated: Settings, fake_sendgrid: FakeSendGrid
 ) -> None:

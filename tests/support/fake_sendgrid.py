@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -132,20 +132,25 @@ class FakeSendGrid:
     """The server's state and its controls; thread-safe."""
 
     def __init__(
-        self, api_key: str = DEFAULT_API_KEY, *, delay: float = 0.0, port: int = 0
+        self, api_key: str = DEFAULT_API_KEY, *, delay: float | Sequence[float] = 0.0,
+        port: int = 0,
     ) -> None:
         self.api_key = api_key
-        self.delay = delay
+        self.delay = delay  # seconds before each answer; a sequence is taken in turn by arrival
         self.hang_seconds = 30.0
         self.validator = load_validator()
         self.invalid: list[tuple[dict[str, Any] | None, list[dict[str, Any]]]] = []
         self.refused: list[tuple[int, dict[str, Any]]] = []  # (status, body) of simulated errors
         self.requests = 0
         self.connections = 0
+        self.in_flight = 0  # valid requests being answered now
+        # For each valid request, in arrival order: how many others were being answered as it
+        # arrived (0: the sender's wire was empty; see test_planning_and_sending's waves).
+        self.in_flight_at_arrival: list[int] = []
         self._accepted: list[Accepted] = []
         self._plan: deque[Fault | None] = deque()  # None: answer normally
         self._random_fault: tuple[Fault, float, random.Random] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # _arrive takes the next fault inside its own hold
         self._stopping = threading.Event()
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.fake = self  # type: ignore[attr-defined]
@@ -209,6 +214,20 @@ class FakeSendGrid:
         """Answer about `fraction` of later valid requests with `status` (0 turns it off)."""
         with self._lock:
             self._random_fault = (Fault(status, **fault), fraction, random.Random(seed))
+
+    def _arrive(self) -> tuple[Fault | None, float]:
+        """A valid request arrives: its answer (a fault, or None for 202) and its delay, both
+        taken in arrival order."""
+        with self._lock:
+            arrival = self.requests
+            self.in_flight_at_arrival.append(self.in_flight)
+            self.in_flight += 1
+            delays = self.delay if isinstance(self.delay, Sequence) else [self.delay]
+            return self._next_fault(), delays[arrival % len(delays)]
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def _next_fault(self) -> Fault | None:
         with self._lock:
@@ -309,9 +328,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(400, {"errors": errors})
             return
         assert isinstance(body, dict)
-        if fake.delay:
-            fake.pause(fake.delay)
-        fault = fake._next_fault()
+        fault, delay = fake._arrive()
+        try:
+            if delay:
+                fake.pause(delay)
+            self._answer(fake, body, fault)
+        finally:
+            fake._leave()
+
+    def _answer(self, fake: FakeSendGrid, body: dict[str, Any], fault: Fault | None) -> None:
         if fault is None:
             message_id = fake._accept(body, dict(self.headers.items()))
             self._reply(202, headers={"X-Message-Id": message_id})
