@@ -588,14 +588,22 @@ def shared_daily(
     feedback: bool,
     service_name: str = "Paper Digest",
     updates: tuple[UpdateView, ...] = (),
+    remember: bool = True,
 ) -> Message:
     """The render every subscriber with this digest shares, with placeholder links in place
     of theirs (`emails.links`: we fill them in, or the provider does).
 
-    Remembered per process: a day's digests arrive in waves, and many are the same.
+    Remembered per process: a day's digests arrive in waves, and many are the same. A caller
+    that keeps renders by a key of its own passes `remember=False`: the sender's run keeps
+    them by share key (workers/compose.py), so the digest's own key, a tenth of a render's
+    cost, would only be computed to miss.
     """
     if digest.count == 0:
         raise ValueError("an empty digest is never sent")
+    links = PLACEHOLDERS if feedback else PLACEHOLDERS_NO_FEEDBACK
+    if not remember:
+        return _render_daily(digest, sender=sender, links=links, postal_address=postal_address,
+                             service_name=service_name, updates=updates)
     # With and without feedback links are two different shared renders.
     key = (*_digest_key(digest, sender, postal_address, service_name), feedback, updates)
     shared = _SHARED.get(key)
@@ -603,7 +611,7 @@ def shared_daily(
         shared = _render_daily(
             digest,
             sender=sender,
-            links=PLACEHOLDERS if feedback else PLACEHOLDERS_NO_FEEDBACK,
+            links=links,
             postal_address=postal_address,
             service_name=service_name,
             updates=updates,
