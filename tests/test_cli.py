@@ -13,7 +13,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
 
+from core.settings import Settings
 from tests.support.cli import DIGEST, run
+from tests.support.subprocess_env import without_digest_settings
+from workers.cli_support import migration_heads
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 
@@ -86,6 +89,25 @@ def test_db_upgrade_reports_the_revision(var_dir: Path) -> None:
     result = invoke(var_dir, "db", "upgrade")
     assert result.returncode == 0, result.stderr
     assert "revision 0001" in result.stdout or "revision 0" in result.stdout
+
+
+def test_processes_starting_at_once_on_an_old_schema_migrate_one_at_a_time(
+    db_settings: Settings, var_dir: Path
+) -> None:
+    """A new release's processes (web, workers, a cron job) all start by upgrading the
+    schema. Three `digest db upgrade` at once on an empty database: before the migration
+    lock, two of the three failed ("duplicate key value violates unique constraint" on
+    PostgreSQL, "duplicate column name" on SQLite)."""
+    environment = without_digest_settings() | {
+        "DIGEST_VAR_DIR": str(var_dir), "DIGEST_DATABASE_URL": db_settings.sqlalchemy_url,
+    }
+    starts = [subprocess.Popen([DIGEST, "db", "upgrade"], env=environment, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+              for _ in range(3)]
+    outputs = [process.communicate(timeout=300)[0] for process in starts]
+    assert [process.returncode for process in starts] == [0, 0, 0], outputs
+    head = max(migration_heads())
+    assert all(f"database at revision {head}" in output for output in outputs), outputs
 
 
 def test_ingesting_twice_adds_nothing_the_second_time(stocked: Path) -> None:
