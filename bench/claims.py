@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from datetime import timedelta
@@ -31,9 +30,7 @@ from subscribers import ledger  # noqa: E402
 from tests.support import celery_stack as stack  # noqa: E402
 from workers import migrate  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_ADMIN_URL = stack.POSTGRES_ADMIN_URL
 READERS = 1000  # deliveries spread over this many subscribers, one row per reader and day
 
 

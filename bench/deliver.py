@@ -58,9 +58,7 @@ from workers.celery_app import app, make_celery  # noqa: E402
 from workers.compose import render_row  # noqa: E402
 from workers.tasks import SENDERS_PER_PLAN, process_transport  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_ADMIN_URL = stack.POSTGRES_ADMIN_URL
 REDIS_SERVER = os.environ.get("DIGEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 COUNT_DIR_ENV = "DIGEST_BENCH_COUNT_DIR"
 

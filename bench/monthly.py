@@ -31,9 +31,7 @@ from emails.transports.sendgrid import SendGridTransport  # noqa: E402
 from tests.support import celery_stack as stack  # noqa: E402
 from workers import sending  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_ADMIN_URL = stack.POSTGRES_ADMIN_URL
 
 
 def run(mode: str, recipients: int, delay: float) -> dict[str, object]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -37,9 +36,7 @@ from tests.support import celery_stack as stack  # noqa: E402
 from workers import compose, outcomes, sending  # noqa: E402
 from workers.planning import plan_daily  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get(  # as bench/deliver.py, without its round-trip counting
-    "DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_ADMIN_URL = stack.POSTGRES_ADMIN_URL
 # The parts of a wave, as (module, function): the main thread's CPU in each is summed.
 PHASES = [
     (sending, "_claim"), (sending.ledger, "hold_claimed"), (compose, "_digest_readers"),

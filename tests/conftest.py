@@ -19,6 +19,7 @@ from core.settings import Settings
 # explain their failures the way it explains a test's. Before anything imports them.
 pytest.register_assert_rewrite("tests.support")
 
+from tests.support.celery_stack import POSTGRES_ADMIN_URL  # noqa: E402
 from tests.support.schema import (  # noqa: E402
     migrate_template,
     postgres_schema_sql,
@@ -27,9 +28,6 @@ from tests.support.schema import (  # noqa: E402
 )
 from tests.support.workers import WORKER_NAME, worker_redis_url  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 # Each pytest-xdist worker has a Redis database of its own (tests/support/workers.py).
 REDIS_URL = worker_redis_url(
     os.environ.get("DIGEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -37,6 +37,10 @@ from subscribers.models import Frequency, Status, Subscriber, utcnow
 from tests.support.subprocess_env import without_digest_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+# The local PostgreSQL the tests and benchmarks make their databases next to.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 VENV_BIN = Path(sys.executable).parent
 # Lookback for the bundled corpus (about three papers a day over two months): long enough that
 # most profiles have something relevant, as on a real announcement day with hundreds of papers.
