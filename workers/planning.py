@@ -12,7 +12,6 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import func, update
@@ -34,6 +33,7 @@ from subscribers.ledger import Delivery, DeliveryStatus
 from subscribers.models import Frequency, Status, Subscriber, utcnow
 from subscribers.payloads import FEED_KIND, DigestPayload
 from subscribers.saved_updates import MAX_UPDATES, News, find_news, record_told
+from workers.due import Reader, Slot, due_daily_chunk, due_slot
 
 PICKS_MARGIN = timedelta(days=7)
 # A plan's papers and their index by (first day, last day) of its window, kept across chunks.
@@ -60,36 +60,6 @@ class PlanReport:
         self.papers.update(other.papers)
 
 
-@dataclass(frozen=True)
-class Slot:
-    """One digest period: daily 2026-01-29 or weekly 2026-W05, ending on `day`."""
-
-    kind: str
-    period: str
-    day: date
-    lookback_days: int
-
-    @property
-    def since(self) -> date:
-        """The window's first day: `lookback_days` days, ending on `day`."""
-        return self.day - timedelta(days=self.lookback_days - 1)
-
-
-def due_slot(subscriber: Subscriber, now: datetime, lookback_days: int) -> Slot | None:
-    """The digest a subscriber is due at `now` in their own time zone, if their hour has come."""
-    local = now.astimezone(ZoneInfo(subscriber.timezone))
-    if subscriber.frequency in (Frequency.daily, Frequency.feed):
-        if local.hour < subscriber.send_hour:
-            return None
-        kind = FEED_KIND if subscriber.frequency == Frequency.feed else "daily"
-        return Slot(kind, local.date().isoformat(), local.date(), lookback_days)
-    # Weekly goes out on Monday at the send hour, or later that week if planning was down.
-    if local.weekday() == 0 and local.hour < subscriber.send_hour:
-        return None
-    year, week, _ = local.isocalendar()
-    return Slot("weekly", f"{year}-W{week:02d}", local.date(), 7)
-
-
 @fewer_collections()
 def plan_daily(
     *,
@@ -112,38 +82,21 @@ def plan_daily(
     after = 0
     while True:
         with session_scope(settings.sqlalchemy_url) as session:
-            chunk = due_daily_chunk(session, after=after, limit=settings.plan_chunk_size)
+            chunk = due_daily_chunk(session, after=after, limit=settings.plan_chunk_size, day=day)
             if not chunk:
                 break
-            after = chunk[-1].id or 0
+            after = chunk[-1].id
             for kind, slot in slots.items():
                 feed = kind == FEED_KIND
                 report.add(plan_slot(
                     session=session, settings=settings, slot=slot, dry_run=dry_run, window=window,
-                    subscribers=[s for s in chunk if s.receives_mail(day)
-                                 and (s.frequency == Frequency.feed) == feed],
+                    subscribers=[s for s in chunk if (s.frequency == Frequency.feed) == feed],
                 ))
             if dry_run:
                 session.rollback()
         if on_chunk is not None:
             on_chunk(report)
     return report
-
-
-def due_daily_chunk(session: Session, *, after: int, limit: int) -> list[Subscriber]:
-    """The next `limit` active daily (or feed-only) subscribers by id, after id `after`
-    (keyset paging)."""
-    query = (
-        select(Subscriber)
-        .where(
-            Subscriber.status == Status.active,
-            col(Subscriber.frequency).in_([Frequency.daily, Frequency.feed]),
-            col(Subscriber.id) > after,
-        )
-        .order_by(col(Subscriber.id))
-        .limit(limit)
-    )
-    return list(session.exec(query))
 
 
 @fewer_collections()
@@ -177,7 +130,7 @@ def plan_slot(
     session: Session,
     settings: Settings,
     slot: Slot,
-    subscribers: Sequence[Subscriber],
+    subscribers: Sequence[Reader],
     dry_run: bool = False,
     window: Window | None = None,
 ) -> PlanReport:
@@ -266,7 +219,7 @@ def _record_for_feed(session: Session, slot: Slot, subscriber_ids: Sequence[int]
 
 
 def _digests(
-    slot: Slot, todo: Sequence[Subscriber], rankings: Sequence[Sequence[Match]],
+    slot: Slot, todo: Sequence[Reader], rankings: Sequence[Sequence[Match]],
     related: dict[int, tuple[str, ...]], news: News, report: PlanReport,
 ) -> list[ledger.PlannedDelivery]:
     """One ledger row per subscriber with picks, noted in `report`. Never an empty digest:
@@ -294,7 +247,7 @@ def _digests(
 
 
 def _rank(
-    session: Session, settings: Settings, slot: Slot, todo: Sequence[Subscriber],
+    session: Session, settings: Settings, slot: Slot, todo: Sequence[Reader],
     papers: Sequence[Paper], index: PaperIndex,
 ) -> list[list[Match]]:
     """Each subscriber's picks: relevance, feedback, recency and trending, combined as
@@ -323,7 +276,7 @@ def _rank(
 
 
 def _related_for_thin_weeks(
-    *, session: Session, slot: Slot, subscribers: Sequence[Subscriber],
+    *, session: Session, slot: Slot, subscribers: Sequence[Reader],
     rankings: Sequence[Sequence[Match]], papers: Sequence[Paper], index: PaperIndex,
 ) -> dict[int, tuple[str, ...]]:
     """Related keywords for the subscribers whose week, this digest included, brings fewer
