@@ -595,8 +595,9 @@ def shared_daily(
 
     Remembered per process: a day's digests arrive in waves, and many are the same. A caller
     that keeps renders by a key of its own passes `remember=False`: the sender's run keeps
-    them by share key (workers/compose.py), so the digest's own key, a tenth of a render's
-    cost, would only be computed to miss.
+    them by share key (workers/compose.py). Within a run the memo then only misses, and its
+    key costs a tenth of a render; across runs in one worker it could still spare a render
+    when a share group's rows fall into two claims, which no benchmark here has weighed.
     """
     if digest.count == 0:
         raise ValueError("an empty digest is never sent")

@@ -138,6 +138,48 @@ def test_upgrading_keeps_each_digests_papers_and_share_key_and_downgrading_resto
         assert [paper for (paper,) in kept] == ["2601.00001", "2601.00002"]
 
 
+def test_upgrading_from_the_first_schema_and_back_keeps_every_ledger_row(
+    db_settings: Settings,
+) -> None:
+    """SQLite's batch mode rebuilds a table by dropping it, and with foreign keys on the DROP
+    cascades into the rows referring to it. Two ways that emptied the ledger: the migration
+    lock's transaction kept 0002 from turning foreign keys off (upgrade), and 0006 rebuilt
+    `subscriber` with them on (downgrade)."""
+    from alembic import command
+
+    from workers.migrate import alembic_config, upgrade
+
+    upgrade(db_settings, "0001")
+    with session_scope(db_settings.sqlalchemy_url) as session:
+        sid = session.execute(text(
+            "INSERT INTO subscriber (email, keywords, frequency, monthly, timezone, send_hour, "
+            "status, created_at) VALUES ('ada@example.org', '[\"tts\"]', 'daily', true, 'UTC', "
+            "7, 'active', CURRENT_TIMESTAMP) RETURNING id")).scalar_one()
+        did = session.execute(text(
+            "INSERT INTO delivery (subscriber_id, kind, period, status, payload, attempts, "
+            "next_attempt_at, created_at) VALUES (:sid, 'daily', '2026-01-29', 'sent', "
+            "'{\"day\": \"2026-01-29\"}', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP) "
+            "RETURNING id"), {"sid": sid}).scalar_one()
+        session.execute(text("INSERT INTO sentpaper (subscriber_id, arxiv_id, delivery_id) "
+                             "VALUES (:sid, '2601.00001', :did)"), {"sid": sid, "did": did})
+
+    def rows(*tables: str) -> list[int]:
+        with session_scope(db_settings.sqlalchemy_url) as session:
+            return [session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                    for table in tables]
+
+    upgrade(db_settings)
+    assert rows("subscriber", "delivery") == [1, 1]
+    if db_settings.sqlalchemy_url.startswith("sqlite"):  # the migrator's pooled connection
+        with session_scope(db_settings.sqlalchemy_url) as session:
+            assert session.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
+    with session_scope(db_settings.sqlalchemy_url) as session:  # sentpaper is the row's picks
+        assert ledger.sent_paper_ids(session=session, subscriber_ids=[sid]) == {
+            sid: {"2601.00001"}}
+    command.downgrade(alembic_config(db_settings), "0001")
+    assert rows("subscriber", "delivery", "sentpaper") == [1, 1, 1]
+
+
 @pytest.mark.parametrize("db_settings", ["postgres"], indirect=True)  # statistics are PostgreSQL's
 def test_a_large_plan_renews_the_ledgers_statistics_on_postgresql(migrated: Settings) -> None:
     """PostgreSQL plans each claim from the table's statistics; taken before a day was planned,

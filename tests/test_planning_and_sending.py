@@ -243,13 +243,13 @@ def test_after_failed_requests_one_wave_at_a_time_until_mail_is_accepted_again(
     failures the pause counts, stay one wave's), and two again once a request is accepted."""
     width = 4  # four requests a wave (one reader each), four pool threads
     settings = migrated.model_copy(update={"lookback_days": 30, "send_concurrency": width})
-    readers = 12 * width
+    readers = 8 * width
     _stock(settings, *[(f"reader{n}@example.org", ["TTS", f"zyxq{n}"], "UTC", 7)
                        for n in range(readers)])
     assert _plan_latest_day(settings) == readers
     # Half the answers are quick: their threads take up the next wave's requests at once if
     # it was launched beside, while the slow half of the wave before is still on the wire.
-    fake_sendgrid.delay = (0.05, 0.4)
+    fake_sendgrid.delay = (0.05, 0.8)
     fake_sendgrid.fail_next(500, 3 * width, after=2 * width)  # waves 3, 4 and 5 fail
     transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
     report = sending.send_due(settings=settings, transport=transport, batch_size=readers)

@@ -270,7 +270,7 @@ def _digest_template(
                            related=payload.related, weekly=row.kind == "weekly")
     if digest is None:
         return None
-    template = shared_daily(  # remembered below, by share key: not by shared_daily too
+    template = shared_daily(  # remembered below, by share key, for the run
         digest, sender=settings.from_email, postal_address=settings.postal_address, feedback=True,
         updates=update_views(payload.updates, cache.papers), remember=False,
     )

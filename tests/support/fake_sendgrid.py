@@ -280,6 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server: ThreadingHTTPServer
+    _on_wire = False  # this request counts in fake.in_flight until its answer is written
 
     @property
     def fake(self) -> FakeSendGrid:
@@ -294,6 +295,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: tests read state, not logs."""
 
     def _reply(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        if self._on_wire:  # off the count before the client can read the answer
+            self._on_wire = False
+            self.fake._leave()
         data = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         for key, value in (headers or {}).items():
@@ -329,12 +333,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         assert isinstance(body, dict)
         fault, delay = fake._arrive()
+        self._on_wire = True
         try:
             if delay:
                 fake.pause(delay)
             self._answer(fake, body, fault)
         finally:
-            fake._leave()
+            if self._on_wire:  # no answer written (a dropped connection)
+                self._on_wire = False
+                fake._leave()
 
     def _answer(self, fake: FakeSendGrid, body: dict[str, Any], fault: Fault | None) -> None:
         if fault is None:

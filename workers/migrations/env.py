@@ -1,13 +1,15 @@
 """Alembic environment: runs migrations on the engine `digest.db` makes for the URL."""
 
+import fcntl
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from alembic import context
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel
 
 import workers.models  # noqa: F401  (registers every table on SQLModel.metadata)
@@ -18,60 +20,151 @@ target_metadata = SQLModel.metadata
 # nothing else ("digest m" in ASCII).
 MIGRATION_LOCK = 0x64696765737420_6D
 LOCK_POLL_SECONDS = 0.2
+# How long a process waits for another one's upgrade before it gives up with an error (a
+# crashed migrator releases its lock at once; only a hung one is waited out).
+LOCK_WAIT_SECONDS = 900.0
 log = logging.getLogger("digest.migrate")
+
+
+class MigrationLockTimeout(RuntimeError):
+    """Another process held the migration lock for longer than LOCK_WAIT_SECONDS."""
 
 
 @contextmanager
 def one_migrator_at_a_time(connection: Connection) -> Iterator[None]:
     """Migrate alone: every `digest` command upgrades an old schema as it starts, so a new
     release's processes (web, workers, a cron job) all try at once. Unserialised, all but one
-    failed on a table or type another had just made.
+    failed on a table or type another had just made. The later migrators wait, then find the
+    schema current and do nothing.
 
-    PostgreSQL: a session advisory lock, taken before Alembic's transaction (0015 commits
-    mid-way for CREATE INDEX CONCURRENTLY; the lock outlives that) and released however the
-    upgrade ends, before the connection goes back to the pool. SQLite: Alembic's
-    transaction starts with BEGIN IMMEDIATE, which waits for the write lock (the busy timeout)
-    and makes the upgrade one transaction: the sqlite3 driver would run DDL unwrapped, each
-    statement committed by itself, so a failed upgrade left a schema half-way.
-    Either way, the later migrators find the schema current and do nothing.
+    PostgreSQL: a session advisory lock, taken before Alembic's first transaction (0015
+    commits mid-way for CREATE INDEX CONCURRENTLY; the lock outlives that) and released
+    however the upgrade ends. SQLite: an exclusive lock on a file beside the database, held for
+    the whole upgrade, since Alembic commits after each migration there (SQLite DDL is not
+    transactional to Alembic) and a waiter would otherwise slip in between two of them.
     """
     if connection.dialect.name == "postgresql":
-        _take_migration_lock(connection)
+        _take_advisory_lock(connection)
         try:
             yield
         finally:
-            connection.rollback()  # a failed upgrade's transaction, if any
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
-            connection.commit()
+            _release_advisory_lock(connection)
     elif connection.dialect.name == "sqlite":
-
-        def begin_immediate(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        event.listen(connection, "begin", begin_immediate)
-        try:
+        with _sqlite_file_lock(connection.engine.url.database), \
+                _foreign_keys_off(connection), \
+                _each_migration_in_a_write_transaction(connection):
             yield
-        finally:
-            event.remove(connection, "begin", begin_immediate)
     else:
         yield
 
 
-def _take_migration_lock(connection: Connection) -> None:
+def _wait_for(take: Callable[[], bool]) -> None:
+    """Call `take` until it returns True, saying once (a warning: the CLI shows it) that
+    another process is migrating; give up after LOCK_WAIT_SECONDS."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    told = False
+    while not take():
+        if time.monotonic() > deadline:
+            raise MigrationLockTimeout(
+                f"another process has been migrating this database for over "
+                f"{LOCK_WAIT_SECONDS:.0f} s; if none is running, retry")
+        if not told:
+            log.warning("another process is migrating this database; waiting for it")
+            told = True
+        time.sleep(LOCK_POLL_SECONDS)
+
+
+def _take_advisory_lock(connection: Connection) -> None:
     """Poll for the advisory lock between transactions rather than wait in pg_advisory_lock:
     a statement waiting holds a snapshot, which 0015's CREATE INDEX CONCURRENTLY in the lock
     holder waits for (PostgreSQL reports the deadlock and fails one of them)."""
-    told = False
-    while True:
+
+    def take() -> bool:
         taken = connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
                                    {"key": MIGRATION_LOCK}).scalar()
         connection.commit()  # idle between tries: no transaction, no snapshot
-        if taken:
-            return
-        if not told:
-            log.info("another process is migrating this database; waiting for it")
-            told = True
-        time.sleep(LOCK_POLL_SECONDS)
+        return bool(taken)
+
+    _wait_for(take)
+
+
+def _release_advisory_lock(connection: Connection) -> None:
+    """Release the lock without hiding the upgrade's own error: should the release fail (a
+    broken connection), the connection is discarded, and the lock ends with its session."""
+    try:
+        connection.rollback()  # a failed upgrade's transaction, if any
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+        connection.commit()
+    except SQLAlchemyError:
+        log.warning("could not release the migration lock; dropping the connection releases "
+                    "it", exc_info=True)
+        connection.invalidate()
+
+
+@contextmanager
+def _sqlite_file_lock(database: str | None) -> Iterator[None]:
+    """flock on `<database>-migrate.lock`, not on the database: closing any descriptor of the
+    database file would drop SQLite's own POSIX locks in this process. The file stays (it is
+    empty): unlinking a lock file races with a process about to lock it. A database in
+    memory belongs to one connection and needs no lock."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    with open(f"{database}-migrate.lock", "a") as lock_file:
+
+        def take() -> bool:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+        _wait_for(take)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """Batch mode rebuilds a SQLite table as a copy, drops the old one and renames the copy;
+    with foreign keys on, that DROP deletes every row referring to the table (ON DELETE
+    CASCADE): downgrading 0006 rebuilt `subscriber` and emptied the ledger. SQLite changes the
+    pragma only outside a transaction, so it goes off before the first migration's and back on
+    after the last; `foreign_key_check` then refuses an upgrade that left a dangling row."""
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # no BEGIN yet: the driver's
+    connection.commit()  # autocommit for pragmas, before our listener opens transactions
+    try:
+        yield
+        dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        connection.commit()
+        if dangling:
+            raise RuntimeError(f"the migration left rows whose parent is gone: {dangling[:5]}")
+    finally:
+        connection.rollback()
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        connection.commit()
+
+
+@contextmanager
+def _each_migration_in_a_write_transaction(connection: Connection) -> Iterator[None]:
+    """Open each of Alembic's transactions with BEGIN IMMEDIATE: the sqlite3 driver would run
+    DDL unwrapped, each statement committed by itself, so a failed migration left the schema
+    half-way; IMMEDIATE takes the write lock up front, waiting (the busy timeout) for the
+    application's writers. Not inside a migration's autocommit block (0002 turns foreign keys
+    off there, which SQLite ignores inside a transaction: the table rebuild that follows would
+    then cascade into every ledger row)."""
+
+    def begin_immediate(conn: Connection) -> None:
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(connection, "begin", begin_immediate)
+    try:
+        yield
+    finally:
+        event.remove(connection, "begin", begin_immediate)
 
 
 def run_migrations_online() -> None:
