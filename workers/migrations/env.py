@@ -132,15 +132,11 @@ def _foreign_keys_off(connection: Connection) -> Iterator[None]:
     with foreign keys on, that DROP deletes every row referring to the table (ON DELETE
     CASCADE): downgrading 0006 rebuilt `subscriber` and emptied the ledger. SQLite changes the
     pragma only outside a transaction, so it goes off before the first migration's and back on
-    after the last; `foreign_key_check` then refuses an upgrade that left a dangling row."""
+    after the last (`refuse_dangling_rows` then checks what the migrations did)."""
     connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # no BEGIN yet: the driver's
     connection.commit()  # autocommit for pragmas, before our listener opens transactions
     try:
         yield
-        dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-        connection.commit()
-        if dangling:
-            raise RuntimeError(f"the migration left rows whose parent is gone: {dangling[:5]}")
     finally:
         connection.rollback()
         connection.exec_driver_sql("PRAGMA foreign_keys=ON")
@@ -167,6 +163,15 @@ def _each_migration_in_a_write_transaction(connection: Connection) -> Iterator[N
         event.remove(connection, "begin", begin_immediate)
 
 
+def refuse_dangling_rows(connection: Connection) -> None:
+    """After migrations ran with SQLite's foreign keys off: fail loudly if one left a row whose
+    parent is gone (a scan of every table, so only when the revision moved)."""
+    dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    connection.commit()
+    if dangling:
+        raise RuntimeError(f"the migration left rows whose parent is gone: {dangling[:5]}")
+
+
 def run_migrations_online() -> None:
     url = context.config.get_main_option("sqlalchemy.url")
     assert url, "sqlalchemy.url must be set"
@@ -178,8 +183,12 @@ def run_migrations_online() -> None:
             render_as_batch=connection.dialect.name == "sqlite",  # SQLite can't ALTER much
             compare_type=True,
         )
+        migration = context.get_context()
+        before = migration.get_current_heads()
         with context.begin_transaction():
             context.run_migrations()
+        if connection.dialect.name == "sqlite" and migration.get_current_heads() != before:
+            refuse_dangling_rows(connection)
 
 
 run_migrations_online()
