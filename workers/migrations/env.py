@@ -26,8 +26,9 @@ LOCK_WAIT_SECONDS = 900.0
 log = logging.getLogger("digest.migrate")
 
 
-class MigrationLockTimeout(RuntimeError):
-    """Another process held the migration lock for longer than LOCK_WAIT_SECONDS."""
+class MigrationLockTimeout(TimeoutError):
+    """Another process held the migration lock for longer than LOCK_WAIT_SECONDS (an OSError:
+    the CLI prints it as one line, like other failures a user can act on)."""
 
 
 @contextmanager
