@@ -294,10 +294,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Quiet: tests read state, not logs."""
 
-    def _reply(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        if self._on_wire:  # off the count before the client can read the answer
+    def _off_wire(self) -> None:
+        if self._on_wire:
             self._on_wire = False
             self.fake._leave()
+
+    def _reply(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        self._off_wire()  # off the count before the client can read the answer
         data = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         for key, value in (headers or {}).items():
@@ -339,9 +342,7 @@ class _Handler(BaseHTTPRequestHandler):
                 fake.pause(delay)
             self._answer(fake, body, fault)
         finally:
-            if self._on_wire:  # no answer written (a dropped connection)
-                self._on_wire = False
-                fake._leave()
+            self._off_wire()  # no answer written (a dropped connection)
 
     def _answer(self, fake: FakeSendGrid, body: dict[str, Any], fault: Fault | None) -> None:
         if fault is None:

@@ -133,7 +133,7 @@ def _foreign_keys_off(connection: Connection) -> Iterator[None]:
     with foreign keys on, that DROP deletes every row referring to the table (ON DELETE
     CASCADE): downgrading 0006 rebuilt `subscriber` and emptied the ledger. SQLite changes the
     pragma only outside a transaction, so it goes off before the first migration's and back on
-    after the last (`refuse_dangling_rows` then checks what the migrations did)."""
+    after the last (`_refuse_dangling_rows` then checks what the migrations did)."""
     connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # no BEGIN yet: the driver's
     connection.commit()  # autocommit for pragmas, before our listener opens transactions
     try:
@@ -149,9 +149,8 @@ def _each_migration_in_a_write_transaction(connection: Connection) -> Iterator[N
     """Open each of Alembic's transactions with BEGIN IMMEDIATE: the sqlite3 driver would run
     DDL unwrapped, each statement committed by itself, so a failed migration left the schema
     half-way; IMMEDIATE takes the write lock up front, waiting (the busy timeout) for the
-    application's writers. Not inside a migration's autocommit block (0002 turns foreign keys
-    off there, which SQLite ignores inside a transaction: the table rebuild that follows would
-    then cascade into every ledger row)."""
+    application's writers. Not inside a migration's autocommit block, which asks for no
+    transaction (a pragma there would be ignored inside one)."""
 
     def begin_immediate(conn: Connection) -> None:
         if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
@@ -164,7 +163,7 @@ def _each_migration_in_a_write_transaction(connection: Connection) -> Iterator[N
         event.remove(connection, "begin", begin_immediate)
 
 
-def refuse_dangling_rows(connection: Connection) -> None:
+def _refuse_dangling_rows(connection: Connection) -> None:
     """After migrations ran with SQLite's foreign keys off: fail loudly if one left a row whose
     parent is gone (a scan of every table, so only when the revision moved)."""
     dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
@@ -184,12 +183,13 @@ def run_migrations_online() -> None:
             render_as_batch=connection.dialect.name == "sqlite",  # SQLite can't ALTER much
             compare_type=True,
         )
+        sqlite = connection.dialect.name == "sqlite"
         migration = context.get_context()
-        before = migration.get_current_heads()
+        before = migration.get_current_heads() if sqlite else ()
         with context.begin_transaction():
             context.run_migrations()
-        if connection.dialect.name == "sqlite" and migration.get_current_heads() != before:
-            refuse_dangling_rows(connection)
+        if sqlite and migration.get_current_heads() != before:
+            _refuse_dangling_rows(connection)
 
 
 run_migrations_online()

@@ -23,24 +23,15 @@ depends_on: str | Sequence[str] | None = None
 def _set_sqlite_autoincrement(enabled: bool) -> None:
     """Rebuild the subscriber table with or without AUTOINCREMENT (SQLite only).
 
-    The rebuild drops the old table, and with foreign keys on that DROP would cascade into
-    every ledger row; the pragma only changes outside a transaction, hence the autocommit
-    blocks around the (transactional) rebuild. (Our env.py runs every migration with foreign
-    keys off already; this keeps 0002 safe on its own, and leaves the pragma as it found it.)
+    The rebuild drops the old table; env.py runs every SQLite migration with foreign keys
+    off, so that DROP does not cascade into the ledger rows.
     """
-    bind = op.get_bind()
-    if bind.dialect.name != "sqlite":
+    if op.get_bind().dialect.name != "sqlite":
         return
-    with op.get_context().autocommit_block():
-        was_on = bool(bind.exec_driver_sql("PRAGMA foreign_keys").scalar())
-        op.execute("PRAGMA foreign_keys=OFF")
     with op.batch_alter_table(
         'subscriber', recreate='always', table_kwargs={'sqlite_autoincrement': enabled}
     ):
         pass
-    if was_on:
-        with op.get_context().autocommit_block():
-            op.execute("PRAGMA foreign_keys=ON")
 
 
 def upgrade() -> None:
