@@ -7,7 +7,8 @@ one request), hands its requests to the transport and records every outcome in a
 statements (workers/outcomes.py). The next wave is claimed and rendered while one is on the
 wire. Where waves overlap (PostgreSQL, a transport that takes concurrent requests) the pool
 holds two (sized to 10 requests each, so that all of them failing would not pass the pause),
-or three shared requests (a monthly issue); elsewhere one at a time.
+or three shared requests (a monthly issue), and the claim after a full one is taken in the
+background (workers/claiming.py); elsewhere one at a time.
 
 A crash before a wave's commit leaves its rows claimed, to go out again after the lease: a
 killed worker repeats at most the waves it had handed over (2 x min(`send_concurrency`, 10)
@@ -40,6 +41,7 @@ from emails.transports.base import (
 )
 from subscribers import ledger
 from subscribers.ledger import Claim
+from workers.claiming import Claims
 from workers.compose import Request, RunCache, compose
 from workers.outcomes import Outcome, Outcomes, SendReport
 from workers.waves import take_wave
@@ -75,23 +77,27 @@ class Run:
     settings: Settings
     transport: Transport
     pool: ThreadPoolExecutor
+    claims: Claims
     report: SendReport = field(default_factory=SendReport)
     queue: deque[Claim] = field(default_factory=deque)
     cache: RunCache = field(default_factory=RunCache)
     failures: int = 0  # requests failed in a row
-    claim_size: int = 0  # grows while claims are all of one render (see _claim)
     progress: Progress | None = None
 
     @property
     def overlaps(self) -> bool:
-        """Whether several waves may hold their row locks at once: PostgreSQL (SQLite has
-        one writer) and a transport that takes concurrent requests."""
-        return self.transport.thread_safe and is_postgres_url(self.settings.sqlalchemy_url)
+        return _overlapping(self.settings, self.transport)
 
     @property
     def width(self) -> int:
         """Requests a wave may put on the wire at once."""
         return self.settings.send_concurrency if self.transport.thread_safe else 1
+
+
+def _overlapping(settings: Settings, transport: Transport) -> bool:
+    """Whether several waves may hold their row locks at once (and a claim be taken beside
+    them): PostgreSQL (SQLite has one writer) and a transport that takes concurrent requests."""
+    return transport.thread_safe and is_postgres_url(settings.sqlalchemy_url)
 
 
 @fewer_collections()
@@ -108,7 +114,8 @@ def send_due(
     deadline = None if run_for is None else time.monotonic() + max(run_for, 0.0)
     with ThreadPoolExecutor(max_workers=settings.send_concurrency,
                             thread_name_prefix="send") as pool:
-        run = Run(settings, transport, pool, progress=progress)
+        claims = Claims(settings, transport.batch_limit, _overlapping(settings, transport))
+        run = Run(settings, transport, pool, claims, progress=progress)
         in_flight: deque[Wave] = deque()
         try:
             _send_waves(run, in_flight, batch_size or settings.send_batch_size, deadline)
@@ -121,6 +128,8 @@ def send_due(
                 while in_flight:
                     in_flight.popleft().scope.close()
             raise
+        finally:  # rows claimed ahead and never sent wait out their lease after an error
+            run.claims.close()
         return run.report
 
 
@@ -134,8 +143,9 @@ def _send_waves(run: Run, in_flight: deque[Wave], size: int, deadline: float | N
                     _pause(run)
                 else:
                     run.report.more = True
+                    run.claims.give_back(run.queue, timedelta(0))  # any claimed ahead
                 return
-            suspect = _claim(run, size)
+            suspect = run.claims.take(run.queue, size)
             first = False
             if suspect is not None:
                 if _send_alone(run, in_flight, suspect):
@@ -217,23 +227,6 @@ def _settle_all(run: Run, in_flight: deque[Wave]) -> bool:
     while in_flight:
         _settle(run, in_flight.popleft())
     return run.failures >= PAUSE_AFTER_FAILURES_IN_A_ROW
-
-
-def _claim(run: Run, size: int) -> Claim | None:
-    """Fill the queue; a suspect (a row whose claim lapsed again) is returned instead. Claims
-    are `size` rows, so parallel senders share a day's digests; while they come back full and
-    of one render (a monthly issue), each takes twice as many, up to one full request."""
-    lease = timedelta(seconds=run.settings.send_lease_seconds)
-    limit = max(size, run.claim_size)
-    with session_scope(run.settings.sqlalchemy_url) as session:
-        suspect = ledger.claim_suspect(session=session, lease=lease)
-        if suspect is not None:
-            return suspect
-        claimed = ledger.claim(session=session, limit=limit, lease=lease)
-    run.queue.extend(claimed)
-    one_render = len(claimed) == limit and len({c.share for c in claimed}) == 1
-    run.claim_size = min(2 * limit, run.transport.batch_limit) if one_render else size
-    return None
 
 
 def _prepare(run: Run, claims: Sequence[Claim]) -> Wave:
@@ -341,12 +334,10 @@ def _each_alone(run: Run, wave: Wave, request: Request) -> None:
 
 
 def _pause(run: Run) -> None:
-    rest = list(run.queue)
-    with session_scope(run.settings.sqlalchemy_url) as session:
-        ledger.release(session=session, claims=rest, delay=PAUSE_FOR)
+    released = run.claims.give_back(run.queue, PAUSE_FOR)
     run.report.paused = (
         f"paused after {run.failures} failed sends in a row; "
-        f"{len(rest)} claimed rows released, sending resumes in "
+        f"{released} claimed rows released, sending resumes in "
         f"{int(PAUSE_FOR.total_seconds() // 60)} minutes (see `digest deliveries`)"
     )
     log.warning(run.report.paused)
