@@ -560,21 +560,26 @@ def requeue_failed(*, session: Session, dry_run: bool = False) -> int:
 
 
 def release(*, session: Session, claims: Sequence[Claim], delay: timedelta) -> None:
-    """Hand claimed rows back untried, due after `delay`.
+    """Hand claimed rows back untried, due after `delay`; their claim is not counted as an
+    attempt (attempts decide when a retried row is given up and when a lapsed one is suspect).
 
     Only rows still held by these claims (id, attempt) are touched: a row whose lease ran out
     and that another sender claimed since belongs to that sender now.
     """
+    by_attempt: dict[int, list[int]] = {}
     for delivery_id, attempt, _ in claims:
+        by_attempt.setdefault(attempt, []).append(delivery_id)
+    for attempt, ids in by_attempt.items():  # a statement per attempt, not per row
         session.execute(
             update(Delivery)
             .where(
-                col(Delivery.id) == delivery_id,
+                one_of(session, Delivery.id, ids),
                 col(Delivery.status) == DeliveryStatus.sending,
                 col(Delivery.attempts) == attempt,
             )
             .values(
-                status=DeliveryStatus.planned, lease_until=None, next_attempt_at=utcnow() + delay
+                status=DeliveryStatus.planned, lease_until=None, next_attempt_at=utcnow() + delay,
+                attempts=col(Delivery.attempts) - 1,
             )
         )
 
