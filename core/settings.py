@@ -30,6 +30,8 @@ class Settings(BaseSettings):
 
     var_dir: Path = Path("var")
     database_url: str = ""  # empty: SQLite file under var_dir
+    # How long a command waits for another process's schema upgrade before it gives up.
+    migrate_wait_seconds: float = Field(default=900.0, gt=0)
     broker_url: str = ""  # empty: kombu's SQLAlchemy transport over a SQLite file under var_dir
     mail_backend: Literal["outbox", "smtp", "sendgrid"] = "outbox"
     outbox_dir: Path | None = None  # empty: var_dir / "outbox"

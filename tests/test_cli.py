@@ -3,20 +3,26 @@ CliRunner, `invoke`), and a few runs as a user would, in a real process (`run`).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
+from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
+from core.db import is_postgres_url
 from core.settings import Settings
 from tests.support.cli import DIGEST, run
 from tests.support.subprocess_env import without_digest_settings
 from workers.cli_support import migration_heads
+from workers.migrate import MIGRATION_LOCK
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 
@@ -108,6 +114,48 @@ def test_processes_starting_at_once_on_an_old_schema_migrate_one_at_a_time(
     assert [process.returncode for process in starts] == [0, 0, 0], outputs
     head = max(migration_heads())
     assert all(f"database at revision {head}" in output for output in outputs), outputs
+
+
+def test_a_process_that_waits_too_long_for_another_upgrade_gives_up_in_one_line(
+    db_settings: Settings, var_dir: Path
+) -> None:
+    """A migrator that hangs holds the migration lock: the next process waits
+    DIGEST_MIGRATE_WAIT_SECONDS, then exits 1 with one line saying why (no traceback)."""
+    environment = without_digest_settings() | {
+        "DIGEST_VAR_DIR": str(var_dir), "DIGEST_DATABASE_URL": db_settings.sqlalchemy_url,
+        "DIGEST_MIGRATE_WAIT_SECONDS": "1",
+    }
+    with _migration_lock_held(db_settings):
+        result = subprocess.run([DIGEST, "db", "upgrade"], env=environment, text=True,
+                                capture_output=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: another process has been migrating this database for over 1 s; "
+                      "if none is running, retry"], result.stderr
+    assert "waiting for it" in result.stderr  # it said it was waiting before it gave up
+
+
+@contextmanager
+def _migration_lock_held(settings: Settings) -> Iterator[None]:
+    """Hold the lock a migrator takes (see workers/migrations/env.py), as a hung one would."""
+    url = settings.sqlalchemy_url
+    if not is_postgres_url(url):
+        with open(f"{url.removeprefix('sqlite:///')}-migrate.lock", "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            yield
+        return
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                   {"key": MIGRATION_LOCK})
+    finally:
+        engine.dispose()
 
 
 def test_ingesting_twice_adds_nothing_the_second_time(stocked: Path) -> None:

@@ -12,11 +12,17 @@ from core.settings import Settings
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+# PostgreSQL advisory lock key held while migrating (migrations/env.py): any constant the
+# application uses for nothing else ("digest m" in ASCII).
+MIGRATION_LOCK = 0x64696765737420_6D
+
+
 def alembic_config(settings: Settings) -> Config:
     """An Alembic config pointing at our migrations and the configured database."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", settings.sqlalchemy_url.replace("%", "%%"))
+    config.attributes["lock_wait_seconds"] = settings.migrate_wait_seconds  # read by env.py
     return config
 
 

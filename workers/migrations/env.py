@@ -14,15 +14,14 @@ from sqlmodel import SQLModel
 
 import workers.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from core.db import get_engine
+from workers.migrate import MIGRATION_LOCK
 
 target_metadata = SQLModel.metadata
-# PostgreSQL advisory lock key held while migrating: any constant the application uses for
-# nothing else ("digest m" in ASCII).
-MIGRATION_LOCK = 0x64696765737420_6D
 LOCK_POLL_SECONDS = 0.2
 # How long a process waits for another one's upgrade before it gives up with an error (a
-# crashed migrator releases its lock at once; only a hung one is waited out).
-LOCK_WAIT_SECONDS = 900.0
+# crashed migrator releases its lock at once; only a hung one is waited out):
+# DIGEST_MIGRATE_WAIT_SECONDS, through the Alembic config (workers/migrate.py).
+LOCK_WAIT_SECONDS = float(context.config.attributes.get("lock_wait_seconds", 900.0))
 log = logging.getLogger("digest.migrate")
 
 
