@@ -73,7 +73,9 @@ class Claims:
             return Claimed(ledger.claim(session=session, limit=limit, lease=lease), None, limit)
 
     def ahead_of_queue(self) -> list[Claim]:
-        """Rows claimed ahead and not yet in the queue (waits for that claim to finish)."""
+        """Rows claimed ahead and not yet in the queue (waits for that claim to finish). A
+        suspect claimed ahead is not among them: it stays claimed, to come back as a suspect
+        after its lease and go out alone (handed back, it would be claimed beside others)."""
         if self._next is None:
             return []
         future, self._next = self._next, None
@@ -82,7 +84,7 @@ class Claims:
         except Exception:  # nothing was claimed, or the rows wait out their lease
             log.exception("claiming ahead failed; any rows it took wait out their lease")
             return []
-        return claimed.rows + ([claimed.suspect] if claimed.suspect else [])
+        return claimed.rows
 
     def give_back(self, queue: deque[Claim], delay: timedelta) -> int:
         """Hand the queue's rows and those claimed ahead back untried, due after `delay`;
