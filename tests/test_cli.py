@@ -127,7 +127,7 @@ def test_a_process_that_waits_too_long_for_another_upgrade_gives_up_in_one_line(
     }
     with _migration_lock_held(db_settings):
         result = subprocess.run([DIGEST, "db", "upgrade"], env=environment, text=True,
-                                capture_output=True, timeout=120)
+                                capture_output=True, timeout=30)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -142,6 +142,28 @@ def test_a_run_pauses_itself_when_the_provider_keeps_failing(
     assert {r.attempts for r in untried} == {0}  # handed back untried: no attempt counted
 
 
+def test_a_paused_run_hands_back_what_it_claimed_ahead_untried(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    """Claims of two rows come back full, so on PostgreSQL the next is taken while the last
+    is sent: when the run pauses, those rows go back too, no attempt counted; none is left
+    claimed (rows the run never claimed are untried too, and due as they were)."""
+    settings = migrated.model_copy(update={"lookback_days": 30})
+    readers = [(f"reader{n}@example.org", ["TTS", f"zyxq{n}"], "UTC", 7) for n in range(30)]
+    _stock(settings, *readers)
+    assert _plan_latest_day(settings) == 30
+    fake_sendgrid.fail_next(500, 1000)
+    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
+    report = sending.send_due(settings=settings, transport=transport, batch_size=2)
+    assert report.paused and report.retried == sending.PAUSE_AFTER_FAILURES_IN_A_ROW
+    with session_scope(settings.sqlalchemy_url) as session:
+        rows = list(session.exec(select(ledger.Delivery)))
+    assert {r.status for r in rows} == {ledger.DeliveryStatus.planned}  # none left claimed
+    untried = [r for r in rows if r.last_error is None]
+    assert len(untried) == 30 - sending.PAUSE_AFTER_FAILURES_IN_A_ROW
+    assert {r.attempts for r in untried} == {0}
+
+
 def test_a_run_whose_last_requests_meet_the_pause_says_it_paused(
     migrated: Settings, fake_sendgrid: FakeSendGrid
 ) -> None:

@@ -97,7 +97,11 @@ def test_the_fake_really_validates(fake_sendgrid: FakeSendGrid) -> None:
     assert httpx.post(url, json=html_first, headers=auth).status_code == 400
     plain_first = html_first | {"content": html_first["content"][::-1]}
     assert httpx.post(url, json=plain_first).status_code == 401  # no Authorization header
-    assert len(fake_sendgrid.invalid) == 2 and fake_sendgrid.accepted == []
+    not_an_address = plain_first | {"personalizations": [{"to": [{"email": "not-an-email"}]}]}
+    reply = httpx.post(url, json=not_an_address, headers=auth)  # formats are checked too
+    assert reply.status_code == 400
+    assert reply.json()["errors"][0]["field"] == "personalizations.0.to.0.email"
+    assert len(fake_sendgrid.invalid) == 3 and fake_sendgrid.accepted == []
 
 
 def test_429_is_transient_until_the_rate_limit_resets(fake_sendgrid: FakeSendGrid) -> None:

@@ -5,7 +5,9 @@ would otherwise wait: on a monthly issue, about a third of a run. Where waves ov
 (`Run.overlaps`: PostgreSQL, a transport that takes concurrent requests), the claim after a
 full one is taken in a thread of its own while the sender renders and sends the last. Rows
 claimed ahead and never sent (the run paused, ran out of time or failed) are handed back by
-`give_back`, or else wait out their lease like any unsent claim.
+`give_back`. Suspects and the quarantine are left to the claims taken in line (a run's first,
+and any after a claim that was not full): a suspect claimed ahead would sit claimed beside
+other rows' waves, charged with their crashes and with a lapse when the run ends.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class Claims:
         if self._next is not None:
             claimed, self._next = self._next.result(), None
         else:
-            claimed = self._claim(max(size, self.size))
+            claimed = self._claim(max(size, self.size), suspects=True)
         if claimed.suspect is not None:
             return claimed.suspect
         queue.extend(claimed.rows)
@@ -61,21 +63,19 @@ class Claims:
         if full and self.ahead:  # more is likely due: claim it while this is sent
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claim")
-            self._next = self._pool.submit(self._claim, max(size, self.size))
+            self._next = self._pool.submit(self._claim, max(size, self.size), suspects=False)
         return None
 
-    def _claim(self, limit: int) -> Claimed:
+    def _claim(self, limit: int, *, suspects: bool) -> Claimed:
         lease = timedelta(seconds=self.settings.send_lease_seconds)
         with session_scope(self.settings.sqlalchemy_url) as session:
-            suspect = ledger.claim_suspect(session=session, lease=lease)
+            suspect = ledger.claim_suspect(session=session, lease=lease) if suspects else None
             if suspect is not None:
                 return Claimed([], suspect, limit)
             return Claimed(ledger.claim(session=session, limit=limit, lease=lease), None, limit)
 
     def ahead_of_queue(self) -> list[Claim]:
-        """Rows claimed ahead and not yet in the queue (waits for that claim to finish). A
-        suspect claimed ahead is not among them: it stays claimed, to come back as a suspect
-        after its lease and go out alone (handed back, it would be claimed beside others)."""
+        """Rows claimed ahead and not yet in the queue (waits for that claim to finish)."""
         if self._next is None:
             return []
         future, self._next = self._next, None

@@ -127,8 +127,9 @@ def send_due(
             finally:  # and if recording fails too, no wave keeps its row locks open
                 while in_flight:
                     in_flight.popleft().scope.close()
+            _give_back_after_error(run)
             raise
-        finally:  # rows claimed ahead and never sent wait out their lease after an error
+        finally:
             run.claims.close()
         return run.report
 
@@ -331,6 +332,16 @@ def _each_alone(run: Run, wave: Wave, request: Request) -> None:
             run_failures = 0
             wave.outcomes.accepted([row], result[0] if result else "")
             wave.request_outcomes.append(Outcome.sent)
+
+
+def _give_back_after_error(run: Run) -> None:
+    """Rows claimed and not yet in a wave go back untried: left to their lease, two errors
+    would make them suspects. The wave that raised is not among them: its rows wait out
+    their lease, and a crash or an error counts against them."""
+    try:
+        run.claims.give_back(run.queue, timedelta(0))
+    except Exception:
+        log.exception("could not hand back the run's untried rows; they wait out their lease")
 
 
 def _pause(run: Run) -> None:

@@ -67,7 +67,7 @@ def _wait_for(take: Callable[[], bool]) -> None:
         if time.monotonic() > deadline:
             raise MigrationLockTimeout(
                 f"another process has been migrating this database for over "
-                f"{LOCK_WAIT_SECONDS:.0f} s; if none is running, retry")
+                f"{LOCK_WAIT_SECONDS:g} s; if none is running, retry")
         if not told:
             log.warning("another process is migrating this database; waiting for it")
             told = True
