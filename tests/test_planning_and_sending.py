@@ -121,23 +121,31 @@ def test_a_subscriber_who_leaves_before_the_send_gets_nothing(
     assert fake_sendgrid.accepted == []
 
 
-def test_a_run_pauses_itself_when_the_provider_keeps_failing(
-    migrated: Settings, fake_sendgrid: FakeSendGrid
-) -> None:
-    settings = migrated.model_copy(update={"lookback_days": 30})
-    # A keyword of their own makes every digest different: 24 requests, not one shared.
-    readers = [(f"reader{n}@example.org", ["TTS", f"zyxq{n}"], "UTC", 7) for n in range(24)]
-    _stock(settings, *readers)
-    assert _plan_latest_day(settings) == 24
+def _a_run_that_pauses(
+    settings: Settings, fake_sendgrid: FakeSendGrid, readers: int, batch_size: int
+) -> list[ledger.Delivery]:
+    """`readers` different digests (a keyword of their own each: one request apiece), every
+    request refused: the ledger after the run, which paused."""
+    settings = settings.model_copy(update={"lookback_days": 30})
+    _stock(settings, *[(f"reader{n}@example.org", ["TTS", f"zyxq{n}"], "UTC", 7)
+                       for n in range(readers)])
+    assert _plan_latest_day(settings) == readers
     fake_sendgrid.fail_next(500, 1000)
     transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
-    report = sending.send_due(settings=settings, transport=transport, batch_size=50)
+    report = sending.send_due(settings=settings, transport=transport, batch_size=batch_size)
     assert report.paused and "20 failed sends in a row" in report.paused
     assert (report.sent, report.retried) == (0, sending.PAUSE_AFTER_FAILURES_IN_A_ROW)
     with session_scope(settings.sqlalchemy_url) as session:
         rows = list(session.exec(select(ledger.Delivery)))
-    assert all(r.status == ledger.DeliveryStatus.planned for r in rows)  # nothing lost
-    untried = [r for r in rows if r.last_error is None]
+    assert {r.status for r in rows} == {ledger.DeliveryStatus.planned}  # none lost or claimed
+    return rows
+
+
+def test_a_run_pauses_itself_when_the_provider_keeps_failing(
+    migrated: Settings, fake_sendgrid: FakeSendGrid
+) -> None:
+    rows = _a_run_that_pauses(migrated, fake_sendgrid, readers=24, batch_size=50)
+    untried = [r for r in rows if r.last_error is None]  # claimed in the one claim of 24
     assert len(untried) == 4 and all(r.next_attempt_at > datetime.now(UTC) for r in untried)
     assert {r.attempts for r in untried} == {0}  # handed back untried: no attempt counted
 
@@ -148,17 +156,7 @@ def test_a_paused_run_hands_back_what_it_claimed_ahead_untried(
     """Claims of two rows come back full, so on PostgreSQL the next is taken while the last
     is sent: when the run pauses, those rows go back too, no attempt counted; none is left
     claimed (rows the run never claimed are untried too, and due as they were)."""
-    settings = migrated.model_copy(update={"lookback_days": 30})
-    readers = [(f"reader{n}@example.org", ["TTS", f"zyxq{n}"], "UTC", 7) for n in range(30)]
-    _stock(settings, *readers)
-    assert _plan_latest_day(settings) == 30
-    fake_sendgrid.fail_next(500, 1000)
-    transport = SendGridTransport(fake_sendgrid.api_key, fake_sendgrid.url)
-    report = sending.send_due(settings=settings, transport=transport, batch_size=2)
-    assert report.paused and report.retried == sending.PAUSE_AFTER_FAILURES_IN_A_ROW
-    with session_scope(settings.sqlalchemy_url) as session:
-        rows = list(session.exec(select(ledger.Delivery)))
-    assert {r.status for r in rows} == {ledger.DeliveryStatus.planned}  # none left claimed
+    rows = _a_run_that_pauses(migrated, fake_sendgrid, readers=30, batch_size=2)
     untried = [r for r in rows if r.last_error is None]
     assert len(untried) == 30 - sending.PAUSE_AFTER_FAILURES_IN_A_ROW
     assert {r.attempts for r in untried} == {0}
