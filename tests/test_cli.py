@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from typer.testing import CliRunner
 
 from core.db import is_postgres_url
@@ -22,7 +22,7 @@ from core.settings import Settings
 from tests.support.cli import DIGEST, run
 from tests.support.subprocess_env import without_digest_settings
 from workers.cli_support import migration_heads
-from workers.migrate import MIGRATION_LOCK
+from workers.migrate import MIGRATION_LOCK, sqlite_lock_file
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 
@@ -141,7 +141,7 @@ def _migration_lock_held(settings: Settings) -> Iterator[None]:
     """Hold the lock a migrator takes (see workers/migrations/env.py), as a hung one would."""
     url = settings.sqlalchemy_url
     if not is_postgres_url(url):
-        with open(f"{url.removeprefix('sqlite:///')}-migrate.lock", "a") as lock_file:
+        with open(sqlite_lock_file(make_url(url).database or ""), "a") as lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             yield
         return

@@ -17,6 +17,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x64696765737420_6D
 
 
+def sqlite_lock_file(database: str) -> str:
+    """The file a SQLite database's migrator holds an exclusive lock on (migrations/env.py)."""
+    return f"{database}-migrate.lock"
+
+
 def alembic_config(settings: Settings) -> Config:
     """An Alembic config pointing at our migrations and the configured database."""
     config = Config()

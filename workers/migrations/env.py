@@ -14,7 +14,7 @@ from sqlmodel import SQLModel
 
 import workers.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from core.db import get_engine
-from workers.migrate import MIGRATION_LOCK
+from workers.migrate import MIGRATION_LOCK, sqlite_lock_file
 
 target_metadata = SQLModel.metadata
 LOCK_POLL_SECONDS = 0.2
@@ -110,7 +110,7 @@ def _sqlite_file_lock(database: str | None) -> Iterator[None]:
     if not database or database == ":memory:" or database.startswith("file:"):
         yield
         return
-    with open(f"{database}-migrate.lock", "a") as lock_file:
+    with open(sqlite_lock_file(database), "a") as lock_file:
 
         def take() -> bool:
             try:
