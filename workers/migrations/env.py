@@ -14,6 +14,7 @@ from sqlmodel import SQLModel
 
 import workers.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from core.db import get_engine
+from core.settings import Settings
 from workers.migrate import MIGRATION_LOCK, sqlite_lock_file
 
 target_metadata = SQLModel.metadata
@@ -21,7 +22,8 @@ LOCK_POLL_SECONDS = 0.2
 # How long a process waits for another one's upgrade before it gives up with an error (a
 # crashed migrator releases its lock at once; only a hung one is waited out):
 # DIGEST_MIGRATE_WAIT_SECONDS, through the Alembic config (workers/migrate.py).
-LOCK_WAIT_SECONDS = float(context.config.attributes.get("lock_wait_seconds", 900.0))
+LOCK_WAIT_SECONDS = float(context.config.attributes.get(
+    "lock_wait_seconds", Settings.model_fields["migrate_wait_seconds"].default))
 log = logging.getLogger("digest.migrate")
 
 
