@@ -256,7 +256,9 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--papers", type=int, default=1500, help="corpus padded to this size")
     parser.add_argument("--delay-ms", type=float, default=30.0, help="provider round trip")
-    parser.add_argument("--concurrency", type=int, default=2, help="worker pool processes")
+    # 4, as docker-compose.yml runs the worker and as the baseline runs: a sender waits on the
+    # provider part of the time, so two processes per core keep a 2-core machine busier.
+    parser.add_argument("--concurrency", type=int, default=4, help="worker pool processes")
     # 10: where waves overlap, a wave has at most 10 requests, so that two failing together
     # stay within the sender's pause of 20 (workers/sending.py); more threads add little.
     parser.add_argument("--send-concurrency", type=int, default=10, help="requests in flight")

@@ -26,6 +26,7 @@ from emails.message import Message  # noqa: E402
 from emails.transports.base import OneAtATime  # noqa: E402
 from emails.transports.sendgrid import SendGridTransport  # noqa: E402
 from subscribers.monthly import plan_monthly  # noqa: E402
+from tests.support.celery_stack import analyze  # noqa: E402
 from tests.support.fake_sendgrid import FakeSendGrid  # noqa: E402
 from tests.support.monthly_data import MONTH, add_subscribers, sample_clips  # noqa: E402
 from workers import sending  # noqa: E402
@@ -45,6 +46,7 @@ def seeded(var_dir: Path, subscribers: int, database_url: str) -> Settings:
         issue = approve_issue(session=session, month=MONTH)
         add_subscribers(session, subscribers)
         plan_monthly(session=session, issue=issue)
+    analyze(settings.sqlalchemy_url)
     return settings
 
 

@@ -198,12 +198,18 @@ def seed_stack(settings: Settings, subscribers: int, *, papers: int | None = Non
     with session_scope(settings.sqlalchemy_url) as session:
         day = latest_announcement(session=session)
     assert day is not None
-    if is_postgres_url(settings.sqlalchemy_url):
-        # Statistics, as a database in service has them (autovacuum's work, a minute later):
-        # without them PostgreSQL takes 20 subscribers for 20,000 and plans around that.
-        with get_engine(settings.sqlalchemy_url).connect() as connection:
-            connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
+    analyze(settings.sqlalchemy_url)
     return day
+
+
+def analyze(url: str) -> None:
+    """Statistics after a bulk seed, as a database in service has them (autovacuum's work, a
+    minute later; this machine's PostgreSQL runs with autovacuum off). Without them PostgreSQL
+    takes 20 subscribers for 20,000, and once psycopg prepares a statement the generic plan
+    filters `id = ANY($1)` through every subscriber instead of looking each id up."""
+    if is_postgres_url(url):
+        with get_engine(url).connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
 
 
 _CLAIM_KEY = "digest-test-claim"  # its value: who holds the database (expires after 30 min)
