@@ -38,6 +38,8 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "monthly_send": (["--subscribers", "2000"], ["--subscribers", "5000"]),
     # Claiming a day's digests beside a sent history, with and without the open-rows index.
     "claims": (["--history", "100000", "--open", "10000"], []),
+    # The same drain with today's ledger indexes and with the two migration 0016 dropped.
+    "ledger_indexes": (["--history", "50000", "--open", "10000"], []),
     "clips": (["--clips", "300", "--pages", "40"], ["--clips", "300", "--pages", "40"]),
     "admin": (["--subscribers", "5000"], ["--subscribers", "5000"]),
 }  # fmt: skip

@@ -78,7 +78,9 @@ class Delivery(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    # Looked up by subscriber through uq_delivery, which starts with this column: an index of
+    # its own would be one more entry to write at every claim and outcome (migration 0016).
+    subscriber_id: int = Field(foreign_key="subscriber.id", ondelete="CASCADE")
     kind: str = Field(max_length=20)  # daily, weekly, monthly, confirm ...
     period: str = Field(max_length=20)  # 2026-01-29, 2026-W05, 2026-04 ...
     status: DeliveryStatus = Field(default=DeliveryStatus.planned, index=True)
@@ -89,7 +91,7 @@ class Delivery(SQLModel, table=True):
     # The papers a digest promised: never picked for this reader again (`sent_paper_ids`).
     picks: list[str] | None = Field(default=None, sa_type=JSON(none_as_null=True))
     attempts: int = 0
-    next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
+    next_attempt_at: datetime = Field(default_factory=utcnow)  # claims go by ix_delivery_open
     lease_until: datetime | None = None
     provider_message_id: str | None = None
     last_error: str | None = None
