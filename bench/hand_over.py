@@ -18,6 +18,7 @@ from typing import Any
 from sqlmodel import col
 
 from bench.provider import ProviderProcess
+from core.batch_gc import fewer_collections
 from core.db import session_scope
 from core.settings import Settings
 from emails.transports.sendgrid import MAX_PERSONALIZATIONS, SendGridTransport
@@ -36,6 +37,7 @@ def day_requests(settings: Settings, rows: int) -> list[Request]:
                        batch_limit=MAX_PERSONALIZATIONS)
 
 
+@fewer_collections()  # as the sender's run does: this process's heap is the seeder's, large
 def hand_over_floor(
     settings: Settings, *, delay: float, rows: int = 1000, repeats: int = 3
 ) -> dict[str, Any]:

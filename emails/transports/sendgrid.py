@@ -39,6 +39,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from email.utils import parseaddr, quote
+from functools import lru_cache
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -103,6 +104,14 @@ def mailbox(address: str, name: str | None = None, *, quote_name: bool = True) -
     return found
 
 
+@lru_cache(maxsize=16)
+def _sender(address: str) -> dict[str, str]:
+    """The From mailbox, parsed once per process: every request has it, and a sender with a
+    name ("Paper Digest <digest@...>") goes through `parseaddr`, which costs more than the
+    rest of a two-recipient body."""
+    return mailbox(address, quote_name=False)
+
+
 def _personalization(
     person: Recipient, headers: Mapping[str, str], tags: Mapping[str, str]
 ) -> dict[str, Any]:
@@ -139,7 +148,7 @@ def mail_body(template: Message, recipients: Sequence[Recipient]) -> dict[str, A
         "personalizations": [
             _personalization(person, template.headers, template.tags) for person in recipients
         ],
-        "from": mailbox(template.sender, quote_name=False),
+        "from": dict(_sender(template.sender)),  # a copy: the body is the caller's to change
         "subject": template.subject,
         "content": [{"type": kind, "value": value} for kind, value in parts if value],
     }
