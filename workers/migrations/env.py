@@ -39,8 +39,8 @@ def one_migrator_at_a_time(connection: Connection) -> Iterator[None]:
     failed on a table or type another had just made. The later migrators wait, then find the
     schema current and do nothing.
 
-    PostgreSQL: a session advisory lock, taken before Alembic's first transaction (0015
-    commits mid-way for CREATE INDEX CONCURRENTLY; the lock outlives that) and released
+    PostgreSQL: a session advisory lock, taken before Alembic's first transaction (0015 and
+    0016 commit mid-way for CREATE/DROP INDEX CONCURRENTLY; the lock outlives that) and released
     however the upgrade ends. SQLite: an exclusive lock on a file beside the database, held for
     the whole upgrade, since Alembic commits after each migration there (SQLite DDL is not
     transactional to Alembic) and a waiter would otherwise slip in between two of them.
@@ -79,7 +79,8 @@ def _wait_for(take: Callable[[], bool]) -> None:
 def _take_advisory_lock(connection: Connection) -> None:
     """Poll for the advisory lock between transactions rather than wait in pg_advisory_lock:
     a statement waiting holds a snapshot, which 0015's CREATE INDEX CONCURRENTLY in the lock
-    holder waits for (PostgreSQL reports the deadlock and fails one of them)."""
+    holder waits for (PostgreSQL reports the deadlock and fails one of them). 0016's DROP
+    INDEX CONCURRENTLY waits only for sessions holding locks on `delivery`, never a waiter."""
 
     def take() -> bool:
         taken = connection.execute(text("SELECT pg_try_advisory_lock(:key)"),

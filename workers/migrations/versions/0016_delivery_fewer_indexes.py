@@ -14,6 +14,7 @@ Create Date: 2026-12-04 00:00:00.000000
 """
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 
@@ -40,5 +41,18 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name, column in DROPPED.items():
-        op.create_index(name, 'delivery', [column], unique=False, if_not_exists=True)
+    if op.get_bind().dialect.name != 'postgresql':
+        for name, column in DROPPED.items():
+            op.create_index(name, 'delivery', [column], unique=False, if_not_exists=True)
+        return
+    # Built CONCURRENTLY, as 0015 builds its index: a large ledger stays writable meanwhile.
+    with op.get_context().autocommit_block():
+        for name, column in DROPPED.items():
+            # A build killed half-way leaves an invalid index that IF NOT EXISTS would keep.
+            invalid = op.get_bind().execute(sa.text(
+                "SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(:name) "
+                "AND NOT indisvalid"), {"name": name}).first()
+            if invalid:
+                op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+            op.create_index(name, 'delivery', [column], unique=False,
+                            postgresql_concurrently=True, if_not_exists=True)
