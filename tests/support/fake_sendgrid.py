@@ -91,6 +91,18 @@ def api_rule_errors(body: dict[str, Any]) -> list[dict[str, str | None]]:
     return errors
 
 
+def body_errors(validator: jsonschema_rs.Draft202012Validator, body: Any) -> list[dict[str, Any]]:
+    """What the API answers a body with 400 for: schema errors first (field = dotted path),
+    then its own rules; [] for a valid body."""
+    if not isinstance(body, dict):
+        return [{"field": None, "message": "Bad Request: body is not a JSON object"}]
+    found = [
+        {"field": ".".join(str(p) for p in e.instance_path) or None, "message": e.message}
+        for e in validator.iter_errors(body)
+    ]
+    return found or api_rule_errors(body)
+
+
 @dataclass(frozen=True)
 class Accepted:
     """One request the fake answered 202 to."""
@@ -362,14 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(status, {"errors": errors})
 
     def _validate(self, body: Any) -> list[dict[str, Any]]:
-        """Schema errors first (field = dotted path), then the API's own rules."""
-        if not isinstance(body, dict):
-            return [{"field": None, "message": "Bad Request: body is not a JSON object"}]
-        found = [
-            {"field": ".".join(str(p) for p in e.instance_path) or None, "message": e.message}
-            for e in self.fake.validator.iter_errors(body)
-        ]
-        return found or api_rule_errors(body)
+        return body_errors(self.fake.validator, body)
 
 
 @pytest.fixture
