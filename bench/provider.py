@@ -32,7 +32,7 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from tests.support.fake_sendgrid import DEFAULT_API_KEY, body_errors, load_validator
+from tests.support.fake_sendgrid import DEFAULT_API_KEY, DENIED, body_errors, load_validator
 
 Asgi = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]],
                  Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
@@ -80,8 +80,7 @@ def mail_send(tally: Tally, delay: float, api_key: str = DEFAULT_API_KEY) -> Asg
             await reply(send, 404, {"errors": [{"field": None, "message": "not found"}]})
             return
         if dict(scope["headers"]).get(b"authorization") != authorization:
-            denied = "The provided authorization grant is invalid, expired, or revoked"
-            await reply(send, 401, {"errors": [{"field": None, "message": denied, "help": None}]})
+            await reply(send, 401, {"errors": [{"field": None, "message": DENIED, "help": None}]})
             return
         try:
             body = orjson.loads(b"".join(chunks))

@@ -32,6 +32,7 @@ SCHEMA_PATHS = (
 SCHEMA_URI = "urn:sendgrid:tsg_mail_v3"
 BODY_POINTER = "/components/requestBodies/PostMailSend/content/application~1json/schema"
 DEFAULT_API_KEY = "SG.fake-test-key.not-a-secret"
+DENIED = "The provided authorization grant is invalid, expired, or revoked"  # the API's 401
 # Headers the API refuses to let a sender set (listed in the schema's description of headers).
 RESERVED_HEADERS = {
     "x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
@@ -329,8 +330,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, {"errors": [{"field": None, "message": "not found"}]})
             return
         if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
-            message = "The provided authorization grant is invalid, expired, or revoked"
-            self._reply(401, {"errors": [{"field": None, "message": message, "help": None}]})
+            self._reply(401, {"errors": [{"field": None, "message": DENIED, "help": None}]})
             return
         try:
             body = json.loads(raw)
